@@ -1,0 +1,47 @@
+# Every target creates/reuses the virtualenv itself, so each works on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+HOST ?= 127.0.0.1
+PORT ?= 3000
+PYTEST_ARGS ?=
+
+.PHONY: setup home init run batch ui test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Persistent Dagster home inside the project: sqlite storage, telemetry off, the TTS pool
+# limited to one step at a time (the resource itself caps requests within that step).
+home:
+	@mkdir -p "$(DAGSTER_HOME)"
+	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+
+init: setup home
+	$(PY) -m hybrid_audio_dagster.cli init
+
+# Main command: set up, make every message for the sample data, then serve the UI.
+run: setup home
+	$(PY) -m hybrid_audio_dagster.cli batch
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+batch: setup home
+	$(PY) -m hybrid_audio_dagster.cli batch
+
+ui: setup home
+	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf .dagster_home stems output logs data/normalized data/store data/inbox data/rejected

@@ -1,0 +1,87 @@
+"""The TTS interface every engine implements, and the stem contract.
+
+A *contract* is everything that changes the audio a TTS engine returns for a text: the
+engine, its voice/model/language, generation settings and the output format. A stem is
+reused until its contract or its text changes; :func:`stem_signature` is the cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """Voice settings as a template declares them (engine-neutral).
+
+    ``voice_id`` is the Cartesia voice UUID; engines without such voices ignore it but it
+    stays part of the request so a template change is visible everywhere.
+    """
+
+    language: str
+    voice_id: str | None = None
+    speed: float = 1.0
+    volume: float = 1.0
+    emotion: str | None = None
+
+
+@dataclass(frozen=True)
+class StemContract:
+    """What an engine promises to produce for a text. Hashable, JSON-serialisable."""
+
+    engine: str  # "espeak-ng" | "cartesia" | ...
+    engine_version: str  # library version or API version the audio depends on
+    voice: str  # engine-specific voice identity actually used
+    model: str
+    language: str
+    speed: float
+    volume: float
+    emotion: str | None
+    sample_rate: int
+    encoding: str  # "pcm_s16le" | "pcm_s24le" | "pcm_f32le"
+    channels: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stem_signature(text: str, contract: StemContract) -> str:
+    """Return the sha256 hex digest identifying the audio for ``text`` under ``contract``.
+
+    Canonical JSON (sorted keys, no whitespace) so the digest is stable across processes
+    and Python versions.
+    """
+    payload = json.dumps(
+        {"text": text, "contract": contract.to_dict()},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class TTSError(Exception):
+    """Base class of TTS engine errors. Messages never contain credentials."""
+
+
+@runtime_checkable
+class TTSEngine(Protocol):
+    """A text-to-speech engine that returns complete WAV files.
+
+    Implementations must be thread-safe: the stems assets may call ``synthesize`` from
+    several threads at once.
+    """
+
+    def contract(self, voice: VoiceSettings) -> StemContract:
+        """The contract this engine would use for ``voice`` (no network, no synthesis)."""
+        ...
+
+    def synthesize(self, text: str, voice: VoiceSettings) -> bytes:
+        """Speak ``text`` and return the bytes of a WAV file matching ``contract(voice)``.
+
+        Raises :class:`TTSError` (or a subclass) on failure; never returns partial audio.
+        """
+        ...
