@@ -25,18 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .audio.timing import Boundary, TimingRules, classify_boundary
 from .tts.base import VoiceSettings
+from .tts.cartesia import EMOTIONS as CARTESIA_EMOTIONS
 
 SCHEMA_VERSION = 1
 PLACEHOLDERS = ("name", "developer")
 MAX_PAUSE_MS = 5000
 MAX_CROSSFADE_MS = 200
 MAX_SEGMENT_CHARS = 500
-# Sonic-3 emotions documented as primary (well supported); others are refused rather
-# than silently ignored by the API.
-EMOTIONS = frozenset(
-    {"neutral", "calm", "content", "happy", "excited", "enthusiastic", "friendly", "curious",
-     "confident", "sad", "angry", "scared", "surprised", "sympathetic", "grateful", "apologetic"}
-)
+# One list of emotions for the schema and the Cartesia client: a template the API would
+# refuse is refused at validation, before any TTS money is spent.
+EMOTIONS = CARTESIA_EMOTIONS
 _ID = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -1,0 +1,124 @@
+"""Dataset assets (names, developers) and the templates asset.
+
+Each dataset asset reads its sources — the seed file ``data/<kind>.csv`` plus every file
+the inbox accepted into ``data/store/<kind>/`` — normalises and validates the rows,
+writes a snapshot (slug → display text) that the stem and message assets read, and adds
+the new slugs as dynamic partitions. Rejected rows are reported in the metadata.
+"""
+
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from ..core.datasets import normalize_items
+from ..core.fsutil import atomic_write_text
+from ..core.inbox import parse_file
+from ..core.templates import SegmentKind, TemplateError, load_templates
+from ..partitions import developers_partitions, names_partitions, templates_partitions
+from ..resources.paths import ProjectPaths
+
+KINDS = {"names": names_partitions, "developers": developers_partitions}
+
+
+def snapshot_path(paths: ProjectPaths, kind: str) -> Path:
+    return paths.datasets / f"{kind}.json"
+
+
+def read_snapshot(paths: ProjectPaths, kind: str) -> dict[str, str]:
+    """slug → display text of the latest materialized dataset."""
+    path = snapshot_path(paths, kind)
+    if not path.exists():
+        raise FileNotFoundError(f"no {kind} dataset snapshot at {path}: materialize the {kind}_dataset asset first")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {item["key"]: item["display"] for item in data["items"]}
+
+
+def dataset_sources(paths: ProjectPaths, kind: str) -> list[Path]:
+    """Seed file first, then accepted uploads in the order they were accepted (by name)."""
+    sources = [p for p in (paths.data / f"{kind}.csv",) if p.exists()]
+    store = paths.dataset_store / kind
+    if store.is_dir():
+        sources += sorted(p for p in store.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sources
+
+
+def build_dataset(paths: ProjectPaths, kind: str):
+    """Parse and normalise every source of ``kind`` into one DatasetResult."""
+    values: list[str] = []
+    origins: list[str] = []
+    for src in dataset_sources(paths, kind):
+        parsed = parse_file(src, filename=src.name, role=kind)
+        for value in parsed.values:
+            values.append(value)
+            origins.append(src.name)
+    return normalize_items(kind, values, source=",".join(p.name for p in dataset_sources(paths, kind)) or "<none>")
+
+
+def _dataset_asset(kind: str):
+    partitions_def = KINDS[kind]
+
+    @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"})
+    def _asset(context: dg.AssetExecutionContext, paths: ProjectPaths) -> dg.MaterializeResult:
+        result = build_dataset(paths, kind)
+        if not result.items:
+            raise dg.Failure(f"the {kind} dataset is empty: add rows to {paths.data / (kind + '.csv')} or drop a file in {paths.inbox}")
+        payload = result.to_dict()
+        atomic_write_text(snapshot_path(paths, kind), json.dumps(payload, ensure_ascii=False, indent=1))
+        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        new_keys = [i.key for i in result.items if i.key not in existing]
+        if new_keys:
+            context.instance.add_dynamic_partitions(partitions_def.name, new_keys)
+        rejects_md = "\n".join(
+            f"| {r.row} | {_esc(r.value)} | {r.reason} |" for r in result.rejects[:200]
+        )
+        preview = "\n".join(f"| `{i.key}` | {_esc(i.display)} |" for i in result.items[:50])
+        return dg.MaterializeResult(
+            metadata={
+                "items": len(result.items),
+                "rejected": len(result.rejects),
+                "new_partitions": len(new_keys),
+                "fingerprint": result.fingerprint,
+                "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
+                "preview": dg.MetadataValue.md("| key | display |\n|---|---|\n" + preview),
+                "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects_md if rejects_md else "none"),
+            },
+            data_version=dg.DataVersion(result.fingerprint),
+        )
+
+    _asset.__doc__ = f"The normalised {kind} list; adds its slugs as `{partitions_def.name}` partitions."
+    return _asset
+
+
+def _esc(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+names_dataset = _dataset_asset("names")
+developers_dataset = _dataset_asset("developers")
+
+
+@dg.asset(group_name="datasets", kinds={"json"})
+def message_templates(context: dg.AssetExecutionContext, paths: ProjectPaths) -> dg.MaterializeResult:
+    """Every `templates/*.json`, validated; their ids become `templates` partitions."""
+    try:
+        templates = load_templates(paths.templates)
+    except TemplateError as exc:
+        raise dg.Failure(f"invalid template(s):\n{exc}") from None
+    existing = set(context.instance.get_dynamic_partitions(templates_partitions.name))
+    new_keys = [t for t in templates if t not in existing]
+    if new_keys:
+        context.instance.add_dynamic_partitions(templates_partitions.name, new_keys)
+    rows = "\n".join(
+        f"| {t.id} | {t.version} | {t.language} | {len(t.segments)} | "
+        f"{', '.join(s.id for s in t.segments_of(SegmentKind.SCRIPT))} | `{t.signature()[:12]}` |"
+        for t in templates.values()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "templates": len(templates),
+            "signatures": dg.MetadataValue.json({t.id: t.signature() for t in templates.values()}),
+            "summary": dg.MetadataValue.md("| id | version | lang | segments | script segments | signature |\n|---|---|---|---|---|---|\n" + rows),
+        }
+    )

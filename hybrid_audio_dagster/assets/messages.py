@@ -1,0 +1,268 @@
+"""The messages asset: one partition per template × developer, holding every name's message.
+
+Work is driven name-major (a chunk of names at a time, every partition of the run for
+each name) so each name stem is read once per run and memory stays flat however many
+names and developers the run covers. Each partition's manifest is streamed to a temp
+file and swapped in at the end.
+"""
+
+
+import json
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from ..cache_index import latest_metadata
+from ..core.audio.errors import AudioError
+from ..core.audio.wav import PcmAudio, parse_wav
+from ..core.messages import (
+    ManifestWriter,
+    build_message,
+    file_matches,
+    manifest_path,
+    message_path,
+    message_relpath,
+    plan_message,
+    read_manifest,
+)
+from ..core.stems import StemRecord, StemStore
+from ..core.templates import SegmentKind, Template, load_templates
+from ..partitions import message_partition_dims, messages_partitions
+from ..resources.paths import ProjectPaths
+from .datasets import read_snapshot
+from .stems import STEMS_META
+
+NAME_CHUNK = 256
+
+
+class MessagesConfig(dg.Config):
+    """Run config of the messages asset."""
+
+    names: list[str] = []  # restrict to these name slugs (the on-demand path); [] = all names
+    force: bool = False  # rebuild even messages whose inputs are unchanged
+
+
+class MissingStemError(Exception):
+    """A message needs a stem that the stem assets have not produced (yet)."""
+
+
+@dataclass
+class PartitionRun:
+    template: Template
+    developer_key: str
+    developer: str
+    old_rows: dict[str, dict]
+    writer: ManifestWriter
+    written: int = 0
+    skipped: int = 0
+    carried: int = 0
+    failed: list[str] = field(default_factory=list)
+    audio_s: float = 0.0
+    template_signature: str = ""
+    preview: list[dict] = field(default_factory=list)
+
+
+class StemCache:
+    """Decoded stems by sha256; name stems are evicted chunk by chunk (LRU, bounded)."""
+
+    def __init__(self, store: StemStore, capacity: int) -> None:
+        self.store = store
+        self.capacity = capacity
+        self._items: OrderedDict[str, PcmAudio] = OrderedDict()
+
+    def __call__(self, record: StemRecord) -> PcmAudio:
+        audio = self._items.get(record.sha256)
+        if audio is not None:
+            self._items.move_to_end(record.sha256)
+            return audio
+        path = self.store.root / record.path
+        data = path.read_bytes()
+        # parse, don't re-validate: the stem passed load_wav when it was stored, and the
+        # message verification compares every byte against it anyway
+        audio = parse_wav(data, f"stem {record.path}")
+        self._items[record.sha256] = audio
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return audio
+
+
+def _slot_records(index: dict[str, dict]) -> dict[str, dict[str, StemRecord]]:
+    return {
+        partition: {slot: StemRecord.from_dict(r) for slot, r in (md.get(STEMS_META) or {}).items()}
+        for partition, md in index.items()
+    }
+
+
+@dg.asset(
+    partitions_def=messages_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="messages",
+    kinds={"audio"},
+    deps=[
+        dg.AssetDep("name_stems", partition_mapping=dg.AllPartitionMapping()),
+        dg.AssetDep(
+            "developer_stems",
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="developer"),
+        ),
+        dg.AssetDep(
+            "script_stems",
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="template"),
+        ),
+    ],
+)
+def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: ProjectPaths) -> None:
+    """Every name's message for a template and a developer, bit-exact joins of their stems."""
+    started = time.perf_counter()
+    instance = context.instance
+    keys = list(context.partition_keys)
+    templates = load_templates(paths.templates)
+    names = read_snapshot(paths, "names")
+    developers = read_snapshot(paths, "developers")
+    if config.names:
+        unknown = [n for n in config.names if n not in names]
+        if unknown:
+            raise dg.Failure(f"unknown name slug(s) {unknown[:10]}: not in the names dataset")
+        run_names = list(dict.fromkeys(config.names))
+    else:
+        run_names = list(names)
+
+    parts: list[tuple[str, str, str]] = []  # (partition key, template id, developer key)
+    for key in keys:
+        parts.append((str(key), *message_partition_dims(key)))
+    for _, tid, dev in parts:
+        if tid not in templates:
+            raise dg.Failure(f"template {tid!r} is a partition but has no file in {paths.templates}")
+        if dev not in developers:
+            raise dg.Failure(f"developer {dev!r} is a partition but not in the developers dataset")
+
+    name_index = _slot_records(latest_metadata(instance, dg.AssetKey("name_stems"), run_names))
+    dev_index = _slot_records(latest_metadata(instance, dg.AssetKey("developer_stems"), {d for _, _, d in parts}))
+    script_index = _slot_records(latest_metadata(instance, dg.AssetKey("script_stems"), {t for _, t, _ in parts}))
+    store = StemStore(paths.stems)
+    cache = StemCache(store, capacity=NAME_CHUNK + 64 * (len(parts) + 1))
+
+    runs: dict[str, PartitionRun] = {}
+    try:
+        for pkey, tid, dev in parts:
+            mpath = manifest_path(paths.output, tid, dev)
+            old = {r["name_key"]: r for r in read_manifest(mpath)}
+            tpl = templates[tid]
+            runs[pkey] = PartitionRun(tpl, dev, developers[dev], old, ManifestWriter(mpath), template_signature=tpl.signature())
+
+        selected = set(run_names)
+        for start in range(0, len(run_names), NAME_CHUNK):
+            for name_key in run_names[start : start + NAME_CHUNK]:
+                for pkey, tid, dev in parts:
+                    _one_message(runs[pkey], paths, name_key, names[name_key], name_index, dev_index, script_index, cache, config.force)
+        # names outside a restricted run keep their manifest rows untouched
+        for run in runs.values():
+            for name_key, row in run.old_rows.items():
+                if name_key not in selected and name_key in names:
+                    run.writer.add(row)
+                    run.carried += 1
+            run.writer.commit()
+    except BaseException:
+        for run in runs.values():
+            run.writer.abort()
+        raise
+
+    failures: list[str] = []
+    for pkey, run in runs.items():
+        failures += run.failed
+        table = "\n".join(
+            f"| {r['name']} | `{r['path']}` | {r['duration_s']:.2f} | `{r['sha256'][:12]}` |" for r in run.preview
+        )
+        context.add_asset_metadata(
+            {
+                "written": run.written,
+                "skipped": run.skipped,
+                "failed": len(run.failed),
+                "messages": run.writer.rows,
+                "audio_seconds": round(run.audio_s, 2),
+                "manifest": dg.MetadataValue.path(str(manifest_path(paths.output, run.template.id, run.developer_key))),
+                "template_signature": run.template_signature,
+                "preview": dg.MetadataValue.md("| name | path | seconds | sha256 |\n|---|---|---|---|\n" + table),
+            },
+            partition_key=pkey,
+        )
+    total_written = sum(r.written for r in runs.values())
+    total_skipped = sum(r.skipped for r in runs.values())
+    context.log.info(
+        f"{len(parts)} partitions × {len(run_names)} names: {total_written} written, {total_skipped} unchanged, "
+        f"{len(failures)} failed in {time.perf_counter() - started:.2f}s"
+    )
+    if failures:
+        raise dg.Failure(
+            f"{len(failures)} message(s) could not be built (manifests keep the others):\n" + "\n".join(failures[:20])
+        )
+
+
+def _one_message(
+    run: PartitionRun,
+    paths: ProjectPaths,
+    name_key: str,
+    name: str,
+    name_index: dict[str, dict[str, StemRecord]],
+    dev_index: dict[str, dict[str, StemRecord]],
+    script_index: dict[str, dict[str, StemRecord]],
+    load: StemCache,
+    force: bool,
+) -> None:
+    tpl = run.template
+
+    def stem_for(kind: SegmentKind, segment_id: str, text: str) -> StemRecord:
+        slot = f"{tpl.id}/{segment_id}"
+        if kind is SegmentKind.NAME:
+            owner, index, asset = name_key, name_index, "name_stems"
+        elif kind is SegmentKind.DEVELOPER:
+            owner, index, asset = run.developer_key, dev_index, "developer_stems"
+        else:
+            owner, index, asset = tpl.id, script_index, "script_stems"
+        record = index.get(owner, {}).get(slot)
+        if record is None or record.text != text:
+            state = "missing" if record is None else "stale (text changed)"
+            raise MissingStemError(f"stem {slot} for {owner!r} is {state}: materialize {asset} partition {owner!r}")
+        return record
+
+    try:
+        plan = plan_message(tpl, name_key=name_key, name=name, developer_key=run.developer_key, developer=run.developer, stem_for=stem_for)
+        old = run.old_rows.get(name_key)
+        if not force and old is not None and old["input_signature"] == plan.input_signature and file_matches(paths.output, old):
+            run.writer.add(old)
+            run.skipped += 1
+            return
+        message = build_message(plan, load)
+        path = message_path(paths.output, tpl.id, run.developer_key, name_key)
+        sha = message.write(path)
+        st = os.stat(path)
+        tl = message.timeline
+        row = {
+            "name_key": name_key,
+            "name": name,
+            "path": message_relpath(tpl.id, run.developer_key, name_key),
+            "frames": tl.total_frames,
+            "sample_rate": tl.sample_rate,
+            "duration_s": tl.total_frames / tl.sample_rate,
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": sha,
+            "input_signature": plan.input_signature,
+            "template_signature": run.template_signature,
+            "timeline": json.dumps(
+                {**tl.to_dict(), "stem_paths": {p.stem.sha256: p.stem.path for p in plan.segments}},
+                separators=(",", ":"),
+            ),
+        }
+        run.writer.add(row)
+        run.written += 1
+        run.audio_s += row["duration_s"]
+        if len(run.preview) < 10:
+            run.preview.append(row)
+    except (MissingStemError, AudioError, OSError, ValueError) as exc:
+        run.failed.append(f"{tpl.id}/{run.developer_key}/{name_key}: {exc}")
+        old = run.old_rows.get(name_key)
+        if old is not None:
+            run.writer.add(old)  # keep the last good message on record

@@ -1,0 +1,214 @@
+"""Planning, assembling and recording messages (pure; the Dagster asset drives it).
+
+A message = one template rendered for one name and one developer, assembled from the
+stems of its segments. Its *input signature* covers exactly what shapes its bytes (stem
+identities, trims, pauses, crossfades, lead/tail, assembler version), so a message is
+rebuilt only when one of those changes, not when a description or an unrelated template
+does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .audio.assemble import AssembledMessage, Piece, Transition, assemble
+from .audio.timing import ms_to_frames
+from .audio.wav import PcmAudio
+from .fsutil import safe_join
+from .stems import StemRecord
+from .templates import SegmentKind, Template
+
+ASSEMBLER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PlannedSegment:
+    segment_id: str
+    kind: SegmentKind
+    text: str
+    stem: StemRecord
+
+
+@dataclass(frozen=True)
+class MessagePlan:
+    template_id: str
+    name_key: str
+    developer_key: str
+    segments: tuple[PlannedSegment, ...]
+    transitions: tuple[Transition, ...]
+    lead_frames: int
+    tail_frames: int
+    input_signature: str
+
+
+def plan_message(
+    template: Template,
+    *,
+    name_key: str,
+    name: str,
+    developer_key: str,
+    developer: str,
+    stem_for: Callable[[SegmentKind, str, str], StemRecord],
+) -> MessagePlan:
+    """Render every segment and pick its stem; compute the pauses from semantic timing.
+
+    ``stem_for(kind, segment_id, rendered_text)`` returns the stem record; it raises if
+    the stem was never made (the caller knows where to look and what to tell the user).
+    """
+    planned: list[PlannedSegment] = []
+    for seg in template.segments:
+        text = seg.render(name=name, developer=developer)
+        planned.append(PlannedSegment(seg.id, seg.kind, text, stem_for(seg.kind, seg.id, text)))
+    rate = planned[0].stem.sample_rate
+    transitions = []
+    for i, p in enumerate(planned[:-1]):
+        boundary, pause_ms, crossfade_ms = template.transition_after(i, p.text)
+        transitions.append(
+            Transition(
+                pause_frames=ms_to_frames(pause_ms, rate),
+                crossfade_frames=ms_to_frames(crossfade_ms, rate),
+                boundary=boundary.value,
+            )
+        )
+    lead = ms_to_frames(template.timing.lead_ms, rate)
+    tail = ms_to_frames(template.timing.tail_ms, rate)
+    payload = {
+        "assembler": ASSEMBLER_VERSION,
+        "lead": lead,
+        "tail": tail,
+        "segments": [[p.segment_id, p.stem.sha256, p.stem.trim_start, p.stem.trim_end] for p in planned],
+        "transitions": [[t.pause_frames, t.crossfade_frames] for t in transitions],
+    }
+    signature = hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+    return MessagePlan(
+        template_id=template.id,
+        name_key=name_key,
+        developer_key=developer_key,
+        segments=tuple(planned),
+        transitions=tuple(transitions),
+        lead_frames=lead,
+        tail_frames=tail,
+        input_signature=signature,
+    )
+
+
+def build_message(plan: MessagePlan, load: Callable[[StemRecord], PcmAudio]) -> AssembledMessage:
+    pieces = [Piece(p.segment_id, load(p.stem), p.stem.sha256, p.stem.trim) for p in plan.segments]
+    return assemble(pieces, plan.transitions, lead_frames=plan.lead_frames, tail_frames=plan.tail_frames)
+
+
+def message_relpath(template_id: str, developer_key: str, name_key: str) -> str:
+    return f"{template_id}/{developer_key}/{name_key}.wav"
+
+
+def message_path(output_root: str | Path, template_id: str, developer_key: str, name_key: str) -> Path:
+    # keys are slugs already; safe_join is the belt to their braces
+    return safe_join(output_root, template_id, developer_key, f"{name_key}.wav")
+
+
+# -- manifest ------------------------------------------------------------------------------
+
+MANIFEST_NAME = "manifest.parquet"
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("name_key", pa.string()),
+        ("name", pa.string()),
+        ("path", pa.string()),  # relative to the output root
+        ("frames", pa.int64()),
+        ("sample_rate", pa.int32()),
+        ("duration_s", pa.float64()),
+        ("bytes", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("sha256", pa.string()),
+        ("input_signature", pa.string()),
+        ("template_signature", pa.string()),
+        ("timeline", pa.string()),  # Timeline.to_json()
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    name_key: str
+    name: str
+    path: str
+    frames: int
+    sample_rate: int
+    duration_s: float
+    bytes: int
+    mtime_ns: int
+    sha256: str
+    input_signature: str
+    template_signature: str
+    timeline: str
+
+
+def manifest_path(output_root: str | Path, template_id: str, developer_key: str) -> Path:
+    return safe_join(output_root, template_id, developer_key, MANIFEST_NAME)
+
+
+def read_manifest(path: str | Path, columns: list[str] | None = None) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return pq.read_table(path, columns=columns).to_pylist()
+
+
+def file_matches(root: str | Path, row: Mapping) -> bool:
+    """Cheap intactness test for skipping: the file exists with the recorded size and mtime.
+
+    Full sha256 verification is the asset check's job; re-hashing every file on every run
+    would make a no-op batch cost as much as writing it.
+    """
+    try:
+        st = os.stat(Path(root) / row["path"])
+    except OSError:
+        return False
+    return st.st_size == row["bytes"] and st.st_mtime_ns == row["mtime_ns"]
+
+
+class ManifestWriter:
+    """Streams manifest rows to a temp parquet file, renamed over the manifest on close.
+
+    Rows are buffered and flushed in row groups so memory stays flat however many
+    messages a partition holds.
+    """
+
+    def __init__(self, path: str | Path, *, flush_rows: int = 2000) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._writer = pq.ParquetWriter(self._tmp, MANIFEST_SCHEMA)
+        self._buf: list[dict] = []
+        self._flush_rows = flush_rows
+        self.rows = 0
+
+    def add(self, row: Mapping) -> None:
+        self._buf.append(dict(row))
+        self.rows += 1
+        if len(self._buf) >= self._flush_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._writer.write_table(pa.Table.from_pylist(self._buf, schema=MANIFEST_SCHEMA))
+            self._buf = []
+
+    def commit(self) -> None:
+        self._flush()
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)

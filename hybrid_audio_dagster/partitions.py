@@ -1,0 +1,25 @@
+"""Partitions, declared once. Keys are slugs (never display text: a ``|`` or an empty key
+would break multi-partition keys)."""
+
+import dagster as dg
+
+names_partitions = dg.DynamicPartitionsDefinition(name="names")
+developers_partitions = dg.DynamicPartitionsDefinition(name="developers")
+templates_partitions = dg.DynamicPartitionsDefinition(name="templates")
+
+# One messages partition = every name's message for one template and one developer: a
+# 10,000 × 50 campaign is 50 × templates partitions, not 500,000 (Dagster's sqlite
+# bookkeeping costs ~15-20 ms per partition; assembling a message ~0.4 ms).
+messages_partitions = dg.MultiPartitionsDefinition(
+    {"template": templates_partitions, "developer": developers_partitions}
+)
+
+
+def message_partition_dims(key: str) -> tuple[str, str]:
+    """(template id, developer slug) of a messages partition key."""
+    dims = messages_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
+    return dims["template"], dims["developer"]
+
+
+def message_partition_key(template_id: str, developer_key: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"template": template_id, "developer": developer_key})

@@ -1,0 +1,213 @@
+"""The Dagster asset graph end to end, in-process, with the real offline TTS engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from hybrid_audio_dagster.assets.checks import verify_partition
+from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
+from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
+from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
+from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+
+NAMES = ["John", "Maria", "José", "Zoë", "O'Brien", "李雷", "Ann|Marie"]
+DEVELOPERS = ["Hilton Grand Vacations", "Wyndham", "Marriott Vacation Club"]
+
+
+def write_csv(path: Path, header: str, values: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n" + "\n".join(f'"{v}"' for v in values) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    root = tmp_path / "project"
+    write_csv(root / "data" / "names.csv", "name", NAMES)
+    write_csv(root / "data" / "developers.csv", "developer", DEVELOPERS)
+    shutil.copytree(PROJECT_ROOT / "templates", root / "templates")
+    paths = ProjectPaths(root=str(root))
+    resources = {"paths": paths, "tts": OfflineTTSResource()}
+    instance = dg.DagsterInstance.ephemeral()
+    return root, paths, resources, instance
+
+
+def stem_files(root: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (root / "stems").rglob("*.wav")}
+
+
+def distinct_texts(paths: ProjectPaths) -> int:
+    templates = load_templates(paths.templates)
+    names = json.loads((paths.datasets / "names.json").read_text())["items"]
+    devs = json.loads((paths.datasets / "developers.json").read_text())["items"]
+    texts = set()
+    for t in templates.values():
+        for s in t.segments:
+            if s.kind is SegmentKind.NAME:
+                texts |= {(t.language, s.render(name=n["display"])) for n in names}
+            elif s.kind is SegmentKind.DEVELOPER:
+                texts |= {(t.language, s.render(developer=d["display"])) for d in devs}
+            else:
+                texts.add((t.language, s.text))
+    return len(texts)
+
+
+def all_messages_verified(paths: ProjectPaths, instance: dg.DagsterInstance) -> int:
+    total = 0
+    for tid in instance.get_dynamic_partitions("templates"):
+        for dev in instance.get_dynamic_partitions("developers"):
+            checked, problems = verify_partition(paths, tid, dev)
+            assert problems == []
+            total += checked
+    return total
+
+
+def test_full_batch_costs_one_call_per_distinct_text_and_verifies(project):
+    root, paths, resources, instance = project
+    summary = run_full_batch(instance, resources, check=True)
+
+    n_templates = len(load_templates(paths.templates))
+    expected_messages = len(NAMES) * len(DEVELOPERS) * n_templates
+    assert summary.messages_written == expected_messages
+    assert summary.messages_failed == 0
+    # TTS calls == distinct rendered texts (names + developers + script segments), not N × M
+    assert summary.tts_calls == distinct_texts(paths)
+    assert summary.tts_calls < expected_messages
+    assert len(stem_files(root)) == summary.tts_calls
+    assert all_messages_verified(paths, instance) == expected_messages
+    # the in-run asset check passed for every partition
+    for tid in instance.get_dynamic_partitions("templates"):
+        for dev in instance.get_dynamic_partitions("developers"):
+            rows = read_manifest(manifest_path(paths.output, tid, dev))
+            assert sorted(r["name"] for r in rows) == sorted(NAMES)
+
+
+def test_second_batch_makes_no_tts_call_and_rewrites_nothing(project):
+    root, paths, resources, instance = project
+    run_full_batch(instance, resources)
+    stems_before = stem_files(root)
+    outputs_before = {p: p.stat().st_mtime_ns for p in (root / "output").rglob("*.wav")}
+
+    again = run_full_batch(instance, resources)
+    assert again.tts_calls == 0
+    assert again.chars_sent == 0
+    assert again.messages_written == 0
+    assert again.messages_skipped == len(outputs_before)
+    assert stem_files(root) == stems_before
+    assert {p: p.stat().st_mtime_ns for p in (root / "output").rglob("*.wav")} == outputs_before
+
+
+def test_one_new_name_assembles_one_message_per_partition(project):
+    root, paths, resources, instance = project
+    run_full_batch(instance, resources)
+    write_csv(root / "data" / "names.csv", "name", NAMES + ["Priya"])
+
+    summary = run_full_batch(instance, resources)
+    partitions = len(DEVELOPERS) * len(load_templates(paths.templates))
+    assert summary.messages_written == partitions
+    assert summary.messages_skipped == len(NAMES) * partitions
+    # only the new name's segments were spoken: one per template name-segment
+    assert summary.tts_calls == sum(len(t.segments_of(SegmentKind.NAME)) for t in load_templates(paths.templates).values())
+    assert all_messages_verified(paths, instance) == (len(NAMES) + 1) * partitions
+
+
+def test_editing_one_segment_regenerates_only_its_stems(project):
+    root, paths, resources, instance = project
+    run_full_batch(instance, resources)
+    stems_before = stem_files(root)
+    tpl_path = root / "templates" / "followup-en.json"
+    data = json.loads(tpl_path.read_text())
+    offer = next(s for s in data["segments"] if s["id"] == "offer")
+    offer["text"] = "I have one quick update that could lower your fees."
+    data["version"] += 1
+    tpl_path.write_text(json.dumps(data))
+
+    summary = run_full_batch(instance, resources)
+    assert summary.tts_calls == 1  # the one script segment, nothing else
+    after = stem_files(root)
+    assert len(after) == len(stems_before) + 1
+    assert all(after[p] == m for p, m in stems_before.items())  # no stem rewritten
+    # every English message contains the segment; the Spanish ones are untouched
+    assert summary.messages_written == len(NAMES) * len(DEVELOPERS)
+    assert summary.messages_skipped == len(NAMES) * len(DEVELOPERS)
+    all_messages_verified(paths, instance)
+
+
+def test_hostile_names_become_safe_slugs_and_correct_messages(project):
+    root, paths, resources, instance = project
+    write_csv(root / "data" / "names.csv", "name", NAMES + ["../../etc/passwd", "/abs/path", "=cmd()"])
+    run_full_batch(instance, resources)
+    snapshot = json.loads((paths.datasets / "names.json").read_text())
+    keys = {i["display"]: i["key"] for i in snapshot["items"]}
+    assert set(keys) == set(NAMES)  # the path-like and formula values were rejected
+    assert {r["reason"] for r in snapshot["rejects"]} >= {"path_like", "formula_injection"}
+    for key in keys.values():
+        assert key and "|" not in key and "/" not in key and ".." not in key
+    # nothing written outside the project's folders
+    allowed = {"data", "templates", "stems", "output"}
+    assert {p.relative_to(root).parts[0] for p in root.rglob("*")} <= allowed
+    assert all_messages_verified(paths, instance) == len(NAMES) * len(DEVELOPERS) * 2
+
+
+def test_restricted_run_builds_only_requested_names(project):
+    root, paths, resources, instance = project
+    run_full_batch(instance, resources)
+    manifest = manifest_path(paths.output, "followup-en", instance.get_dynamic_partitions("developers")[0])
+    rows_before = {r["name_key"]: r for r in read_manifest(manifest)}
+    target = next(k for k, r in rows_before.items() if r["name"] == "John")
+    (paths.output / rows_before[target]["path"]).unlink()  # the on-demand path rebuilds it
+
+    summary = run_full_batch(instance, resources, names=[target])
+    assert summary.messages_written == 1
+    rows_after = {r["name_key"]: r for r in read_manifest(manifest)}
+    assert rows_after.keys() == rows_before.keys()
+    assert all(rows_after[k] == rows_before[k] for k in rows_before if k != target)
+
+
+def test_definitions_load():
+    from hybrid_audio_dagster import definitions
+
+    dg.Definitions.validate_loadable(definitions.defs)
+    repo = definitions.defs.get_repository_def()
+    assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} >= {
+        "names_dataset", "developers_dataset", "message_templates", "name_stems", "developer_stems", "script_stems", "messages",
+    }
+
+
+def test_stems_through_cartesia_server_and_cache(project, monkeypatch):
+    """The stem assets end to end against a real loopback server speaking the Cartesia API."""
+    from hybrid_audio_dagster.resources.tts import CartesiaTTSResource
+    from tests.cartesia_fake_server import FakeCartesia
+
+    root, paths, _, instance = project
+    key = "sk_car_graph_test_key_0123456789"
+    monkeypatch.setenv("CARTESIA_API_KEY", key)
+    with FakeCartesia(key) as server:
+        tts = CartesiaTTSResource(api_key=dg.EnvVar("CARTESIA_API_KEY"), base_url=server.base_url, max_concurrency=3)
+        resources = {"paths": paths, "tts": tts}
+        first = run_full_batch(instance, resources, check=True)
+        assert first.tts_calls == distinct_texts(paths) == len(server.tts_requests)
+        assert first.messages_failed == 0
+        assert all_messages_verified(paths, instance) == first.messages_written
+
+        second = run_full_batch(instance, resources)
+        assert second.tts_calls == 0
+        assert len(server.tts_requests) == first.tts_calls  # zero requests on the second run
+        assert second.messages_written == 0
+    # the engine is recorded, the key is not
+    md = latest_stem_metadata(instance)
+    assert md["engine"]["engine"] == "cartesia"
+    assert key not in json.dumps(md, default=str)
+
+
+def latest_stem_metadata(instance: dg.DagsterInstance) -> dict:
+    from hybrid_audio_dagster.cache_index import latest_metadata
+
+    key = instance.get_dynamic_partitions("developers")[0]
+    return latest_metadata(instance, dg.AssetKey("developer_stems"), [key])[key]
