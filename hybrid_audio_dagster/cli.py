@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 
 import dagster as dg
 
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     args = build_parser().parse_args(argv)
     return args.func(args)
 
