@@ -139,7 +139,7 @@ def crossfade(a: PcmAudio, b: PcmAudio) -> bytes:
     g = ((np.arange(n, dtype=np.float64) + 0.5) / n)[:, None]
     mixed = sa * (1.0 - g) + sb * g
     if a.sample_format == "pcm_f32le":
-        out = np.clip(mixed, -1.0, 1.0).astype(np.float32)
+        out = np.clip(mixed, np.minimum(sa, sb), np.maximum(sa, sb)).astype(np.float32)
     else:
         fs = a.full_scale()
         out = np.clip(np.rint(mixed), -fs, fs - 1).astype(np.int64)

@@ -166,7 +166,11 @@ def parse_wav(data: bytes, source: str = "<bytes>") -> PcmAudio:
                 raise InvalidWavError(source, "data chunk before fmt chunk")
             available = len(data) - body_start
             # 0xFFFFFFFF / 0 sizes are written by streaming encoders that cannot seek back.
-            if size in (0xFFFFFFFF, 0) and available > 0:
+            riff_size = struct.unpack_from("<I", data, 4)[0]
+            # a 0 size means "unknown" only when the RIFF size is unknown too or the file
+            # runs past it; otherwise it is a genuinely empty chunk (maybe followed by LIST)
+            unknown = size == 0xFFFFFFFF or (size == 0 and (riff_size == 0xFFFFFFFF or len(data) > riff_size + 8))
+            if unknown and available > 0:
                 size = available
                 body_end = len(data)
             if size > available:
@@ -243,6 +247,8 @@ def validate_audio(
     """
     if audio.frames == 0:
         raise EmptyAudioError(source, "no sample frames")
+    if audio.sample_format == "pcm_f32le" and not np.isfinite(audio.samples).all():
+        raise InvalidWavError(source, "float samples include NaN or infinity")
     level = peak_dbfs(audio)
     if level < silence_dbfs:
         shown = "-inf" if level == float("-inf") else f"{level:.1f}"
