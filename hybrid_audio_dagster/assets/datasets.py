@@ -26,6 +26,11 @@ def snapshot_path(paths: ProjectPaths, kind: str) -> Path:
     return paths.datasets / f"{kind}.json"
 
 
+def write_snapshot(paths: ProjectPaths, kind: str, result) -> None:
+    """Atomically replace the snapshot that stems and messages read."""
+    atomic_write_text(snapshot_path(paths, kind), json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+
+
 def read_snapshot(paths: ProjectPaths, kind: str) -> dict[str, str]:
     """slug → display text of the latest materialized dataset."""
     path = snapshot_path(paths, kind)
@@ -46,14 +51,11 @@ def dataset_sources(paths: ProjectPaths, kind: str) -> list[Path]:
 
 def build_dataset(paths: ProjectPaths, kind: str):
     """Parse and normalise every source of ``kind`` into one DatasetResult."""
+    sources = dataset_sources(paths, kind)
     values: list[str] = []
-    origins: list[str] = []
-    for src in dataset_sources(paths, kind):
-        parsed = parse_file(src, filename=src.name, role=kind)
-        for value in parsed.values:
-            values.append(value)
-            origins.append(src.name)
-    return normalize_items(kind, values, source=",".join(p.name for p in dataset_sources(paths, kind)) or "<none>")
+    for src in sources:
+        values += parse_file(src, filename=src.name, role=kind).values
+    return normalize_items(kind, values, source=",".join(p.name for p in sources) or "<none>")
 
 
 def _dataset_asset(kind: str):
@@ -64,8 +66,7 @@ def _dataset_asset(kind: str):
         result = build_dataset(paths, kind)
         if not result.items:
             raise dg.Failure(f"the {kind} dataset is empty: add rows to {paths.data / (kind + '.csv')} or drop a file in {paths.inbox}")
-        payload = result.to_dict()
-        atomic_write_text(snapshot_path(paths, kind), json.dumps(payload, ensure_ascii=False, indent=1))
+        write_snapshot(paths, kind, result)
         existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
         new_keys = [i.key for i in result.items if i.key not in existing]
         if new_keys:

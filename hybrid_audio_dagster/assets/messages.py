@@ -101,6 +101,9 @@ def _slot_records(index: dict[str, dict]) -> dict[str, dict[str, StemRecord]]:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="messages",
     kinds={"audio"},
+    # one messages step at a time per deployment (deploy/dagster.yaml): two runs must never
+    # rewrite the same partition's manifest at once
+    pool="messages",
     deps=[
         dg.AssetDep("name_stems", partition_mapping=dg.AllPartitionMapping()),
         dg.AssetDep(

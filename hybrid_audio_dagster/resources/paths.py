@@ -15,10 +15,12 @@ class ProjectPaths(dg.ConfigurableResource):
     Attributes:
         root: base folder for data, stems, outputs and logs.
         templates_dir: message templates (``*.json``); defaults to ``<root>/templates``.
+        inbox_dir: where campaign managers drop dataset files; defaults to ``<root>/data/inbox``.
     """
 
     root: str = str(PROJECT_ROOT)
     templates_dir: str = ""
+    inbox_dir: str = ""
 
     @property
     def base(self) -> Path:
@@ -44,7 +46,7 @@ class ProjectPaths(dg.ConfigurableResource):
 
     @property
     def inbox(self) -> Path:
-        return self.data / "inbox"
+        return Path(self.inbox_dir) if self.inbox_dir else self.data / "inbox"
 
     @property
     def rejected(self) -> Path:
