@@ -17,10 +17,10 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from .assets.checks import messages_bit_exact
 from .assets.datasets import developers_dataset, message_templates, names_dataset
 from .assets.messages import messages
-from .assets.stems import developer_stems, name_stems, script_stems
+from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
 from .partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
 
-ALL = [names_dataset, developers_dataset, message_templates, name_stems, developer_stems, script_stems, messages, messages_bit_exact]
+ALL = [names_dataset, developers_dataset, message_templates, name_stems, developer_stems, script_stems, messages, messages_bit_exact, *STEM_CHECKS]
 
 
 @dataclass

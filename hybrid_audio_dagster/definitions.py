@@ -9,15 +9,17 @@ import dagster as dg
 from .assets.checks import messages_bit_exact
 from .assets.datasets import developers_dataset, message_templates, names_dataset
 from .assets.messages import messages
-from .assets.stems import developer_stems, name_stems, script_stems
+from .assets.rotation import rotation_cycle
+from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
 from .jobs import ALL_JOBS
 from .resources.paths import PROJECT_ROOT, ProjectPaths
 from .resources.tts import tts_resource_from_env
+from .rotation_schedule import rotation_schedule
 from .schedules import ALL_SCHEDULES
 from .sensors import ALL_SENSORS
 
-ALL_ASSETS = [names_dataset, developers_dataset, message_templates, name_stems, developer_stems, script_stems, messages]
-ALL_CHECKS = [messages_bit_exact]
+ALL_ASSETS = [names_dataset, developers_dataset, message_templates, name_stems, developer_stems, script_stems, messages, rotation_cycle]
+ALL_CHECKS = [messages_bit_exact, *STEM_CHECKS]
 
 
 def build_resources(env: os._Environ | dict | None = None) -> dict:
@@ -38,6 +40,6 @@ defs = dg.Definitions(
     asset_checks=ALL_CHECKS,
     jobs=ALL_JOBS,
     sensors=ALL_SENSORS,
-    schedules=ALL_SCHEDULES,
+    schedules=[*ALL_SCHEDULES, rotation_schedule],
     resources=build_resources(),
 )

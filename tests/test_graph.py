@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 
 from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.assets.stems import script_stems_current
+from hybrid_audio_dagster.batch import ALL, run_full_batch
 from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
 from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
@@ -127,6 +128,12 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     offer["text"] = "I have one quick update that could lower your fees."
     data["version"] += 1
     tpl_path.write_text(json.dumps(data))
+    # before the batch, the script stems' check shows exactly what is stale and its cost
+    stale = dg.materialize(ALL, selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources, raise_on_error=False)
+    [evaluation] = stale.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.metadata["stale_or_missing"].value == 1
+    assert evaluation.metadata["chars_to_synthesize"].value == len(offer["text"])
 
     summary = run_full_batch(instance, resources)
     assert summary.tts_calls == 1  # the one script segment, nothing else
@@ -137,6 +144,8 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     assert summary.messages_written == len(NAMES) * len(DEVELOPERS)
     assert summary.messages_skipped == len(NAMES) * len(DEVELOPERS)
     all_messages_verified(paths, instance)
+    fresh = dg.materialize(ALL, selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources)
+    assert fresh.get_asset_check_evaluations()[0].passed
 
 
 def test_hostile_names_become_safe_slugs_and_correct_messages(project):

@@ -64,22 +64,34 @@ def _slots(kind: SegmentKind, keys: Iterable[str], templates: dict[str, Template
     return slots, missing
 
 
-def materialize_stems(
-    context: dg.AssetExecutionContext,
+@dataclass
+class StemPlan:
+    """What a set of stem partitions needs: every slot, grouped by signature, and the hits."""
+
+    keys: list[str]
+    displays: dict[str, str]
+    missing: list[str]  # partitions whose item left the dataset
+    by_signature: dict[str, list[Slot]]
+    indexed: dict[str, StemRecord]  # signature → record the cache index holds for it
+
+    def stale(self) -> list[str]:
+        """Signatures the index has no record for (a TTS call each, unless the file is gone too)."""
+        return [sig for sig in self.by_signature if sig not in self.indexed]
+
+
+def plan_stems(
+    instance: dg.DagsterInstance,
+    asset_key: dg.AssetKey,
     kind: SegmentKind,
-    config: StemsConfig,
+    keys: list[str],
     paths: ProjectPaths,
     tts: TTSResource,
-) -> None:
-    started = time.perf_counter()
-    keys = list(context.partition_keys)
+) -> StemPlan:
+    """Render every slot of ``keys``, compute its signature and look it up in the cache index."""
     templates = load_templates(paths.templates)
     displays = {} if kind is SegmentKind.SCRIPT else read_snapshot(paths, "names" if kind is SegmentKind.NAME else "developers")
     slots, missing = _slots(kind, keys, templates, displays)
-    index = latest_metadata(context.instance, context.asset_key, keys)
-    store = StemStore(paths.stems)
-
-    # One TTS call per distinct signature in the run, whatever number of slots share it.
+    index = latest_metadata(instance, asset_key, keys)
     by_signature: dict[str, list[Slot]] = {}
     indexed: dict[str, StemRecord] = {}
     contracts = {v: tts.contract(v) for v in {s.voice for s in slots}}
@@ -89,6 +101,21 @@ def materialize_stems(
         raw = (index.get(s.partition, {}).get(STEMS_META) or {}).get(s.slot)
         if raw and raw.get("signature") == sig:
             indexed.setdefault(sig, StemRecord.from_dict(raw))
+    return StemPlan(keys, displays, missing, by_signature, indexed)
+
+
+def materialize_stems(
+    context: dg.AssetExecutionContext,
+    kind: SegmentKind,
+    config: StemsConfig,
+    paths: ProjectPaths,
+    tts: TTSResource,
+) -> None:
+    started = time.perf_counter()
+    keys = list(context.partition_keys)
+    plan = plan_stems(context.instance, context.asset_key, kind, keys, paths, tts)
+    by_signature, indexed, displays, missing = plan.by_signature, plan.indexed, plan.displays, plan.missing
+    store = StemStore(paths.stems)
 
     def work(sig: str) -> tuple[str, StemOutcome]:
         first = by_signature[sig][0]
@@ -171,3 +198,45 @@ def developer_stems(context: dg.AssetExecutionContext, config: StemsConfig, path
 def script_stems(context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource) -> None:
     """The generic segments of each template, one partition per template."""
     materialize_stems(context, SegmentKind.SCRIPT, config, paths, tts)
+
+
+CURRENT_CHECK = "up_to_date"
+_DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}
+
+
+def _current_check(asset: dg.AssetsDefinition, kind: SegmentKind):
+    @dg.asset_check(
+        asset=asset,
+        name=CURRENT_CHECK,
+        blocking=False,
+        description="Every stem the current datasets and templates need is in the cache index with an intact "
+        "file; fails with what the next batch would synthesize (stale or missing stems).",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, paths: ProjectPaths, tts: TTSResource) -> dg.AssetCheckResult:
+        if kind is SegmentKind.SCRIPT:
+            keys = sorted(load_templates(paths.templates))
+        else:
+            keys = list(read_snapshot(paths, _DATASET_OF[kind]))
+        plan = plan_stems(context.instance, asset.key, kind, keys, paths, tts)
+        store = StemStore(paths.stems)
+        stale = plan.stale() + [sig for sig, rec in plan.indexed.items() if not store.is_intact(rec)]
+        chars = sum(len(plan.by_signature[sig][0].text) for sig in stale)
+        sample = [f"{s.partition}: {s.slot} {s.text!r}" for sig in stale[:20] for s in plan.by_signature[sig][:1]]
+        return dg.AssetCheckResult(
+            passed=not stale,
+            metadata={
+                "stems_needed": len(plan.by_signature),
+                "stale_or_missing": len(stale),
+                "chars_to_synthesize": chars,
+                "engine": tts.engine_name,
+                "stale_sample": dg.MetadataValue.md("\n".join(f"- {_md_escape(x)}" for x in sample) or "none"),
+            },
+        )
+
+    return _check
+
+
+name_stems_current = _current_check(name_stems, SegmentKind.NAME)
+developer_stems_current = _current_check(developer_stems, SegmentKind.DEVELOPER)
+script_stems_current = _current_check(script_stems, SegmentKind.SCRIPT)
+STEM_CHECKS = [name_stems_current, developer_stems_current, script_stems_current]

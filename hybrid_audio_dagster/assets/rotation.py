@@ -1,0 +1,317 @@
+"""The pair rotation as Dagster sees it: where its state lives, the retry ledger, the
+``rotation_cycle`` asset.
+
+State lives under ``<root>/data/rotation/``:
+
+* ``state.json`` (+ ``.lock``, ``.members/``): the :class:`~..core.rotation.RotationStore`
+  built from the current dataset snapshots (name and developer slugs) and the template ids
+  (its scripts); the audit trail is ``<root>/logs/rotation_audit.jsonl``;
+* ``retry_ledger.json`` (+ ``.lock``): what the rotation schedule launched and what must be
+  launched again (see :class:`RetryLedger` and :mod:`..rotation_schedule`).
+
+The asset is **not partitioned by cycle**, deliberately: the rotation has exactly one
+current cycle and a materialization is a snapshot of it (cycle, cursor, progress, the next
+pairs). A partition per cycle could only be materialized while its cycle is current (a
+past cycle's preview no longer exists, so re-materializing its partition would either lie
+or fail) and a backfill over cycles would be meaningless. The cycle number is metadata
+instead, so the UI plots it, and progress, over materializations; the audit trail keeps
+every advance.
+"""
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from ..core.fsutil import atomic_write_text
+from ..core.rotation import Assignment, RotationStore, read_audit
+from ..core.templates import Template, load_templates
+from ..resources.paths import ProjectPaths
+from .datasets import read_snapshot, snapshot_path
+
+DEFAULT_SEED = "hybrid-audio"
+SEED_ENV = "HYBRID_AUDIO_ROTATION_SEED"
+PREVIEW_ROWS = 20
+LEDGER_VERSION = 1
+KEEP_TICKS = 64  # tick plans remembered for idempotent re-evaluation
+KEEP_ABANDONED = 500
+
+
+def rotation_dir(paths: ProjectPaths) -> Path:
+    """``<root>/data/rotation``: the rotation state and the retry ledger."""
+    return paths.data / "rotation"
+
+
+def rotation_seed(env: Mapping[str, str] | None = None) -> str:
+    """The configured seed: ``HYBRID_AUDIO_ROTATION_SEED`` or :data:`DEFAULT_SEED`.
+
+    Read when used (not at import), so the schedule, the asset and the CLI agree. A new
+    seed applies from the next cycle (or at once after ``RotationStore.reset``).
+    """
+    env = os.environ if env is None else env
+    return env.get(SEED_ENV) or DEFAULT_SEED
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """The rotation store with the current datasets it was opened with (display text too)."""
+
+    store: RotationStore
+    names: dict[str, str]  # slug -> display
+    developers: dict[str, str]
+    templates: dict[str, Template]
+
+    def describe(self, a: Assignment) -> dict[str, Any]:
+        """An assignment with display names (JSON-safe)."""
+        return {
+            "name": a.name,
+            "name_display": self.names.get(a.name, a.name),
+            "developer": a.developer,
+            "developer_display": self.developers.get(a.developer, a.developer),
+            "template": a.script,
+            "cycle": a.cycle,
+            "position": a.position,
+        }
+
+    def preview(self, n: int) -> list[dict[str, Any]]:
+        """The next ``n`` assignments (script per pair, as the schedule draws them); no write."""
+        return [self.describe(a) for a in self.store.preview(n, script_mode="pair")]
+
+
+def open_rotation(paths: ProjectPaths, *, seed: str | None = None, fsync: bool = True) -> Rotation:
+    """The rotation store over the current snapshots and templates.
+
+    Raises ``FileNotFoundError`` when a dataset snapshot does not exist yet (materialize
+    the dataset assets first) and :class:`~..core.rotation.DatasetError` when a dataset or
+    the templates are empty.
+    """
+    names = read_snapshot(paths, "names")
+    developers = read_snapshot(paths, "developers")
+    templates = load_templates(paths.templates)
+    store = RotationStore(
+        rotation_dir(paths) / "state.json",
+        names=names,
+        developers=developers,
+        scripts=templates,
+        seed=rotation_seed() if seed is None else seed,
+        audit_path=paths.logs / "rotation_audit.jsonl",
+        fsync=fsync,
+    )
+    return Rotation(store, names, developers, templates)
+
+
+# --------------------------------------------------------------------------- retry ledger
+
+
+def _empty_ledger() -> dict[str, Any]:
+    return {"version": LEDGER_VERSION, "pending": [], "outstanding": [], "abandoned": [], "ticks": []}
+
+
+class RetryLedgerError(Exception):
+    """The retry ledger file is unreadable or of another version."""
+
+
+class RetryLedger:
+    """A small JSON file of pairs to launch again, under an exclusive ``flock``.
+
+    Layout (every list is JSON-safe and ordered):
+
+    ``outstanding``
+        requests handed to Dagster and not settled yet: ``run_key``, ``batch_seq``,
+        ``tick``, ``issued_at``, ``template``, ``developer``, ``names``, ``attempt``, ``source``.
+    ``pending``
+        (name, developer, template) triples waiting for a (re)launch, with ``reason``,
+        ``attempts`` (runs that failed), ``deferrals`` (ticks skipped because a stem was
+        missing), ``first_tick``, ``last_tick``, ``last_run_id``, ``detail``.
+    ``abandoned``
+        triples given up on (too many failed attempts, or removed from a dataset), newest
+        last, bounded to :data:`KEEP_ABANDONED`.
+    ``ticks``
+        ``[tick, plan]`` of the last :data:`KEEP_TICKS` schedule ticks, so a re-evaluated
+        tick returns exactly the plan (and run keys) it returned the first time.
+
+    Writes are atomic (temp file + rename); :meth:`transaction` holds the lock from read
+    to write, so two evaluations never interleave.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.fsync = fsync
+
+    @classmethod
+    def for_paths(cls, paths: ProjectPaths, *, fsync: bool = True) -> "RetryLedger":
+        return cls(rotation_dir(paths) / "retry_ledger.json", fsync=fsync)
+
+    @contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return _empty_ledger()
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise RetryLedgerError(f"{self.path}: corrupt retry ledger ({exc})") from exc
+        if not isinstance(data, dict) or data.get("version") != LEDGER_VERSION:
+            raise RetryLedgerError(f"{self.path}: unsupported retry ledger (expected version {LEDGER_VERSION})")
+        for key, value in _empty_ledger().items():
+            data.setdefault(key, value)
+        return data
+
+    def read(self) -> dict[str, Any]:
+        """A consistent snapshot of the ledger (shared lock)."""
+        with self._lock(exclusive=False):
+            return self._load()
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        """Yield the ledger for mutation; it is written back only if the block succeeds."""
+        with self._lock(exclusive=True):
+            data = self._load()
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            data["ticks"] = data["ticks"][-KEEP_TICKS:]
+            data["abandoned"] = data["abandoned"][-KEEP_ABANDONED:]
+            if json.dumps(data, sort_keys=True) != before:
+                atomic_write_text(self.path, json.dumps(data, ensure_ascii=False, indent=1), fsync=self.fsync)
+
+
+# --------------------------------------------------------------------------- the asset
+
+
+class RotationCycleConfig(dg.Config):
+    """Run config of the rotation status asset."""
+
+    preview: int = PREVIEW_ROWS  # rows of the "next pairs" table
+
+
+def _esc(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def skipped_in_cycle(audit: list[dict[str, Any]], cycle: int) -> int:
+    """Positions skipped (keys removed from a dataset) by the advances ending in ``cycle``."""
+    total = 0
+    for rec in audit:
+        detail = rec.get("detail") or {}
+        if rec.get("event") == "advance" and rec.get("rotation") == "pairs" and detail.get("cycle_after") == cycle:
+            total += int(detail.get("skipped") or 0)
+    return total
+
+
+def _snapshot_fingerprint(paths: ProjectPaths, kind: str) -> str | None:
+    try:
+        return json.loads(snapshot_path(paths, kind).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def preview_table(rows: list[dict[str, Any]]) -> str:
+    body = "\n".join(
+        f"| {i + 1} | {r['cycle']}:{r['position']} | {_esc(r['name_display'])} (`{r['name']}`) | "
+        f"{_esc(r['developer_display'])} (`{r['developer']}`) | `{r['template']}` |"
+        for i, r in enumerate(rows)
+    )
+    return "| # | cycle:pos | name | developer | template |\n|---|---|---|---|---|\n" + body
+
+
+def ledger_table(ledger: dict[str, Any], limit: int = 50) -> str:
+    rows = [
+        f"| pending | `{p['name']}` | `{p['developer']}` | `{p['template']}` | {p.get('attempts', 0)} | "
+        f"{p.get('deferrals', 0)} | {_esc(p.get('reason', ''))} |"
+        for p in ledger["pending"]
+    ] + [
+        f"| outstanding | {len(o['names'])} name(s) | `{o['developer']}` | `{o['template']}` | {o['attempt']} | - | "
+        f"`{_esc(o['run_key'])}` |"
+        for o in ledger["outstanding"]
+    ] + [
+        f"| abandoned | `{a['name']}` | `{a['developer']}` | `{a['template']}` | {a.get('attempts', 0)} | "
+        f"{a.get('deferrals', 0)} | {_esc(a.get('reason', ''))} |"
+        for a in ledger["abandoned"][-limit:]
+    ]
+    if not rows:
+        return "empty: nothing to retry"
+    head = "| state | name | developer | template | attempts | deferrals | reason / run key |\n|---|---|---|---|---|---|---|\n"
+    more = f"\n\n… and {len(rows) - limit} more" if len(rows) > limit else ""
+    return head + "\n".join(rows[:limit]) + more
+
+
+def rotation_status_metadata(paths: ProjectPaths, *, preview: int = PREVIEW_ROWS, seed: str | None = None) -> dict[str, Any]:
+    """Metadata of the rotation (what the asset records); reads only, never advances."""
+    rotation = open_rotation(paths, seed=seed)
+    store = rotation.store
+    status = store.status()
+    rows = rotation.preview(preview)
+    ledger = RetryLedger.for_paths(paths).read()
+    ticks = ledger["ticks"]
+    last_tick = ticks[-1][1] if ticks else None
+    progress = 100.0 * status.cursor / status.cycle_length if status.cycle_length else 0.0
+    datasets = store.datasets
+    return {
+        "cycle": status.cycle,
+        "cursor": status.cursor,
+        "cycle_length": status.cycle_length,
+        "progress_pct": round(progress, 2),
+        "remaining": status.remaining,
+        "skipped": skipped_in_cycle(read_audit(store.audit_path), status.cycle),
+        "seed": status.seed,
+        "configured_seed": status.configured_seed,
+        "dataset_changed": status.dataset_changed,
+        "last_pair": " × ".join(status.last) if status.last else "none yet",
+        "advances": status.seq,
+        "preview": dg.MetadataValue.md(preview_table(rows)),
+        "fingerprints": dg.MetadataValue.json(
+            {
+                "cycle_membership": status.fingerprints,
+                "current": {d: ks.fingerprint for d, ks in datasets.items()},
+                "snapshots": {k: _snapshot_fingerprint(paths, k) for k in ("names", "developers")},
+            }
+        ),
+        "retry_pending": len(ledger["pending"]),
+        "retry_outstanding": len(ledger["outstanding"]),
+        "retry_abandoned": len(ledger["abandoned"]),
+        "retry_ledger": dg.MetadataValue.md(ledger_table(ledger)),
+        "last_tick": dg.MetadataValue.json(last_tick or {}),
+        "state_file": dg.MetadataValue.path(str(store.state_path)),
+        "audit_file": dg.MetadataValue.path(str(store.audit_path)),
+    }
+
+
+@dg.asset(
+    group_name="rotation",
+    kinds={"json"},
+    deps=["names_dataset", "developers_dataset", "message_templates"],
+)
+def rotation_cycle(context: dg.AssetExecutionContext, config: RotationCycleConfig, paths: ProjectPaths) -> dg.MaterializeResult:
+    """Where the name × developer rotation stands: cycle, progress, the next pairs, the retry ledger.
+
+    Materializing it only reads the rotation state (it never advances it); the
+    `rotation_schedule` is what hands pairs out.
+    """
+    if not 1 <= config.preview <= 500:
+        raise dg.Failure(f"preview must be between 1 and 500 rows, got {config.preview}")
+    try:
+        metadata = rotation_status_metadata(paths, preview=config.preview)
+    except FileNotFoundError as exc:
+        raise dg.Failure(str(exc)) from None
+    context.log.info(
+        f"cycle {metadata['cycle']}: {metadata['cursor']}/{metadata['cycle_length']} pairs "
+        f"({metadata['progress_pct']}%), {metadata['retry_pending']} pending retries"
+    )
+    return dg.MaterializeResult(metadata=metadata)
