@@ -115,6 +115,38 @@ def cmd_remote(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def cmd_rotation(args: argparse.Namespace) -> int:
+    from .rotation_schedule import generate_next_pair, preview_pairs
+
+    paths = _paths()
+    if args.action == "preview":
+        for pair in preview_pairs(paths, args.n):
+            print(json.dumps(pair, ensure_ascii=False, default=str))
+        return 0
+    pair = generate_next_pair(_instance(), paths, request_id=args.request_id)
+    print(json.dumps({"name": pair.name, "developer": pair.developer, "template": pair.template,
+                      "partition": str(pair.partition_key), "ready": pair.ready, "problem": pair.problem}, ensure_ascii=False))
+    if not pair.ready:
+        print("stems missing: the pair waits in the retry ledger for the next rotation tick", file=sys.stderr)
+        return 1
+    if not args.submit:
+        return 0
+    from .remote import Remote, RemoteError
+
+    remote = Remote(args.url)
+    try:
+        run_id = remote.submit_messages(str(pair.partition_key), pair.run_config, pair.tags)
+        print(f"run {run_id} submitted")
+        if args.wait:
+            status = remote.wait(run_id, timeout_s=args.timeout)
+            print(f"run {run_id}: {status}")
+            return 0 if status == "SUCCESS" else 1
+    except RemoteError as exc:
+        print(f"error: {exc} (the pair stays in the retry ledger)", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hybrid-audio", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = rm_sub.add_parser("backfill", help="backfill every partition of an asset")
     p.add_argument("--asset", default="messages")
     rm.set_defaults(func=cmd_remote)
+
+    ro = sub.add_parser("rotation", help="the deterministic name × developer rotation")
+    ro_sub = ro.add_subparsers(dest="action", required=True)
+    p = ro_sub.add_parser("preview", help="the next pairs, without advancing")
+    p.add_argument("-n", type=int, default=20)
+    p = ro_sub.add_parser("next", help="advance one pair (generate pair); --submit sends its run to the webserver")
+    p.add_argument("--request-id", help="idempotency key: the same id returns the same pair")
+    p.add_argument("--submit", action="store_true")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, default=600)
+    p.add_argument("--url", default=os.environ.get("HYBRID_AUDIO_DAGSTER_URL", "http://127.0.0.1:3000"))
+    ro.set_defaults(func=cmd_rotation)
     return parser
 
 

@@ -106,13 +106,17 @@ class Remote:
         unknown = [n for n in names if n not in known_names]
         if unknown:
             raise RemoteError(f"unknown name slug(s) {unknown}: not partitions of name_stems")
-        key = str(message_partition_key(template, developer))
+        return self.submit_messages(
+            str(message_partition_key(template, developer)),
+            {"ops": {"messages": {"config": {"names": names, "force": False}}}},
+        )
+
+    def submit_messages(self, partition_key: str, run_config: dict, tags: dict | None = None) -> str:
+        """Submit ``messages_job`` for one template × developer partition (as a one-key range,
+        the same shape a single-run backfill takes)."""
+        all_tags = {**(tags or {}), RANGE_START_TAG: partition_key, RANGE_END_TAG: partition_key, "hybrid_audio/trigger": "cli"}
         try:
-            return self._client().submit_job_execution(
-                "messages_job",
-                run_config={"ops": {"messages": {"config": {"names": names, "force": False}}}},
-                tags={RANGE_START_TAG: key, RANGE_END_TAG: key, "hybrid_audio/trigger": "cli"},
-            )
+            return self._client().submit_job_execution("messages_job", run_config=run_config, tags=all_tags)
         except DagsterGraphQLClientError as exc:
             raise RemoteError(f"the webserver refused the run: {exc}") from None
 

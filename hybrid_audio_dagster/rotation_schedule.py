@@ -28,6 +28,8 @@ One tick (:func:`evaluate_rotation_tick`), under the retry ledger's lock:
    attempt) into one ``messages_job`` run each, partition ``template × developer``, run
    config ``names: [...]``, run key ``rotation:<tick>:<template>:<developer>`` (attempt
    1) or ``...:attempt<n>`` (retries), tagged with the batch seq.
+   The batch's pairs are staged in the ledger (pending) right after the advance, so an
+   error while planning loses nothing: the next tick launches them.
 5. **Commit** the ledger (atomic) with the plan, then return the run requests.
 
 The advance happens once per tick whatever the runs do; failed pairs come back through the
@@ -324,7 +326,7 @@ def reconcile(
             keep.append(o)
             continue
         if found:
-            run = max(found, key=lambda r: r.run_id)
+            run = found[0]  # get_runs lists the newest first
             reason = f"run {run.run_id[:8]} {run.status.value.lower()}"
             run_id: str | None = run.run_id
             report["failed"].append(o["run_key"])
@@ -460,6 +462,14 @@ def evaluate_rotation_tick(
             actor="rotation_schedule",
         )
         fresh = [(a.name, a.developer, a.script) for a in batch.items if a.script is not None]
+        # stage the handed-out pairs before planning: if anything below fails (or the
+        # process dies), they are pending in the ledger and a later tick launches them
+        staged = {_triple(p) for p in ledger["pending"]}
+        ledger["pending"] += [
+            _pending_entry(t, reason=f"handed out by tick {tick}, not launched yet", tick=tick)
+            for t in dict.fromkeys(fresh) if t not in staged
+        ]
+        ledger_store.checkpoint(ledger)
         requests, deferred, abandoned, retried = _plan_requests(
             instance, rotation, ledger, fresh=fresh, batch_seq=batch.seq, tick=tick, issued_at=tick, source="schedule"
         )
@@ -592,6 +602,9 @@ def generate_next_pair(
                 (PlannedRequest.from_dict(o) for o in ledger["outstanding"] if o["tick"] == tick),
                 PlannedRequest(_run_key(tick, triple[2], a.developer, 1), triple[2], a.developer, (a.name,), 1, batch.seq, tick),
             )
+            waiting = next((p for p in ledger["pending"] if _triple(p) == triple), None)
+            if waiting is not None and not any(o["tick"] == tick for o in ledger["outstanding"]):
+                return PairRequest(a.name, a.developer, triple[2], request, False, waiting["reason"])
             return PairRequest(a.name, a.developer, triple[2], request, True)
         requests, deferred, abandoned, _ = _plan_requests(
             instance, rotation, ledger, fresh=[triple], batch_seq=batch.seq, tick=tick, issued_at=issued,

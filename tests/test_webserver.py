@@ -1,6 +1,7 @@
 """A real `dagster dev` on a free loopback port: the code location loads, and the CLI
 drives it over HTTP (status, an on-demand message, refusals)."""
 
+import json
 import os
 import shutil
 import signal
@@ -69,7 +70,7 @@ def server(tmp_path_factory):
                 pass
             assert proc.poll() is None, "dagster dev exited early"
             time.sleep(1)
-        yield url, entries, paths
+        yield url, entries, paths, home
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -79,7 +80,7 @@ def server(tmp_path_factory):
 
 
 def test_dagster_dev_loads_the_code_location(server):
-    _, entries, _ = server
+    _, entries, _, _ = server
     assert entries, "webserver never answered"
     (entry,) = entries
     assert entry["name"] == "hybrid_audio"
@@ -87,14 +88,14 @@ def test_dagster_dev_loads_the_code_location(server):
 
 
 def test_cli_status_over_http(server, capsys):
-    url, _, _ = server
+    url, _, _, _ = server
     assert cli(["remote", "--url", url, "status"]) == 0
     out = capsys.readouterr().out
     assert "hybrid_audio: LOADED" in out and "templates: 2, developers: 2" in out
 
 
 def test_cli_generates_one_message_through_the_webserver(server, capsys):
-    url, _, paths = server
+    url, _, paths, _ = server
     rows = {r["name"]: r for r in read_manifest(manifest_path(paths.output, "followup-en", "wyndham"))}
     target = paths.output / rows["John"]["path"]
     target.unlink()  # the run must rebuild exactly this one
@@ -117,7 +118,7 @@ def test_cli_generates_one_message_through_the_webserver(server, capsys):
     ],
 )
 def test_cli_refuses_unknown_partitions_before_submitting(server, capsys, args, problem):
-    url, _, _ = server
+    url, _, _, _ = server
     assert cli(["remote", "--url", url, "generate", *args]) == 2
     assert problem in capsys.readouterr().err
 
@@ -125,3 +126,20 @@ def test_cli_refuses_unknown_partitions_before_submitting(server, capsys, args, 
 def test_cli_reports_an_unreachable_webserver(capsys):
     assert cli(["remote", "--url", f"http://127.0.0.1:{free_port()}", "status"]) == 2
     assert "cannot reach the Dagster webserver" in capsys.readouterr().err
+
+
+def test_cli_rotation_next_pair_runs_through_the_webserver(server, capsys, monkeypatch):
+    url, _, paths, home = server
+    monkeypatch.setenv("HYBRID_AUDIO_ROOT", str(paths.base))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert cli(["rotation", "preview", "-n", "1"]) == 0
+    previewed = json.loads(capsys.readouterr().out.splitlines()[0])
+
+    code = cli(["rotation", "next", "--submit", "--wait", "--timeout", "240", "--url", url])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    pair = json.loads(out.splitlines()[0])
+    assert (pair["name"], pair["developer"], pair["template"]) == (previewed["name"], previewed["developer"], previewed["template"])
+    assert "SUCCESS" in out
+    rows = read_manifest(manifest_path(paths.output, pair["template"], pair["developer"]))
+    assert pair["name"] in {r["name_key"] for r in rows}

@@ -30,7 +30,7 @@ from typing import Any
 import dagster as dg
 
 from ..core.fsutil import atomic_write_text
-from ..core.rotation import Assignment, RotationStore, read_audit
+from ..core.rotation import Assignment, RotationError, RotationStore, read_audit
 from ..core.templates import Template, load_templates
 from ..resources.paths import ProjectPaths
 from .datasets import read_snapshot, snapshot_path
@@ -137,13 +137,15 @@ class RetryLedger:
         tick returns exactly the plan (and run keys) it returned the first time.
 
     Writes are atomic (temp file + rename); :meth:`transaction` holds the lock from read
-    to write, so two evaluations never interleave.
+    to write, so two evaluations never interleave. One instance serves one transaction at
+    a time (make one per call, as :meth:`for_paths` does).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.fsync = fsync
+        self._written: str | None = None  # the ledger as last written, inside a transaction
 
     @classmethod
     def for_paths(cls, paths: ProjectPaths, *, fsync: bool = True) -> "RetryLedger":
@@ -181,15 +183,27 @@ class RetryLedger:
 
     @contextmanager
     def transaction(self) -> Iterator[dict[str, Any]]:
-        """Yield the ledger for mutation; it is written back only if the block succeeds."""
+        """Yield the ledger for mutation; it is written back only if the block succeeds
+        (:meth:`checkpoint` writes earlier, still under the lock)."""
         with self._lock(exclusive=True):
             data = self._load()
-            before = json.dumps(data, sort_keys=True)
-            yield data
-            data["ticks"] = data["ticks"][-KEEP_TICKS:]
-            data["abandoned"] = data["abandoned"][-KEEP_ABANDONED:]
-            if json.dumps(data, sort_keys=True) != before:
-                atomic_write_text(self.path, json.dumps(data, ensure_ascii=False, indent=1), fsync=self.fsync)
+            self._written = json.dumps(data, sort_keys=True)
+            try:
+                yield data
+                self.checkpoint(data)
+            finally:
+                self._written = None
+
+    def checkpoint(self, data: dict[str, Any]) -> None:
+        """Write ``data`` now; only inside :meth:`transaction` (which holds the lock)."""
+        if getattr(self, "_written", None) is None:
+            raise RuntimeError("RetryLedger.checkpoint() outside a transaction")
+        data["ticks"] = data["ticks"][-KEEP_TICKS:]
+        data["abandoned"] = data["abandoned"][-KEEP_ABANDONED:]
+        text = json.dumps(data, sort_keys=True)
+        if text != self._written:
+            atomic_write_text(self.path, json.dumps(data, ensure_ascii=False, indent=1), fsync=self.fsync)
+            self._written = text
 
 
 # --------------------------------------------------------------------------- the asset
@@ -308,8 +322,8 @@ def rotation_cycle(context: dg.AssetExecutionContext, config: RotationCycleConfi
         raise dg.Failure(f"preview must be between 1 and 500 rows, got {config.preview}")
     try:
         metadata = rotation_status_metadata(paths, preview=config.preview)
-    except FileNotFoundError as exc:
-        raise dg.Failure(str(exc)) from None
+    except (FileNotFoundError, RotationError) as exc:
+        raise dg.Failure(f"cannot read the rotation: {exc}") from None
     context.log.info(
         f"cycle {metadata['cycle']}: {metadata['cursor']}/{metadata['cycle_length']} pairs "
         f"({metadata['progress_pct']}%), {metadata['retry_pending']} pending retries"
