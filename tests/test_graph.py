@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -15,25 +13,18 @@ from hybrid_audio_dagster.assets.stems import script_stems_current
 from hybrid_audio_dagster.batch import ALL, run_full_batch
 from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
-from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from tests.support import make_project, write_csv
 
 NAMES = ["John", "Maria", "José", "Zoë", "O'Brien", "李雷", "Ann|Marie"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham", "Marriott Vacation Club"]
 
 
-def write_csv(path: Path, header: str, values: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "\n" + "\n".join(f'"{v}"' for v in values) + "\n", encoding="utf-8")
-
-
 @pytest.fixture
 def project(tmp_path: Path):
     root = tmp_path / "project"
-    write_csv(root / "data" / "names.csv", "name", NAMES)
-    write_csv(root / "data" / "developers.csv", "developer", DEVELOPERS)
-    shutil.copytree(PROJECT_ROOT / "templates", root / "templates")
-    paths = ProjectPaths(root=str(root))
+    paths = make_project(root, NAMES, DEVELOPERS)
     resources = {"paths": paths, "tts": OfflineTTSResource()}
     instance = dg.DagsterInstance.ephemeral()
     return root, paths, resources, instance

@@ -1,7 +1,6 @@
 """The inbox sensor, the messages-after-stems sensor and the dataset admin functions."""
 
 import json
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -15,8 +14,9 @@ from hybrid_audio_dagster.core.audio.wav import parse_wav
 from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
 from hybrid_audio_dagster.jobs import ALL_JOBS
-from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from tests.support import make_project, write_csv
 from hybrid_audio_dagster.sensors import (
     INGEST_TAG,
     InboxSettings,
@@ -29,18 +29,10 @@ DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
 SENSOR = build_inbox_sensor(settings=InboxSettings(min_age_s=0, max_bytes=20_000))
 
 
-def write_csv(path: Path, header: str, values: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "\n" + "\n".join(f'"{v}"' for v in values) + "\n", encoding="utf-8")
-
-
 @pytest.fixture
 def project(tmp_path: Path):
     root = tmp_path / "project"
-    write_csv(root / "data" / "names.csv", "name", NAMES)
-    write_csv(root / "data" / "developers.csv", "developer", DEVELOPERS)
-    shutil.copytree(PROJECT_ROOT / "templates", root / "templates")
-    paths = ProjectPaths(root=str(root))
+    paths = make_project(root, NAMES, DEVELOPERS)
     resources = {"paths": paths, "tts": OfflineTTSResource()}
     instance = dg.DagsterInstance.ephemeral()
     return root, paths, resources, instance

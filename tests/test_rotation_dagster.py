@@ -22,8 +22,9 @@ from hybrid_audio_dagster.core.rotation import read_audit
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
 from hybrid_audio_dagster.definitions import ALL_ASSETS, defs
 from hybrid_audio_dagster.jobs import messages_job
-from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from tests.support import NoCallTTS, make_project, write_csv
 from hybrid_audio_dagster.rotation_schedule import (
     BATCH_TAG,
     ROTATION_CRON,
@@ -42,14 +43,6 @@ T0 = datetime(2026, 1, 2, 9, 0, tzinfo=timezone.utc)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-class NoCallTTS(OfflineTTSResource):
-    def synthesize(self, text, voice):
-        raise AssertionError(f"unexpected TTS call for {text!r}")
-
-
-def write_csv(path: Path, header: str, values: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "\n" + "\n".join(f'"{v}"' for v in values) + "\n", encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +50,7 @@ def warm(tmp_path_factory):
     """A project and an instance home after one full batch (made once per module)."""
     base = tmp_path_factory.mktemp("warm")
     root, home = base / "project", base / "home"
-    write_csv(root / "data" / "names.csv", "name", NAMES)
-    write_csv(root / "data" / "developers.csv", "developer", DEVELOPERS)
-    shutil.copytree(PROJECT_ROOT / "templates", root / "templates")
+    make_project(root, NAMES, DEVELOPERS)
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         run_full_batch(instance, {"paths": ProjectPaths(root=str(root)), "tts": OfflineTTSResource()})

@@ -1,6 +1,5 @@
 """The nightly full-batch schedule and job."""
 
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import pytest
 from hybrid_audio_dagster.batch import run_full_batch
 from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS, defs
 from hybrid_audio_dagster.jobs import ALL_JOBS
-from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from tests.support import NoCallTTS, make_project
 from hybrid_audio_dagster.schedules import (
     ALL_SCHEDULES,
     NIGHTLY_CRON,
@@ -21,21 +20,11 @@ from hybrid_audio_dagster.schedules import (
 )
 
 
-class NoCallTTS(OfflineTTSResource):
-    """The offline engine's contract, but any synthesis fails the test."""
-
-    def synthesize(self, text, voice):
-        raise AssertionError(f"unexpected TTS call for {text!r}")
 
 
 @pytest.fixture
 def project(tmp_path: Path):
-    root = tmp_path / "project"
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "names.csv").write_text('name\n"John"\n"Maria"\n', encoding="utf-8")
-    (root / "data" / "developers.csv").write_text('developer\n"Wyndham"\n', encoding="utf-8")
-    shutil.copytree(PROJECT_ROOT / "templates", root / "templates")
-    return ProjectPaths(root=str(root))
+    return make_project(tmp_path / "project", ["John", "Maria"], ["Wyndham"])
 
 
 def test_schedule_definition():

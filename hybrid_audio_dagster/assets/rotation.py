@@ -18,7 +18,6 @@ instead, so the UI plots it, and progress, over materializations; the audit trai
 every advance.
 """
 
-import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -29,7 +28,7 @@ from typing import Any
 
 import dagster as dg
 
-from ..core.fsutil import atomic_write_text
+from ..core.fsutil import atomic_write_text, file_lock
 from ..core.rotation import Assignment, RotationError, RotationStore, read_audit
 from ..core.templates import Template, load_templates
 from ..resources.paths import ProjectPaths
@@ -151,15 +150,8 @@ class RetryLedger:
     def for_paths(cls, paths: ProjectPaths, *, fsync: bool = True) -> "RetryLedger":
         return cls(rotation_dir(paths) / "retry_ledger.json", fsync=fsync)
 
-    @contextmanager
-    def _lock(self, exclusive: bool) -> Iterator[None]:
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
+    def _lock(self, exclusive: bool):
+        return file_lock(self.lock_path, exclusive=exclusive)
 
     def _load(self) -> dict[str, Any]:
         try:

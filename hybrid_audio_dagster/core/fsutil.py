@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -71,3 +73,20 @@ def safe_join(root: str | os.PathLike, *parts: str) -> Path:
     if resolved != root_path and root_path not in resolved.parents:
         raise ValueError(f"path {'/'.join(parts)!r} escapes {root_path}")
     return resolved
+
+
+@contextmanager
+def file_lock(lock_path: str | os.PathLike, *, exclusive: bool = True) -> Iterator[None]:
+    """Hold an ``flock`` on ``lock_path`` (created if needed) for the ``with`` block.
+
+    A fresh open file description per call, so threads of one process exclude each other
+    too (flock locks belong to the description). Needs a local filesystem, not NFS.
+    """
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -112,7 +112,6 @@ none reordered) but windows among live items shrink; cost is about
 from __future__ import annotations
 
 import copy
-import fcntl
 import hashlib
 import json
 import math
@@ -122,13 +121,12 @@ import threading
 from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, file_lock
 
 __all__ = [
     "Assignment",
@@ -1093,17 +1091,8 @@ class RotationStore:
                 return Batch.from_dict(record)
         return None
 
-    @contextmanager
-    def _lock(self, *, exclusive: bool) -> Iterator[None]:
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            # a fresh open file description per call, so threads of one process exclude
-            # each other too (flock locks belong to the description)
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+    def _lock(self, *, exclusive: bool):
+        return file_lock(self.lock_path, exclusive=exclusive)
 
     def _read_state(self) -> dict[str, Any]:
         try:
