@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	touch $@
+
 # Persistent Dagster home inside the project: sqlite storage, telemetry off, the TTS pool
 # limited to one step at a time (the resource itself caps requests within that step).
 home:
@@ -40,8 +44,8 @@ ui: setup home
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: setup
-	$(PY) -m bench.run
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf .dagster_home stems output logs data/normalized data/store data/inbox data/rejected

@@ -9,8 +9,10 @@ file and swapped in at the end.
 
 import json
 import os
+import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -18,6 +20,7 @@ import dagster as dg
 from ..cache_index import latest_metadata
 from ..core.audio.errors import AudioError
 from ..core.audio.wav import PcmAudio, parse_wav
+from ..core.fsutil import safe_join
 from ..core.messages import (
     ManifestWriter,
     build_message,
@@ -35,7 +38,9 @@ from ..resources.paths import ProjectPaths
 from .datasets import read_snapshot
 from .stems import STEMS_META
 
-NAME_CHUNK = 256
+NAME_CHUNK = 64
+WRITE_THREADS = 2  # os.writev and hashlib release the GIL: two cores write and hash in parallel
+WRITE_WINDOW = 8  # messages in flight at once (bounds memory: parts are views of cached stems)
 
 
 class MessagesConfig(dg.Config):
@@ -145,7 +150,8 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
     dev_index = _slot_records(latest_metadata(instance, dg.AssetKey("developer_stems"), {d for _, _, d in parts}))
     script_index = _slot_records(latest_metadata(instance, dg.AssetKey("script_stems"), {t for _, t, _ in parts}))
     store = StemStore(paths.stems)
-    cache = StemCache(store, capacity=NAME_CHUNK + 64 * (len(parts) + 1))
+    # name stems are used for one name's partitions then never again: keep one chunk of them
+    cache = StemCache(store, capacity=NAME_CHUNK + 8 * (len(parts) + 1))
 
     runs: dict[str, PartitionRun] = {}
     try:
@@ -156,10 +162,23 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
             runs[pkey] = PartitionRun(tpl, dev, developers[dev], old, ManifestWriter(mpath), template_signature=tpl.signature())
 
         selected = set(run_names)
-        for start in range(0, len(run_names), NAME_CHUNK):
-            for name_key in run_names[start : start + NAME_CHUNK]:
-                for pkey, tid, dev in parts:
-                    _one_message(runs[pkey], paths, name_key, names[name_key], name_index, dev_index, script_index, cache, config.force)
+        out_root = str(paths.output)
+        part_dirs = {pkey: str(safe_join(out_root, tid, dev)) for pkey, tid, dev in parts}  # checked once per partition
+        pending: deque = deque()
+        with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+            for start in range(0, len(run_names), NAME_CHUNK):
+                for name_key in run_names[start : start + NAME_CHUNK]:
+                    if not _SLUG.match(name_key):
+                        raise dg.Failure(f"name key {name_key!r} is not a slug")
+                    for pkey, tid, dev in parts:
+                        job = _one_message(runs[pkey], out_root, part_dirs[pkey], name_key, names[name_key],
+                                           name_index, dev_index, script_index, cache, config.force)
+                        if job is not None:
+                            pending.append((job, pool.submit(_write_job, job)))
+                            while len(pending) > WRITE_WINDOW:
+                                _finish(*pending.popleft())
+            while pending:
+                _finish(*pending.popleft())
         # names outside a restricted run keep their manifest rows untouched
         for run in runs.values():
             for name_key, row in run.old_rows.items():
@@ -203,9 +222,23 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
         )
 
 
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+@dataclass
+class _Job:
+    run: PartitionRun
+    name_key: str
+    name: str
+    plan: object
+    message: object
+    path: str
+
+
 def _one_message(
     run: PartitionRun,
-    paths: ProjectPaths,
+    out_root: str,
+    part_dir: str,
     name_key: str,
     name: str,
     name_index: dict[str, dict[str, StemRecord]],
@@ -213,7 +246,8 @@ def _one_message(
     script_index: dict[str, dict[str, StemRecord]],
     load: StemCache,
     force: bool,
-) -> None:
+) -> _Job | None:
+    """Plan one message (main thread); return the write job, or None if skipped/failed."""
     tpl = run.template
 
     def stem_for(kind: SegmentKind, segment_id: str, text: str) -> StemRecord:
@@ -233,39 +267,58 @@ def _one_message(
     try:
         plan = plan_message(tpl, name_key=name_key, name=name, developer_key=run.developer_key, developer=run.developer, stem_for=stem_for)
         old = run.old_rows.get(name_key)
-        if not force and old is not None and old["input_signature"] == plan.input_signature and file_matches(paths.output, old):
+        if not force and old is not None and old["input_signature"] == plan.input_signature and file_matches(out_root, old):
             run.writer.add(old)
             run.skipped += 1
-            return
+            return None
+        # stems are loaded here, in the main thread (the cache is not thread-safe); the
+        # workers only write and hash, which release the GIL
         message = build_message(plan, load)
-        path = message_path(paths.output, tpl.id, run.developer_key, name_key)
-        sha = message.write(path)
-        st = os.stat(path)
-        tl = message.timeline
-        row = {
-            "name_key": name_key,
-            "name": name,
-            "path": message_relpath(tpl.id, run.developer_key, name_key),
-            "frames": tl.total_frames,
-            "sample_rate": tl.sample_rate,
-            "duration_s": tl.total_frames / tl.sample_rate,
-            "bytes": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            "sha256": sha,
-            "input_signature": plan.input_signature,
-            "template_signature": run.template_signature,
-            "timeline": json.dumps(
-                {**tl.to_dict(), "stem_paths": {p.stem.sha256: p.stem.path for p in plan.segments}},
-                separators=(",", ":"),
-            ),
-        }
-        run.writer.add(row)
-        run.written += 1
-        run.audio_s += row["duration_s"]
-        if len(run.preview) < 10:
-            run.preview.append(row)
+        return _Job(run, name_key, name, plan, message, os.path.join(part_dir, f"{name_key}.wav"))
     except (MissingStemError, AudioError, OSError, ValueError) as exc:
-        run.failed.append(f"{tpl.id}/{run.developer_key}/{name_key}: {exc}")
-        old = run.old_rows.get(name_key)
-        if old is not None:
-            run.writer.add(old)  # keep the last good message on record
+        _failed(run, name_key, exc)
+        return None
+
+
+def _write_job(job: _Job) -> tuple[str, os.stat_result]:
+    sha = job.message.write(job.path)
+    return sha, os.stat(job.path)
+
+
+def _failed(run: PartitionRun, name_key: str, exc: BaseException) -> None:
+    run.failed.append(f"{run.template.id}/{run.developer_key}/{name_key}: {exc}")
+    old = run.old_rows.get(name_key)
+    if old is not None:
+        run.writer.add(old)  # keep the last good message on record
+
+
+def _finish(job: _Job, future) -> None:
+    """Record a written message (main thread, in submission order)."""
+    run, plan, tl = job.run, job.plan, job.message.timeline
+    try:
+        sha, st = future.result()
+    except (AudioError, OSError, ValueError) as exc:
+        _failed(run, job.name_key, exc)
+        return
+    row = {
+        "name_key": job.name_key,
+        "name": job.name,
+        "path": message_relpath(run.template.id, run.developer_key, job.name_key),
+        "frames": tl.total_frames,
+        "sample_rate": tl.sample_rate,
+        "duration_s": tl.total_frames / tl.sample_rate,
+        "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": sha,
+        "input_signature": plan.input_signature,
+        "template_signature": run.template_signature,
+        "timeline": json.dumps(
+            {**tl.to_dict(), "stem_paths": {p.stem.sha256: p.stem.path for p in plan.segments}},
+            separators=(",", ":"),
+        ),
+    }
+    run.writer.add(row)
+    run.written += 1
+    run.audio_s += row["duration_s"]
+    if len(run.preview) < 10:
+        run.preview.append(row)

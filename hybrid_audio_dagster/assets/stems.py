@@ -121,7 +121,9 @@ def materialize_stems(
         first = by_signature[sig][0]
         return sig, store.ensure(first.text, first.voice, tts, indexed=indexed.get(sig), force=config.force)
 
-    with ThreadPoolExecutor(max_workers=max(1, tts.max_concurrency)) as pool:
+    # twice the request cap: a worker validating/trimming/storing a stem does not hold one of the
+    # cap's slots (the resource's semaphore bounds requests in flight, not these threads)
+    with ThreadPoolExecutor(max_workers=2 * max(1, tts.max_concurrency)) as pool:
         outcomes = dict(pool.map(work, by_signature))
 
     per_partition: dict[str, dict[str, dict]] = {k: {} for k in keys}

@@ -169,7 +169,7 @@ def file_matches(root: str | Path, row: Mapping) -> bool:
     would make a no-op batch cost as much as writing it.
     """
     try:
-        st = os.stat(Path(root) / row["path"])
+        st = os.stat(os.path.join(root, row["path"]))
     except OSError:
         return False
     return st.st_size == row["bytes"] and st.st_mtime_ns == row["mtime_ns"]
@@ -182,7 +182,7 @@ class ManifestWriter:
     messages a partition holds.
     """
 
-    def __init__(self, path: str | Path, *, flush_rows: int = 2000) -> None:
+    def __init__(self, path: str | Path, *, flush_rows: int = 256) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

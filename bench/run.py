@@ -1,0 +1,425 @@
+"""The benchmark suite of issue #7: ``python -m bench.run [--quick] [--out bench/results/report.json]``.
+
+Prints a table (every figure the median of several runs, every comparison a ratio measured
+in the same run) and writes a JSON report. Scenarios:
+
+1. ``core``: the audio core (``assemble`` + ``AssembledMessage.write``) vs numpy + soundfile,
+   pydub, sox/ffmpeg (when installed), on ~12 s 44.1 kHz mono 16-bit messages; outputs are
+   checked byte-identical across approaches.
+2. ``batch_small`` / ``batch_large``: ``run_full_batch`` through Dagster (temp sqlite
+   DAGSTER_HOME, warm stems, the messages asset as one range run) for N names × 20
+   developers; messages/s, Dagster bookkeeping per message, peak RSS; baselines in the same
+   process on the same messages.
+3. The no-op re-run of the same batch: messages checked/s, TTS calls, files rewritten.
+4. ``stems_offline`` / ``stems_cartesia``: stem synthesis through Dagster, offline engine and
+   Cartesia resource vs a local fake server (300 ms latency, concurrency cap 3).
+5. Scaling: batch_large vs batch_small throughput and peak RSS.
+
+Each Dagster scenario runs in its own process (:mod:`bench.dagster_bench`). Scratch files go
+below ``--scratch`` (default: the system temp dir) and are removed as the suite goes.
+Timings are never asserted by tests; targets are reported pass/fail here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import PROJECT_ROOT, environment, scratch_dir
+
+DEFAULT_OUT = PROJECT_ROOT / "bench" / "results" / "report.json"
+REPORT_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    core_messages: int
+    core_reps: int
+    core_external_messages: int
+    batch_small: tuple[int, int]  # names, developers
+    batch_large: tuple[int, int]
+    batch_reps: int
+    baseline_messages: int
+    stems_offline_names: int
+    stems_cartesia_names: int
+    stems_reps: int
+    cartesia_latency: float = 0.3
+    cartesia_cap: int = 3
+    note: str = ""
+
+
+PRESETS = {
+    # the issue's sizes: 100 × 20 = 2,000 and 500 × 20 = 10,000 messages
+    "full": Preset("full", 600, 5, 30, (100, 20), (500, 20), 3, 1000, 200, 90, 3),
+    "quick": Preset("quick", 150, 3, 5, (10, 4), (50, 4), 2, 100, 10, 9, 2,
+                    note="sizes far below the issue's: pass/fail is indicative only"),
+    # for the smoke test: structure and correctness counters only
+    "tiny": Preset("tiny", 12, 2, 2, (3, 2), (6, 2), 1, 6, 3, 3, 1, cartesia_latency=0.05,
+                   note="smoke-test sizes: timings are meaningless"),
+}
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+@dataclass
+class Child:
+    key: str
+    args: list[str]
+    out: Path
+    after: Child | None = None  # start only once this one has finished (and succeeded)
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    result: dict = field(default_factory=dict)
+
+
+def _start(child: Child) -> None:
+    child.started = time.perf_counter()
+    child.proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.dagster_bench", *child.args, "--out", str(child.out)],
+        cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL,
+    )
+
+
+def _collect(child: Child, status: int, usage) -> None:
+    """Record a finished child; its own rusage gives the whole process's peak RSS."""
+    assert child.proc is not None
+    child.proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        child.result = json.loads(child.out.read_text())
+    except (OSError, ValueError) as exc:
+        child.result = {"ok": False, "error": f"no report from the child process: {exc}"}
+    child.result["child_exit_code"] = child.proc.returncode
+    child.result["child_wall_s"] = time.perf_counter() - child.started
+    child.result["child_max_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def run_children(children: list[Child], jobs: int) -> None:
+    """Run the children, at most ``jobs`` at once, each after its dependency."""
+    pending = list(children)
+    running: dict[int, Child] = {}
+    while pending or running:
+        for c in list(pending):
+            if len(running) >= jobs:
+                break
+            if c.after is not None and c.after in pending + list(running.values()):
+                continue
+            pending.remove(c)
+            if c.after is not None and not c.after.result.get("ok"):
+                c.result = {"ok": False, "error": f"not run: {c.after.key} failed ({c.after.result.get('error')})"}
+                continue
+            _start(c)
+            running[c.proc.pid] = c
+        if not running:
+            continue
+        pid, status, usage = os.wait4(-1, 0)
+        c = running.pop(pid, None)
+        if c is not None:
+            _collect(c, status, usage)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _t(tid: str, what: str, value, op: str, target, *, note: str = "") -> dict:
+    if value is None:
+        ok = None
+    elif op == ">=":
+        ok = value >= target
+    elif op == "<=":
+        ok = value <= target
+    elif op == "==":
+        ok = value == target
+    else:  # pragma: no cover
+        raise ValueError(op)
+    return {"id": tid, "what": what, "value": value, "op": op, "target": target, "pass": ok, "note": note}
+
+
+def evaluate(report: dict) -> list[dict]:
+    sc = report["scenarios"]
+    out: list[dict] = []
+    core = sc.get("core") or {}
+    r = core.get("ratios", {})
+    if core:
+        out.append(_t("core.vs_numpy_soundfile", "assembly core ÷ numpy+soundfile (msg/s)", r.get("core_vs_numpy_soundfile"), ">=", 0.8))
+        out.append(_t("core.vs_pydub", "assembly core ÷ pydub (msg/s)", r.get("core_vs_pydub"), ">=", 4.0))
+        ident = core.get("byte_identical", {})
+        out.append(_t("core.byte_identical", "outputs byte-identical across approaches",
+                      all(v["byte_identical"] for v in ident.values()) if ident else None, "==", True))
+    large = (sc.get("batch_large") or {}).get("summary")
+    small = (sc.get("batch_small") or {}).get("summary")
+    if large:
+        n = sc["batch_large"]["messages"]
+        out.append(_t("batch.messages_per_s", f"Dagster batch msg/s at {n:,} messages (messages range run)",
+                      large["messages_per_s"]["median"], ">=", 1000.0))
+        out.append(_t("batch.vs_pydub", "Dagster batch ÷ pydub inner loop (same messages)", large.get("vs_pydub"), ">=", 1.6))
+        out.append(_t("batch.vs_numpy_soundfile", "Dagster batch ÷ numpy+soundfile loop (same messages)",
+                      large.get("vs_numpy_soundfile"), ">=", 0.4))
+        out.append(_t("noop.checked_per_s", f"no-op re-run, messages checked/s at {n:,} (messages run)",
+                      large["noop_checked_per_s"]["median"], ">=", 20000.0))
+    noop_calls = sum((sc.get(k) or {}).get("summary", {}).get("noop_tts_calls", 0) +
+                     (sc.get(k) or {}).get("summary", {}).get("noop_synthesize_calls", 0) for k in ("batch_small", "batch_large"))
+    noop_rewrites = sum((sc.get(k) or {}).get("summary", {}).get("noop_files_rewritten", 0) +
+                        (sc.get(k) or {}).get("summary", {}).get("noop_written", 0) for k in ("batch_small", "batch_large"))
+    if large or small:
+        out.append(_t("noop.tts_calls", "no-op re-run: TTS calls (all batch scenarios)", noop_calls, "==", 0))
+        out.append(_t("noop.files_rewritten", "no-op re-run: files rewritten (all batch scenarios)", noop_rewrites, "==", 0))
+    cart = (sc.get("stems_cartesia") or {}).get("summary")
+    if cart:
+        out.append(_t("cartesia.fraction_of_ideal", "Cartesia stems/s ÷ (cap / latency)", cart.get("fraction_of_ideal"), ">=", 0.9))
+        out.append(_t("cartesia.body_fraction_of_ideal", "  the same inside the asset body only (informational: excludes Dagster's run/event cost)",
+                      cart.get("body_fraction_of_ideal"), ">=", 0.9))
+        out.append(_t("cartesia.max_in_flight", "Cartesia max requests in flight", cart.get("max_in_flight"), "<=",
+                      sc["stems_cartesia"].get("cap")))
+    scaling = report.get("scaling")
+    if scaling:
+        out.append(_t("scaling.throughput", "msg/s large ÷ small (within 20%)", scaling.get("throughput_ratio"), ">=", 0.8))
+        out.append(_t("scaling.peak_rss", "peak RSS large ÷ small", scaling.get("peak_rss_ratio"), "<=", 1.2))
+    return out
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+METHOD = {
+    "figures": "every figure is the median over repetitions (min/max in the JSON); every ratio is the median of "
+               "per-repetition ratios measured in the same process right after each other",
+    "core": "stems in memory; each approach writes one WAV per message into a scratch folder emptied (untimed) "
+            "between batches; approaches interleaved in a rotating order; outputs compared byte for byte",
+    "batch": "run_full_batch in a fresh process on a sqlite DAGSTER_HOME, stems warm (made by a separate setup "
+             "process), output folder empty; 'messages range run' = wall time of the dg.materialize call of the "
+             "messages asset (one range run over every template x developer partition); 'whole run_full_batch' "
+             "includes the dataset and stem runs",
+    "bookkeeping": "Dagster bookkeeping per message = (messages run wall time - the asset function's own time, from "
+                   "the asset's log line) / messages: run and step setup, resource init, storing the events and "
+                   "per-partition metadata. 'All but the audio core' = (run wall - summed time of "
+                   "build_message + AssembledMessage.write, timed by wrapping them) / messages",
+    "peak_rss": "VmHWM of the measuring process through its first timed batch (a fresh process: imports, instance, "
+                "a one-name warm-up, one batch); the whole process's ru_maxrss (wait4) is reported beside it",
+    "noop": "the same run_full_batch again with nothing changed; files rewritten = .wav files whose mtime changed or "
+            "that disappeared + messages the asset reports written; TTS calls = the stems assets' tts_calls metadata "
+            "and, independently, calls of TTSResource.synthesize counted by a wrapper",
+    "cartesia": "the fake server (tests/cartesia_fake_server.py) in its own process on 127.0.0.1 with the given "
+                "latency and concurrency cap; name_stems over N names with force=True; max in flight as the "
+                "server counted it",
+}
+
+
+def table(report: dict) -> str:
+    sc = report["scenarios"]
+    rows: list[tuple[str, str, str]] = []
+    env = report.get("environment", {})
+    fs = env.get("scratch_fs", {})
+    rows.append(("setup", f"preset {report['preset']}" + (f" ({report['preset_note']})" if report.get("preset_note") else ""),
+                 (f"scratch {env.get('scratch')} on {fs.get('type')}; {env.get('cpus')} CPUs; load average before "
+                  f"{report['load_average_before'][0]:.2f}, after {report['load_average_after'][0]:.2f}")))
+    core = sc.get("core")
+    if core and core.get("ok", True) and "approaches" in core:
+        m = core["message"]
+        rows.append(("1 core", (f"message: {m['seconds']} s, {m['sample_rate']} Hz mono 16-bit, {m['bytes'] / 1e6:.2f} MB; "
+                                f"{core['approaches']['core']['messages']} msgs × {core['reps']} reps"), ""))
+        for name, a in core["approaches"].items():
+            mb = a.get("mb_per_s")
+            rows.append(("1 core", f"  {name}", f"{_fmt(a['messages_per_s']['median'])} msg/s" + (f", {_fmt(mb)} MB/s" if mb else "")))
+        for name, why in core.get("skipped", {}).items():
+            rows.append(("1 core", f"  {name}", f"skipped: {why}"))
+        for k, v in core["ratios"].items():
+            if v is not None:
+                rows.append(("1 core", f"  ratio {k}", _fmt(v)))
+    for key, label in (("batch_small", "2 batch"), ("batch_large", "2 batch")):
+        b = sc.get(key)
+        if not b:
+            continue
+        if not b.get("ok"):
+            rows.append((label, key, f"FAILED: {b.get('error')}"))
+            continue
+        s = b["summary"]
+        rows.append((label, f"{key}: {b['names']} names × {b['developers']} developers = {b['messages']:,} messages",
+                     f"{b['message']['seconds']} s / {b['message']['bytes'] / 1e6:.2f} MB each ({b['message']['sample_rate']} Hz), {b['output_mb']:,} MB"))
+        rows.append((label, "  messages range run", f"{_fmt(s['messages_per_s']['median'])} msg/s ({_fmt(s['messages_run_s'])} s)"))
+        rows.append((label, "  whole run_full_batch (5 runs)", f"{_fmt(s['batch_messages_per_s']['median'])} msg/s ({_fmt(s['batch_s'])} s)"))
+        rows.append((label, "  per message: audio core (assemble + write, Σ over threads)", f"{_fmt(s['assemble_write_per_message_ms'], 3)} ms"))
+        rows.append((label, "  per message: all but the audio core (run wall − Σ core)", f"{_fmt(s['not_audio_core_per_message_ms'], 3)} ms" if s['not_audio_core_per_message_ms'] is not None else "n/a (the asset writes on several threads)"))
+        rows.append((label, "  per message: Dagster bookkeeping (run wall − asset body)", f"{_fmt(s['dagster_outside_body_per_message_ms'], 3)} ms"))
+        rows.append((label, "  peak RSS (fresh process: imports + instance + batch)", f"{_fmt(s['peak_rss_mb'])} MB (whole process {_fmt(b.get('child_max_rss_mb'))} MB)"))
+        for name, v in s["baselines_messages_per_s"].items():
+            rows.append((label, f"  baseline {name} ({s['baseline_messages']} msgs)", f"{_fmt(v['median'])} msg/s"))
+        rows.append((label, "  ratio ÷ pydub / ÷ numpy+soundfile / ÷ core alone",
+                     f"{_fmt(s['vs_pydub'])} / {_fmt(s['vs_numpy_soundfile'])} / {_fmt(s['vs_core'])}"))
+        rows.append(("3 no-op", f"  {key}: checked/s messages run (whole batch)",
+                     f"{_fmt(s['noop_checked_per_s']['median'])} ({_fmt(s['noop_batch_checked_per_s']['median'])})"))
+        rows.append(("3 no-op", f"  {key}: TTS calls / synthesize() calls / files rewritten",
+                     f"{s['noop_tts_calls']} / {s['noop_synthesize_calls']} / {s['noop_files_rewritten'] + s['noop_written']}"))
+    for key in ("stems_offline", "stems_cartesia"):
+        st = sc.get(key)
+        if not st:
+            continue
+        if not st.get("ok"):
+            rows.append(("4 stems", key, f"FAILED: {st.get('error')}"))
+            continue
+        s = st["summary"]
+        extra = ""
+        if key == "stems_cartesia":
+            extra = (f"; ideal {_fmt(s['ideal_stems_per_s'])}/s (cap {st['cap']} / {st['latency_s']} s) → "
+                     f"{_fmt(s['fraction_of_ideal'])} (asset body alone {_fmt(s.get('body_fraction_of_ideal'))}); "
+                     f"max in flight {s['max_in_flight']}, 429s {s['rejected_429']}")
+        rows.append(("4 stems", f"{key}: {int(s['tts_calls_per_run'])} stems/run",
+                     f"{_fmt(s['stems_per_s']['median'])} stems/s incl. Dagster{extra}"))
+    scal = report.get("scaling")
+    if scal:
+        rows.append(("5 scaling", f"{scal['large_messages']:,} vs {scal['small_messages']:,} messages",
+                     f"throughput ×{_fmt(scal['throughput_ratio'])}, peak RSS ×{_fmt(scal['peak_rss_ratio'])}"))
+    w1 = max(len(r[0]) for r in rows) if rows else 0
+    w2 = max(len(r[1]) for r in rows) if rows else 0
+    lines = [f"{a:<{w1}}  {b:<{w2}}  {c}" for a, b, c in rows]
+    lines.append("")
+    lines.append("targets")
+    for t in report["targets"]:
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[t["pass"]]
+        lines.append(f"  {mark}  {t['what']}: {_fmt(t['value'])} (target {t['op']} {_fmt(t['target'])})")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[str] | None, log=print) -> dict:
+    started = time.perf_counter()
+    report: dict = {
+        "schema": REPORT_SCHEMA,
+        "preset": preset.name,
+        "preset_note": preset.note,
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]]),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average_before": os.getloadavg(),
+        "scenarios": {},
+    }
+    want = (lambda k: k in only) if only else (lambda k: True)
+    with scratch_dir(scratch_base) as scratch:
+        report["environment"] = environment(scratch)
+        children: list[Child] = []
+        setups: list[Child] = []  # untimed: they run first, side by side
+        for key, (names, devs) in (("batch_small", preset.batch_small), ("batch_large", preset.batch_large)):
+            if want(key) or want("batch"):
+                common = ["--workdir", str(scratch / key), "--names", str(names), "--developers", str(devs)]
+                setup = Child(f"{key}_setup", ["batch-setup", *common], scratch / f"{key}_setup.json")
+                measure = Child(key, ["batch-measure", *common, "--setup-json", str(setup.out), "--reps", str(preset.batch_reps),
+                                      "--baseline-messages", str(preset.baseline_messages)], scratch / f"{key}.json", after=setup)
+                setups.append(setup)
+                children.append(measure)
+        engines = [e for e in ("offline", "cartesia") if want(f"stems_{e}") or want("stems")]
+        if engines:
+            children.append(Child("stems", ["stems", "--engines", *engines, "--workdir", str(scratch / "stems"),
+                                            "--names", str(preset.stems_offline_names),
+                                            "--cartesia-names", str(preset.stems_cartesia_names), "--developers", "2",
+                                            "--reps", str(preset.stems_reps), "--latency", str(preset.cartesia_latency),
+                                            "--cap", str(preset.cartesia_cap)], scratch / "stems.json"))
+        if setups:
+            log(f"[setup] {', '.join(c.key for c in setups)} (untimed, in parallel) ...")
+            run_children(setups, max(jobs, 2))
+        if want("core"):
+            from . import core_bench
+
+            log(f"[1] assembly core: {preset.core_messages} messages × {preset.core_reps} reps ...")
+            try:
+                report["scenarios"]["core"] = {"ok": True, **core_bench.run(
+                    scratch, messages=preset.core_messages, reps=preset.core_reps,
+                    external_messages=preset.core_external_messages, verify_messages=min(8, preset.core_messages), log=log)}
+            except Exception as exc:  # noqa: BLE001 - report and go on with the other scenarios
+                import traceback
+
+                report["scenarios"]["core"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        log(f"[2-4] Dagster scenarios ({', '.join(c.key for c in children)}), one process each, {jobs} at a time ...")
+        run_children(children, jobs)
+        for c in setups + children:
+            if c.key.endswith("_setup"):
+                if not c.result.get("ok"):
+                    report["scenarios"][c.key.removesuffix("_setup")] = c.result
+                continue
+            if c.key == "stems":  # one process for both engines: one section each
+                parts = {k: v for k, v in c.result.items() if k.startswith("stems_")}
+                if not parts:
+                    parts = {f"stems_{e}": dict(c.result) for e in engines}
+                for k, v in parts.items():
+                    v.setdefault("ok", False)
+                    v["child_wall_s"] = c.result.get("child_wall_s")
+                    report["scenarios"][k] = v
+            else:
+                report["scenarios"][c.key] = c.result
+        for k, v in report["scenarios"].items():
+            if not v.get("ok"):
+                log(f"  {k} FAILED: {v.get('error')}")
+    small = report["scenarios"].get("batch_small", {})
+    large = report["scenarios"].get("batch_large", {})
+    if small.get("ok") and large.get("ok"):
+        report["scaling"] = {
+            "small_messages": small["messages"],
+            "large_messages": large["messages"],
+            "throughput_ratio": large["summary"]["messages_per_s"]["median"] / small["summary"]["messages_per_s"]["median"],
+            "peak_rss_ratio": large["summary"]["peak_rss_mb"] / small["summary"]["peak_rss_mb"],
+            "process_peak_rss_ratio": large["child_max_rss_mb"] / small["child_max_rss_mb"],
+            "dagster_outside_body_per_message_ms": [small["summary"]["dagster_outside_body_per_message_ms"],
+                                                    large["summary"]["dagster_outside_body_per_message_ms"]],
+        }
+    report["method"] = METHOD
+    report["targets"] = evaluate(report)
+    report["ok"] = all(v.get("ok", False) for v in report["scenarios"].values())
+    report["correctness"] = {
+        t["id"]: t["pass"] for t in report["targets"] if t["id"] in ("noop.tts_calls", "noop.files_rewritten", "core.byte_identical", "cartesia.max_in_flight")
+    }
+    report["load_average_after"] = os.getloadavg()
+    report["duration_s"] = time.perf_counter() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", const="quick", dest="preset", help="small sizes, under ~30 s")
+    size.add_argument("--tiny", action="store_const", const="tiny", dest="preset", help="smoke-test sizes (structure only)")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(PROJECT_ROOT)})")
+    ap.add_argument("--scratch", type=Path, default=None, help="where temp projects and outputs go (default: system temp dir)")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia")
+    ap.add_argument("--jobs", type=int, default=1, help="Dagster scenario processes at once (>1 spoils timings)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions of every scenario (overrides the preset)")
+    args = ap.parse_args(argv)
+    preset = PRESETS[args.preset or "full"]
+    if args.reps:
+        from dataclasses import replace
+
+        preset = replace(preset, core_reps=args.reps, batch_reps=args.reps, stems_reps=args.reps)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"note: load average {load:.2f} before starting: other processes compete for the CPU", file=sys.stderr)
+    report = run_suite(preset, args.scratch, max(1, args.jobs), set(args.only) if args.only else None,
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    text = table(report)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"\nreport: {args.out}  ({report['duration_s']:.0f} s, preset {preset.name})")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

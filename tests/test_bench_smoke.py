@@ -1,0 +1,95 @@
+"""The benchmark suite (issue #7) at smoke-test size, so it never rots.
+
+Runs ``python -m bench.run --tiny`` end to end (every scenario, real Dagster runs, the fake
+Cartesia server) and checks the report's structure and its correctness counters. Timings
+are never asserted: they mean nothing at this size and on a shared machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
+
+SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia"}
+TARGET_IDS = {
+    "core.vs_numpy_soundfile", "core.vs_pydub", "core.byte_identical",
+    "batch.messages_per_s", "batch.vs_pydub", "batch.vs_numpy_soundfile",
+    "noop.checked_per_s", "noop.tts_calls", "noop.files_rewritten",
+    "cartesia.fraction_of_ideal", "cartesia.body_fraction_of_ideal", "cartesia.max_in_flight",
+    "scaling.throughput", "scaling.peak_rss",
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[dict, str]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--tiny", "--jobs", "4", "--scratch", str(tmp / "scratch"), "--out", str(out)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert not any((tmp / "scratch").iterdir()), "the suite left scratch files behind"
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_every_scenario_ran(report):
+    data, _ = report
+    assert data["schema"] == 1 and data["preset"] == "tiny" and data["ok"] is True
+    assert set(data["scenarios"]) == SCENARIOS
+    for key, scenario in data["scenarios"].items():
+        assert scenario.get("ok") is True, (key, scenario.get("error"), scenario.get("traceback"))
+    assert {t["id"] for t in data["targets"]} == TARGET_IDS
+    for t in data["targets"]:
+        assert set(t) >= {"id", "what", "value", "op", "target", "pass"}
+
+
+def test_core_outputs_are_byte_identical(report):
+    data, _ = report
+    core = data["scenarios"]["core"]
+    assert {"core", "numpy_soundfile"} <= set(core["approaches"])
+    assert "pydub" in core["approaches"] or "pydub" in core["skipped"]
+    assert core["byte_identical"] and all(v["byte_identical"] for v in core["byte_identical"].values())
+    for name, why in core["skipped"].items():  # sox/ffmpeg skip cleanly when not installed
+        assert name in {"sox", "ffmpeg", "core_crc32c", "pydub", "pydub_reload"} and why
+    assert core["message"]["sample_rate"] == 44100 and core["message"]["seconds"] > 10
+
+
+def test_noop_rerun_makes_no_tts_call_and_rewrites_nothing(report):
+    data, _ = report
+    for key in ("batch_small", "batch_large"):
+        b = data["scenarios"][key]
+        s = b["summary"]
+        assert b["messages"] == b["names"] * b["developers"]
+        assert s["noop_tts_calls"] == 0 and s["noop_synthesize_calls"] == 0
+        assert s["noop_files_rewritten"] == 0 and s["noop_written"] == 0
+        assert s["write_tts_calls"] == 0  # warm stems: the timed batch never calls the engine
+        for rep in b["reps"]:
+            assert rep["write"]["written"] == b["messages"] and rep["write"]["failed"] == 0
+            assert rep["noop"]["checked"] == b["messages"]
+        assert set(s["baselines_messages_per_s"]) >= {"core", "numpy_soundfile"}
+        assert s["peak_rss_mb"] > 0 and b["child_max_rss_mb"] > 0
+    assert data["correctness"] == {
+        "core.byte_identical": True, "noop.tts_calls": True, "noop.files_rewritten": True, "cartesia.max_in_flight": True,
+    }
+
+
+def test_stems_scenarios_count_calls_and_respect_the_cap(report):
+    data, _ = report
+    off = data["scenarios"]["stems_offline"]
+    assert off["summary"]["tts_calls_per_run"] == off["names"]
+    cart = data["scenarios"]["stems_cartesia"]
+    s = cart["summary"]
+    assert s["tts_calls_per_run"] == cart["names"]
+    assert 1 <= s["max_in_flight"] <= cart["cap"]
+    assert s["requests"] == cart["names"] * len(cart["reps"]) and s["rejected_429"] == 0
+
+
+def test_table_is_printed(report):
+    _, stdout = report
+    assert "targets" in stdout and "messages range run" in stdout and "report:" in stdout
