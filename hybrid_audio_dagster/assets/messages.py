@@ -23,12 +23,11 @@ from ..core.audio.wav import PcmAudio, parse_wav
 from ..core.fsutil import safe_join
 from ..core.messages import (
     ManifestWriter,
+    MessagePlanner,
     build_message,
     file_matches,
     manifest_path,
-    message_path,
     message_relpath,
-    plan_message,
     read_manifest,
 )
 from ..core.stems import StemRecord, StemStore
@@ -68,6 +67,8 @@ class PartitionRun:
     audio_s: float = 0.0
     template_signature: str = ""
     preview: list[dict] = field(default_factory=list)
+    planner: MessagePlanner | None = None
+    planner_error: str = ""
 
 
 class StemCache:
@@ -159,7 +160,11 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
             mpath = manifest_path(paths.output, tid, dev)
             old = {r["name_key"]: r for r in read_manifest(mpath)}
             tpl = templates[tid]
-            runs[pkey] = PartitionRun(tpl, dev, developers[dev], old, ManifestWriter(mpath), template_signature=tpl.signature())
+            run = runs[pkey] = PartitionRun(tpl, dev, developers[dev], old, ManifestWriter(mpath), template_signature=tpl.signature())
+            try:
+                run.planner = _planner(run, dev_index, script_index)
+            except MissingStemError as exc:
+                run.planner_error = str(exc)  # every message of the partition fails with it
 
         selected = set(run_names)
         out_root = str(paths.output)
@@ -172,7 +177,7 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
                         raise dg.Failure(f"name key {name_key!r} is not a slug")
                     for pkey, tid, dev in parts:
                         job = _one_message(runs[pkey], out_root, part_dirs[pkey], name_key, names[name_key],
-                                           name_index, dev_index, script_index, cache, config.force)
+                                           name_index, cache, config.force)
                         if job is not None:
                             pending.append((job, pool.submit(_write_job, job)))
                             while len(pending) > WRITE_WINDOW:
@@ -235,6 +240,27 @@ class _Job:
     path: str
 
 
+def _record(index: dict[str, dict[str, StemRecord]], asset: str, owner: str, slot: str, text: str) -> StemRecord:
+    record = index.get(owner, {}).get(slot)
+    if record is None or record.text != text:
+        state = "missing" if record is None else "stale (text changed)"
+        raise MissingStemError(f"stem {slot} for {owner!r} is {state}: materialize {asset} partition {owner!r}")
+    return record
+
+
+def _planner(
+    run: PartitionRun, dev_index: dict[str, dict[str, StemRecord]], script_index: dict[str, dict[str, StemRecord]]
+) -> MessagePlanner:
+    tid = run.template.id
+
+    def stem_for(kind: SegmentKind, segment_id: str, text: str) -> StemRecord:
+        if kind is SegmentKind.DEVELOPER:
+            return _record(dev_index, "developer_stems", run.developer_key, f"{tid}/{segment_id}", text)
+        return _record(script_index, "script_stems", tid, f"{tid}/{segment_id}", text)
+
+    return MessagePlanner(run.template, developer_key=run.developer_key, developer=run.developer, stem_for=stem_for)
+
+
 def _one_message(
     run: PartitionRun,
     out_root: str,
@@ -242,30 +268,19 @@ def _one_message(
     name_key: str,
     name: str,
     name_index: dict[str, dict[str, StemRecord]],
-    dev_index: dict[str, dict[str, StemRecord]],
-    script_index: dict[str, dict[str, StemRecord]],
     load: StemCache,
     force: bool,
 ) -> _Job | None:
     """Plan one message (main thread); return the write job, or None if skipped/failed."""
-    tpl = run.template
+    tid = run.template.id
 
     def stem_for(kind: SegmentKind, segment_id: str, text: str) -> StemRecord:
-        slot = f"{tpl.id}/{segment_id}"
-        if kind is SegmentKind.NAME:
-            owner, index, asset = name_key, name_index, "name_stems"
-        elif kind is SegmentKind.DEVELOPER:
-            owner, index, asset = run.developer_key, dev_index, "developer_stems"
-        else:
-            owner, index, asset = tpl.id, script_index, "script_stems"
-        record = index.get(owner, {}).get(slot)
-        if record is None or record.text != text:
-            state = "missing" if record is None else "stale (text changed)"
-            raise MissingStemError(f"stem {slot} for {owner!r} is {state}: materialize {asset} partition {owner!r}")
-        return record
+        return _record(name_index, "name_stems", name_key, f"{tid}/{segment_id}", text)
 
     try:
-        plan = plan_message(tpl, name_key=name_key, name=name, developer_key=run.developer_key, developer=run.developer, stem_for=stem_for)
+        if run.planner is None:
+            raise MissingStemError(run.planner_error)
+        plan = run.planner.plan(name_key=name_key, name=name, stem_for=stem_for)
         old = run.old_rows.get(name_key)
         if not force and old is not None and old["input_signature"] == plan.input_signature and file_matches(out_root, old):
             run.writer.add(old)
