@@ -48,6 +48,7 @@ class BatchSummary:
             f"TTS calls          {self.tts_calls}",
             f"characters sent    {self.chars_sent}",
             f"stem cache hits    {self.cache_hits}",
+            f"stem assets current {self.stem_assets_current} of 3 (checked, no run needed)",
             f"seconds            {self.seconds:.2f}",
         ]
 
