@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,17 +218,21 @@ def file_matches(root: str | Path, row: Mapping) -> bool:
 
 
 class ManifestWriter:
-    """Streams manifest rows to a temp parquet file, renamed over the manifest on close.
+    """Spools manifest rows to a temp file; on commit writes the parquet manifest and
+    renames it over the old one.
 
-    Rows are buffered and flushed in row groups so memory stays flat however many
-    messages a partition holds.
+    A run holds one writer per partition (dozens at once). An open ``ParquetWriter`` keeps
+    ~1.4 MB of Arrow buffers, so rows are spooled as pickled chunks instead and each
+    manifest is converted at commit, one at a time: memory stays flat however many
+    partitions and messages a run covers.
     """
 
     def __init__(self, path: str | Path, *, flush_rows: int = 256) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._spool_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.rows")
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._writer = pq.ParquetWriter(self._tmp, MANIFEST_SCHEMA)
+        self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed in commit/abort
         self._buf: list[dict] = []
         self._flush_rows = flush_rows
         self.rows = 0
@@ -240,16 +245,28 @@ class ManifestWriter:
 
     def _flush(self) -> None:
         if self._buf:
-            self._writer.write_table(pa.Table.from_pylist(self._buf, schema=MANIFEST_SCHEMA))
+            pickle.dump(self._buf, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
             self._buf = []
 
     def commit(self) -> None:
         self._flush()
-        self._writer.close()
-        os.replace(self._tmp, self.path)
+        self._spool.close()
+        try:
+            with pq.ParquetWriter(self._tmp, MANIFEST_SCHEMA) as writer, open(self._spool_path, "rb") as spool:
+                if not self.rows:
+                    writer.write_table(MANIFEST_SCHEMA.empty_table())
+                while True:
+                    try:
+                        chunk = pickle.load(spool)  # our own spool file, written above
+                    except EOFError:
+                        break
+                    writer.write_table(pa.Table.from_pylist(chunk, schema=MANIFEST_SCHEMA))
+            os.replace(self._tmp, self.path)
+        finally:
+            self._spool_path.unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
-        try:
-            self._writer.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        self._spool.close()
+        self._spool_path.unlink(missing_ok=True)
+        self._tmp.unlink(missing_ok=True)
