@@ -143,3 +143,15 @@ def test_cli_rotation_next_pair_runs_through_the_webserver(server, capsys, monke
     assert "SUCCESS" in out
     rows = read_manifest(manifest_path(paths.output, pair["template"], pair["developer"]))
     assert pair["name"] in {r["name_key"] for r in rows}
+
+
+def test_cli_backfill_is_registered_by_the_webserver(server, capsys):
+    url, _, _, _ = server
+    assert cli(["remote", "--url", url, "backfill", "--asset", "messages"]) == 0
+    backfill_id = capsys.readouterr().out.split()[1]
+    query = "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id numPartitions } } } }"
+    results = httpx.post(f"{url}/graphql", json={"query": query}, timeout=10).json()["data"]["partitionBackfillsOrError"]["results"]
+    [ours] = [b for b in results if b["id"] == backfill_id]
+    assert ours["numPartitions"] == 2 * 2  # templates × developers
+    assert cli(["remote", "--url", url, "backfill", "--asset", "no_such_asset"]) == 2
+    assert "no asset named 'no_such_asset'" in capsys.readouterr().err
