@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
 
-.PHONY: setup home init run batch ui test test-all bench clean
+.PHONY: setup home init run batch ui test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,4 +48,4 @@ bench: $(VENV)/.bench-installed
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf .dagster_home stems output logs data/normalized data/store data/inbox data/rejected
+	rm -rf .dagster_home stems output logs data/normalized data/store data/inbox data/rejected data/rotation
