@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
 
@@ -27,3 +29,16 @@ class NoCallTTS(OfflineTTSResource):
 
     def synthesize(self, text, voice):
         raise AssertionError(f"unexpected TTS call for {text!r}")
+
+
+def pack(samples: np.ndarray, fmt: str) -> bytes:
+    """Interleaved little-endian frame bytes of ``samples`` (frames, channels), written
+    independently of the code under test."""
+    if fmt == "pcm_s16le":
+        return np.ascontiguousarray(samples, dtype="<i2").tobytes()
+    if fmt == "pcm_s32le":
+        return np.ascontiguousarray(samples, dtype="<i4").tobytes()
+    if fmt == "pcm_f32le":
+        return np.ascontiguousarray(samples, dtype="<f4").tobytes()
+    v = np.ascontiguousarray(samples, dtype="<i4").reshape(-1)
+    return v.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()

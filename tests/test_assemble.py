@@ -40,6 +40,7 @@ from hybrid_audio_dagster.core.audio.errors import (
 from hybrid_audio_dagster.core.audio.timing import Boundary, TimingRules, classify_boundary, ms_to_frames
 from hybrid_audio_dagster.core.audio.trim import TrimRange, find_trim
 from hybrid_audio_dagster.core.audio.wav import PcmAudio, encode_wav, load_wav, parse_wav
+from tests.support import pack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le"]
@@ -55,15 +56,6 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 # --------------------------------------------------------------------------------------
 
 
-def pack(samples: np.ndarray, fmt: str) -> bytes:
-    if fmt == "pcm_s16le":
-        return np.ascontiguousarray(samples, dtype="<i2").tobytes()
-    if fmt == "pcm_s32le":
-        return np.ascontiguousarray(samples, dtype="<i4").tobytes()
-    if fmt == "pcm_f32le":
-        return np.ascontiguousarray(samples, dtype="<f4").tobytes()
-    v = np.ascontiguousarray(samples, dtype="<i4").reshape(-1)
-    return v.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
 def sf_read(blob: bytes, fmt: str) -> tuple[np.ndarray, object]:

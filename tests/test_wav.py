@@ -33,6 +33,7 @@ from hybrid_audio_dagster.core.audio.wav import (
     parse_wav,
     validate_audio,
 )
+from tests.support import pack
 
 SOURCE = "stems/intro-3f2a.wav"  # every error must name it
 
@@ -56,16 +57,6 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 # --------------------------------------------------------------------------------------
 
 
-def pack(samples: np.ndarray, fmt: str) -> bytes:
-    """Interleaved little-endian frame bytes of ``samples`` (frames, channels)."""
-    if fmt == "pcm_s16le":
-        return np.ascontiguousarray(samples, dtype="<i2").tobytes()
-    if fmt == "pcm_s32le":
-        return np.ascontiguousarray(samples, dtype="<i4").tobytes()
-    if fmt == "pcm_f32le":
-        return np.ascontiguousarray(samples, dtype="<f4").tobytes()
-    v = np.ascontiguousarray(samples, dtype="<i4").reshape(-1)
-    return v.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
 def chunk(cid: bytes, body: bytes, size: int | None = None) -> bytes:

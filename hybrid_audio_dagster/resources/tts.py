@@ -148,13 +148,13 @@ class CartesiaTTSResource(TTSResource):
     cartesia_version: str = DEFAULT_CARTESIA_VERSION
     model_id: str = DEFAULT_MODEL_ID
     default_voice_id: str = DEFAULT_VOICE_ID
-    sample_rate: int = 44100
-    encoding: str = "pcm_s16le"
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 60.0
-    max_retries: int = 2
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 8.0
+    sample_rate: int = CartesiaConfig.sample_rate
+    encoding: str = CartesiaConfig.encoding
+    connect_timeout_s: float = CartesiaConfig.connect_timeout_s
+    read_timeout_s: float = CartesiaConfig.read_timeout_s
+    max_retries: int = CartesiaConfig.max_retries
+    backoff_base_s: float = CartesiaConfig.backoff_base_s
+    backoff_max_s: float = CartesiaConfig.backoff_max_s
     max_concurrency: int = Field(default=3, ge=1, le=64, description="Requests in flight per run (plan cap).")
 
     _client: CartesiaClient | None = PrivateAttr(default=None)
