@@ -104,13 +104,7 @@ def run_full_batch(
                     continue  # every slot indexed with an intact file: a run would only re-record them
             results = [_materialize([asset], instance, resources, tags=_range_tags(keys[0], keys[-1]), run_config=_stems_config(asset, force_stems))]
         for res in results:
-            summary.runs.append(res.run_id)
-            for event in res.get_asset_materialization_events():
-                md = event.materialization.metadata
-                summary.stem_partitions += 1
-                summary.tts_calls += md["tts_calls"].value
-                summary.cache_hits += md["cache_hits"].value
-                summary.chars_sent += md["chars_sent"].value
+            _tally(summary, res, "stem_partitions", tts_calls="tts_calls", cache_hits="cache_hits", chars_sent="chars_sent")
 
     templates = instance.get_dynamic_partitions(templates_partitions.name)
     developers = instance.get_dynamic_partitions(developers_partitions.name)
@@ -124,15 +118,19 @@ def run_full_batch(
             selection, instance, resources, tags=_range_tags(str(first), str(last)),
             run_config={"ops": {"messages": {"config": {"names": list(names), "force": False}}}},
         )
-        summary.runs.append(res.run_id)
-        for event in res.get_asset_materialization_events():
-            md = event.materialization.metadata
-            summary.message_partitions += 1
-            summary.messages_written += md["written"].value
-            summary.messages_skipped += md["skipped"].value
-            summary.messages_failed += md["failed"].value
+        _tally(summary, res, "message_partitions", messages_written="written", messages_skipped="skipped", messages_failed="failed")
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _tally(summary: BatchSummary, result: dg.ExecuteInProcessResult, count_field: str, **fields: str) -> None:
+    """Add a run's per-partition metadata to the summary: ``summary_field=metadata_label``."""
+    summary.runs.append(result.run_id)
+    for event in result.get_asset_materialization_events():
+        md = event.materialization.metadata
+        setattr(summary, count_field, getattr(summary, count_field) + 1)
+        for attr, label in fields.items():
+            setattr(summary, attr, getattr(summary, attr) + md[label].value)
 
 
 def _stems_config(asset: dg.AssetsDefinition, force: bool) -> dict:

@@ -51,9 +51,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _paths():
-    from .definitions import build_resources
+    # only the folders: dataset and rotation commands must work whatever TTS engine is set up
+    from .definitions import project_paths
 
-    return build_resources()["paths"]
+    return project_paths()
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -22,6 +22,12 @@ ALL_ASSETS = [names_dataset, developers_dataset, message_templates, name_stems, 
 ALL_CHECKS = [messages_bit_exact, *STEM_CHECKS]
 
 
+def project_paths(env: os._Environ | dict | None = None) -> ProjectPaths:
+    """``HYBRID_AUDIO_ROOT`` moves data/stems/output (default: the project folder)."""
+    env = os.environ if env is None else env
+    return ProjectPaths(root=env.get("HYBRID_AUDIO_ROOT", str(PROJECT_ROOT)))
+
+
 def build_resources(env: os._Environ | dict | None = None) -> dict:
     """Resources per deployment, chosen the way Dagster's docs do it: from the environment.
 
@@ -30,7 +36,7 @@ def build_resources(env: os._Environ | dict | None = None) -> dict:
     """
     env = os.environ if env is None else env
     return {
-        "paths": ProjectPaths(root=env.get("HYBRID_AUDIO_ROOT", str(PROJECT_ROOT))),
+        "paths": project_paths(env),
         "tts": tts_resource_from_env(env),
     }
 

@@ -42,3 +42,11 @@ def pack(samples: np.ndarray, fmt: str) -> bytes:
         return np.ascontiguousarray(samples, dtype="<f4").tobytes()
     v = np.ascontiguousarray(samples, dtype="<i4").reshape(-1)
     return v.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+
+
+def project_env(root: Path, names: list[str], developers: list[str]):
+    """(root, paths, resources with the offline engine, an ephemeral instance)."""
+    import dagster as dg
+
+    paths = make_project(root, names, developers)
+    return root, paths, {"paths": paths, "tts": OfflineTTSResource()}, dg.DagsterInstance.ephemeral()

@@ -14,8 +14,7 @@ from hybrid_audio_dagster.batch import ALL, run_full_batch
 from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
 from hybrid_audio_dagster.resources.paths import ProjectPaths
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
-from tests.support import make_project, write_csv
+from tests.support import project_env, write_csv
 
 NAMES = ["John", "Maria", "José", "Zoë", "O'Brien", "李雷", "Ann|Marie"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham", "Marriott Vacation Club"]
@@ -23,11 +22,7 @@ DEVELOPERS = ["Hilton Grand Vacations", "Wyndham", "Marriott Vacation Club"]
 
 @pytest.fixture
 def project(tmp_path: Path):
-    root = tmp_path / "project"
-    paths = make_project(root, NAMES, DEVELOPERS)
-    resources = {"paths": paths, "tts": OfflineTTSResource()}
-    instance = dg.DagsterInstance.ephemeral()
-    return root, paths, resources, instance
+    return project_env(tmp_path / "project", NAMES, DEVELOPERS)
 
 
 def stem_files(root: Path) -> dict[Path, int]:

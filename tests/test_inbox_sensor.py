@@ -15,8 +15,7 @@ from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
 from hybrid_audio_dagster.jobs import ALL_JOBS
 from hybrid_audio_dagster.resources.paths import ProjectPaths
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
-from tests.support import make_project, write_csv
+from tests.support import project_env, write_csv
 from hybrid_audio_dagster.sensors import (
     INGEST_TAG,
     InboxSettings,
@@ -31,11 +30,7 @@ SENSOR = build_inbox_sensor(settings=InboxSettings(min_age_s=0, max_bytes=20_000
 
 @pytest.fixture
 def project(tmp_path: Path):
-    root = tmp_path / "project"
-    paths = make_project(root, NAMES, DEVELOPERS)
-    resources = {"paths": paths, "tts": OfflineTTSResource()}
-    instance = dg.DagsterInstance.ephemeral()
-    return root, paths, resources, instance
+    return project_env(tmp_path / "project", NAMES, DEVELOPERS)
 
 
 @pytest.fixture
