@@ -52,7 +52,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def _paths():
     # only the folders: dataset and rotation commands must work whatever TTS engine is set up
-    from .definitions import project_paths
+    from .resources.paths import project_paths
 
     return project_paths()
 

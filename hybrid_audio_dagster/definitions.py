@@ -12,7 +12,7 @@ from .assets.messages import messages
 from .assets.rotation import rotation_cycle
 from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
 from .jobs import ALL_JOBS
-from .resources.paths import PROJECT_ROOT, ProjectPaths
+from .resources.paths import project_paths
 from .resources.tts import tts_resource_from_env
 from .rotation_schedule import rotation_schedule
 from .schedules import ALL_SCHEDULES
@@ -20,12 +20,6 @@ from .sensors import ALL_SENSORS
 
 ALL_ASSETS = [names_dataset, developers_dataset, message_templates, name_stems, developer_stems, script_stems, messages, rotation_cycle]
 ALL_CHECKS = [messages_bit_exact, *STEM_CHECKS]
-
-
-def project_paths(env: os._Environ | dict | None = None) -> ProjectPaths:
-    """``HYBRID_AUDIO_ROOT`` moves data/stems/output (default: the project folder)."""
-    env = os.environ if env is None else env
-    return ProjectPaths(root=env.get("HYBRID_AUDIO_ROOT", str(PROJECT_ROOT)))
 
 
 def build_resources(env: os._Environ | dict | None = None) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -63,3 +64,9 @@ class ProjectPaths(dg.ConfigurableResource):
     @property
     def logs(self) -> Path:
         return self.base / "logs"
+
+
+def project_paths(env=None) -> ProjectPaths:
+    """The installation's folders: ``HYBRID_AUDIO_ROOT`` (default: the project folder)."""
+    env = os.environ if env is None else env
+    return ProjectPaths(root=env.get("HYBRID_AUDIO_ROOT", str(PROJECT_ROOT)))
