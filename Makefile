@@ -12,13 +12,13 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,piper]'
 	touch $@
 
 setup: $(VENV)/.installed
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(VENV)/bin/pip install -q -e '.[test,bench]'
+	$(VENV)/bin/pip install -q -e '.[test,piper,bench]'
 	touch $@
 
 # Persistent Dagster home inside the project: sqlite storage, telemetry off, the TTS pool

