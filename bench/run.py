@@ -14,6 +14,8 @@ in the same run) and writes a JSON report. Scenarios:
 4. ``stems_offline`` / ``stems_cartesia``: stem synthesis through Dagster, offline engine and
    Cartesia resource vs a local fake server (300 ms latency, concurrency cap 3).
 5. Scaling: batch_large vs batch_small throughput and peak RSS.
+6. ``tts_piper``: the piper engine's stems/s and real-time factor against espeak-ng on the
+   same texts in the same process (:mod:`bench.bench_piper`; skipped without the extra).
 
 Each Dagster scenario runs in its own process (:mod:`bench.dagster_bench`). Scratch files go
 below ``--scratch`` (default: the system temp dir) and are removed as the suite goes.
@@ -53,16 +55,18 @@ class Preset:
     cartesia_latency: float = 0.3
     cartesia_cap: int = 3
     note: str = ""
+    piper_texts: int = 40
+    piper_reps: int = 3
 
 
 PRESETS = {
     # the issue's sizes: 100 × 20 = 2,000 and 500 × 20 = 10,000 messages
     "full": Preset("full", 600, 5, 30, (100, 20), (500, 20), 3, 1000, 200, 90, 3),
     "quick": Preset("quick", 150, 3, 5, (10, 4), (50, 4), 2, 100, 10, 9, 2,
-                    note="sizes far below the issue's: pass/fail is indicative only"),
+                    note="sizes far below the issue's: pass/fail is indicative only", piper_texts=12, piper_reps=2),
     # for the smoke test: structure and correctness counters only
     "tiny": Preset("tiny", 12, 2, 2, (3, 2), (6, 2), 1, 6, 3, 3, 1, cartesia_latency=0.05,
-                   note="smoke-test sizes: timings are meaningless"),
+                   note="smoke-test sizes: timings are meaningless", piper_texts=3, piper_reps=1),
 }
 
 
@@ -284,6 +288,22 @@ def table(report: dict) -> str:
                      f"max in flight {s['max_in_flight']}, 429s {s['rejected_429']}")
         rows.append(("4 stems", f"{key}: {int(s['tts_calls_per_run'])} stems/run",
                      f"{_fmt(s['stems_per_s']['median'])} stems/s incl. Dagster{extra}"))
+    pip = sc.get("tts_piper")
+    if pip and not pip.get("ok"):
+        rows.append(("6 piper", "tts_piper", f"FAILED: {pip.get('error')}"))
+    elif pip and pip.get("skipped"):
+        rows.append(("6 piper", "tts_piper", f"skipped: {pip['skipped']}"))
+    elif pip:
+        rows.append(("6 piper", f"{pip['texts']} English stems ({pip['characters']} chars), {pip['threads']} threads, {pip['cpus']} CPUs",
+                     "deterministic: " + ", ".join(f"{k} {_fmt(v)}" for k, v in pip["deterministic"].items())))
+        for name, s in pip["summary"].items():
+            rows.append(("6 piper", f"  {name}: stems/s 1 thread / {pip['threads']} threads",
+                         f"{_fmt(s['stems_per_s_sequential']['median'])} / {_fmt(s['stems_per_s_parallel']['median'])}; "
+                         f"RTF {_fmt(s['rtf_sequential']['median'], 4)} / {_fmt(s['rtf_parallel']['median'], 4)}; "
+                         f"cold first stem {_fmt(s['cold_first_stem_s']['median'], 3)} s"))
+        r = pip["ratios"]
+        rows.append(("6 piper", "  ratio piper ÷ espeak-ng stems/s (1 thread / parallel)",
+                     f"{_fmt(r['piper_vs_espeak_stems_per_s_sequential'], 3)} / {_fmt(r['piper_vs_espeak_stems_per_s_parallel'], 3)}"))
     scal = report.get("scaling")
     if scal:
         rows.append(("5 scaling", f"{scal['large_messages']:,} vs {scal['small_messages']:,} messages",
@@ -365,6 +385,9 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
                     report["scenarios"][k] = v
             else:
                 report["scenarios"][c.key] = c.result
+        if want("tts_piper") or want("piper"):
+            log(f"[6] piper vs espeak-ng: {preset.piper_texts} stems × {preset.piper_reps} reps ...")
+            report["scenarios"]["tts_piper"] = _run_piper(scratch, preset)
         for k, v in report["scenarios"].items():
             if not v.get("ok"):
                 log(f"  {k} FAILED: {v.get('error')}")
@@ -391,6 +414,18 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
     return report
 
 
+def _run_piper(scratch: Path, preset: Preset) -> dict:
+    """The piper scenario in its own process (onnxruntime's memory stays out of this one)."""
+    out = scratch / "piper.json"
+    try:
+        subprocess.run([sys.executable, "-m", "bench.bench_piper", "--texts", str(preset.piper_texts),
+                        "--reps", str(preset.piper_reps), "--out", str(out)],
+                       cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL, timeout=1800, check=False)
+        return json.loads(out.read_text())
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        return {"ok": False, "error": f"no report from bench.bench_piper: {exc}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = ap.add_mutually_exclusive_group()
@@ -399,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(PROJECT_ROOT)})")
     ap.add_argument("--scratch", type=Path, default=None, help="where temp projects and outputs go (default: system temp dir)")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia")
+                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia tts_piper")
     ap.add_argument("--jobs", type=int, default=1, help="Dagster scenario processes at once (>1 spoils timings)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions of every scenario (overrides the preset)")
     args = ap.parse_args(argv)

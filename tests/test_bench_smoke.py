@@ -15,7 +15,7 @@ import pytest
 
 from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
 
-SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia"}
+SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper"}
 TARGET_IDS = {
     "core.vs_numpy_soundfile", "core.vs_pydub", "core.byte_identical",
     "batch.messages_per_s", "batch.vs_pydub", "batch.vs_numpy_soundfile",
@@ -93,3 +93,13 @@ def test_stems_scenarios_count_calls_and_respect_the_cap(report):
 def test_table_is_printed(report):
     _, stdout = report
     assert "targets" in stdout and "messages range run" in stdout and "report:" in stdout
+
+
+def test_piper_scenario_measures_both_engines(report):
+    data, _ = report
+    pip = data["scenarios"]["tts_piper"]
+    if pip.get("skipped"):  # the [piper] extra is not installed
+        return
+    assert set(pip["summary"]) == {"piper", "espeak-ng"}
+    assert pip["deterministic"] == {"piper": True, "espeak-ng": True}
+    assert pip["ratios"]["piper_vs_espeak_stems_per_s_parallel"] > 0
