@@ -1,26 +1,40 @@
-"""The headless full batch: datasets → stems → messages, as a few range runs.
+"""The headless full batch (``make batch``): the pipeline's stages as runs of the code
+location's asset jobs, executed in this process against the given instance.
 
-Each partitioned asset is materialized in one run over all its partitions (the same
-shape a single-run backfill from the UI takes), against whatever instance is given —
-the persistent ``DAGSTER_HOME`` for ``make batch``, an ephemeral one in tests.
+The same run requests the daemon's ``pipeline_sensor`` launches (see
+:mod:`.automation.stages`); resources come from the definitions (the API key stays a
+``dg.EnvVar`` there), never from run config.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from .assets.checks import messages_bit_exact
-from .assets.datasets import developers_dataset, message_templates, names_dataset
-from .assets.messages import messages
-from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
-from .partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
+from .automation.stages import (
+    DRIVER_TAG,
+    PIPELINE_TAG,
+    SCOPE_TAG,
+    TRIGGER_TAG,
+    StemsStage,
+    datasets_request,
+    messages_request,
+    stems_stage,
+)
 
-ALL = [names_dataset, developers_dataset, message_templates, name_stems, developer_stems, script_stems, messages, messages_bit_exact, *STEM_CHECKS]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+class BatchError(Exception):
+    """A stage of the batch failed; ``summary`` says what had been done."""
+
+    def __init__(self, message: str, summary: BatchSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass
@@ -33,7 +47,11 @@ class BatchSummary:
     chars_sent: int = 0
     cache_hits: int = 0
     stem_partitions: int = 0
-    stem_assets_current: int = 0  # stem assets skipped because their up_to_date check passed
+    stem_runs: int = 0
+    stems_planned: str = ""
+    partitions_retired: int = 0
+    files_retired: int = 0
+    checks_failed: int = 0
     seconds: float = 0.0
     runs: list[str] = field(default_factory=list)
 
@@ -48,108 +66,95 @@ class BatchSummary:
             f"TTS calls          {self.tts_calls}",
             f"characters sent    {self.chars_sent}",
             f"stem cache hits    {self.cache_hits}",
-            f"stem assets current {self.stem_assets_current} of 3 (checked, no run needed)",
+            f"stem runs          {self.stem_runs} ({self.stems_planned or 'every stem partition current'})",
+            f"retired            {self.partitions_retired} partitions, {self.files_retired} files",
             f"seconds            {self.seconds:.2f}",
         ]
 
 
-def _range_tags(first: str, last: str) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def _materialize(selection, instance, resources, tags=None, run_config=None, quiet=True) -> dg.ExecuteInProcessResult:
-    config = {**(run_config or {}), **(QUIET if quiet else {})}
-    return dg.materialize(
-        ALL, selection=selection, instance=instance, resources=resources, tags=tags or {}, run_config=config,
-        raise_on_error=True,
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest, quiet: bool) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(request.job_name)
+    config = {**(request.run_config or {}), **(QUIET if quiet else {})}
+    return job.execute_in_process(
+        run_config=config, instance=instance, tags=request.tags, partition_key=request.partition_key, raise_on_error=False
     )
 
 
 def run_full_batch(
     instance: dg.DagsterInstance,
-    resources: dict,
+    resources: dict | None = None,
     *,
     force_stems: bool = False,
     names: Sequence[str] = (),
     check: bool = False,
+    defs: dg.Definitions | None = None,
+    quiet: bool = True,
 ) -> BatchSummary:
-    """Materialize everything that is missing or stale; return what it cost."""
+    """Datasets → stems (only partitions that are not current) → messages [→ bit-exact check].
+
+    ``resources`` overrides the definitions' resources (tests use a throwaway project).
+    Raises :class:`BatchError` when a stage's run fails; later stages are not started.
+    """
+    from .definitions import build_defs
+
     started = time.perf_counter()
+    defs = defs or build_defs(resources)
     summary = BatchSummary()
-    result = _materialize([names_dataset, developers_dataset, message_templates], instance, resources)
-    summary.runs.append(result.run_id)
+    pipeline = f"batch-{uuid.uuid4().hex[:12]}"
+    base = {PIPELINE_TAG: pipeline, DRIVER_TAG: "cli", TRIGGER_TAG: "cli", SCOPE_TAG: "names" if names else "full"}
 
-    for asset, pdef in ((name_stems, names_partitions), (developer_stems, developers_partitions), (script_stems, templates_partitions)):
-        keys = instance.get_dynamic_partitions(pdef.name)
-        if names and asset is name_stems:
-            keys = [k for k in keys if k in set(names)]
-            if not keys:
-                continue
-            # a sparse set of names is not a contiguous range: one run per name
-            results = [
-                _materialize([asset], instance, resources, tags={"dagster/partition": k}, run_config=_stems_config(asset, force_stems))
-                for k in keys
-            ]
-        else:
-            if not keys:
-                continue
-            if not force_stems:
-                current, check_run = _stems_current(asset, instance, resources)
-                summary.runs.append(check_run)
-                if current:
-                    summary.stem_assets_current += 1
-                    continue  # every slot indexed with an intact file: a run would only re-record them
-            results = [_materialize([asset], instance, resources, tags=_range_tags(keys[0], keys[-1]), run_config=_stems_config(asset, force_stems))]
-        for res in results:
-            _tally(summary, res, "stem_partitions", tts_calls="tts_calls", cache_hits="cache_hits", chars_sent="chars_sent")
+    def run(request: dg.RunRequest, what: str) -> dg.ExecuteInProcessResult:
+        result = _execute(defs, instance, request, quiet)
+        summary.runs.append(result.run_id)
+        _tally(summary, result)
+        if not result.success:
+            summary.seconds = time.perf_counter() - started
+            raise BatchError(f"{what} run {result.run_id} failed: {_failure(result)}", summary)
+        return result
 
-    templates = instance.get_dynamic_partitions(templates_partitions.name)
-    developers = instance.get_dynamic_partitions(developers_partitions.name)
-    if templates and developers:
-        first = message_partition_key(templates[0], developers[0])
-        last = message_partition_key(templates[-1], developers[-1])
-        # Dagster runs an asset's checks with it unless told otherwise; verification re-reads
-        # every file, so it is opt-in here (the UI and `--check` run it)
-        selection = [messages, messages_bit_exact] if check else dg.AssetSelection.assets(messages).without_checks()
-        res = _materialize(
-            selection, instance, resources, tags=_range_tags(str(first), str(last)),
-            run_config={"ops": {"messages": {"config": {"names": list(names), "force": False}}}},
-        )
-        _tally(summary, res, "message_partitions", messages_written="written", messages_skipped="skipped", messages_failed="failed")
+    run(datasets_request(pipeline, base), "datasets")
+    # initialised here for planning only: contracts, no TTS call, nothing put in run config
+    with dg.build_resources({k: defs.resources[k] for k in ("paths", "tts")}) as planning:
+        stage: StemsStage = stems_stage(instance, planning.paths, planning.tts, pipeline=pipeline, base_tags=base, names=names, force=force_stems)
+    summary.stems_planned = stage.describe() if stage.requests else ""
+    for request in stage.requests:
+        run(request, "stems")
+        summary.stem_runs += 1
+    request = messages_request(instance, pipeline=pipeline, base_tags=base, names=names)
+    if request is not None:
+        run(request, "messages")
+        if check:
+            check_request = messages_request(instance, pipeline=pipeline, base_tags=base, stage="check")
+            run(check_request, "bit-exact check")
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _tally(summary: BatchSummary, result: dg.ExecuteInProcessResult, count_field: str, **fields: str) -> None:
-    """Add a run's per-partition metadata to the summary: ``summary_field=metadata_label``."""
-    summary.runs.append(result.run_id)
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            return event.step_failure_data.error.message.strip()
+    return "see the run's logs in the Dagster UI"
+
+
+def _tally(summary: BatchSummary, result: dg.ExecuteInProcessResult) -> None:
+    """Add a run's per-partition metadata to the summary."""
     for event in result.get_asset_materialization_events():
-        md = event.materialization.metadata
-        setattr(summary, count_field, getattr(summary, count_field) + 1)
-        for attr, label in fields.items():
-            setattr(summary, attr, getattr(summary, attr) + md[label].value)
-
-
-def _stems_config(asset: dg.AssetsDefinition, force: bool) -> dict:
-    return {"ops": {asset.key.path[-1]: {"config": {"force": force}}}}
-
-
-
-def _stems_current(asset: dg.AssetsDefinition, instance: dg.DagsterInstance, resources: dict) -> tuple[bool, str]:
-    """Run the asset's ``up_to_date`` check alone: True when every stem the datasets and
-    templates need is indexed with an intact file.
-
-    Re-materializing N unchanged stem partitions costs Dagster ~15-20 ms each on sqlite
-    (events, and a partition-range check per ``add_asset_metadata`` that grows with N); the
-    check is one run whatever N is. Skipping is safe: the index already holds what a run
-    would re-record.
-    """
-    result = dg.materialize(
-        ALL, selection=dg.AssetSelection.checks_for_assets(asset), instance=instance, resources=resources,
-        run_config=QUIET, raise_on_error=False,
-    )
-    evaluations = result.get_asset_check_evaluations()
-    return result.success and bool(evaluations) and all(e.passed for e in evaluations), result.run_id
+        mat = event.materialization
+        md = {k: v.value for k, v in mat.metadata.items()}
+        key = mat.asset_key.to_user_string()
+        if key.endswith("_stems"):
+            summary.stem_partitions += 1
+            summary.tts_calls += md.get("tts_calls", 0)
+            summary.cache_hits += md.get("cache_hits", 0)
+            summary.chars_sent += md.get("chars_sent", 0)
+        elif key == "messages":
+            summary.message_partitions += 1
+            summary.messages_written += md.get("written", 0)
+            summary.messages_skipped += md.get("skipped", 0)
+            summary.messages_failed += md.get("failed", 0)
+        elif key == "retired_outputs":
+            summary.partitions_retired += md.get("partitions_retired", 0)
+            summary.files_retired += md.get("files_removed", 0)
+    for evaluation in result.get_asset_check_evaluations():
+        summary.checks_failed += not evaluation.passed

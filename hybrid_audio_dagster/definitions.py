@@ -1,45 +1,62 @@
-"""The Dagster code location: composes assets, checks, resources, sensors and schedules."""
+"""The Dagster code location: composes assets, checks, jobs, resources and automation."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import dagster as dg
 
 from .assets.checks import messages_bit_exact
 from .assets.datasets import developers_dataset, message_templates, names_dataset
 from .assets.messages import messages
+from .assets.retirement import retired_outputs
 from .assets.rotation import rotation_cycle
 from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
 from .jobs import ALL_JOBS
+from .resources.budget import spend_guard_from_env
 from .resources.paths import project_paths
 from .resources.tts import tts_resource_from_env
+from .assets.uploads import dataset_uploads
+from .automation.inbox import inbox_sensor
+from .automation.nightly import nightly_batch_schedule
+from .automation.pipeline import build_pipeline_sensor
 from .rotation_schedule import rotation_schedule
-from .schedules import ALL_SCHEDULES
-from .sensors import ALL_SENSORS
 
-ALL_ASSETS = [names_dataset, developers_dataset, message_templates, name_stems, developer_stems, script_stems, messages, rotation_cycle]
+ALL_ASSETS = [
+    dataset_uploads, names_dataset, developers_dataset, message_templates, retired_outputs,
+    name_stems, developer_stems, script_stems, messages, rotation_cycle,
+]
 ALL_CHECKS = [messages_bit_exact, *STEM_CHECKS]
+ALL_SENSORS = [inbox_sensor, build_pipeline_sensor(jobs=ALL_JOBS)]
+ALL_SCHEDULES = [nightly_batch_schedule, rotation_schedule]
 
 
-def build_resources(env: os._Environ | dict | None = None) -> dict:
-    """Resources per deployment, chosen the way Dagster's docs do it: from the environment.
+def build_resources(env: Mapping[str, str] | None = None) -> dict:
+    """Resources per deployment, chosen from the environment at load time.
 
     ``HYBRID_AUDIO_ROOT`` moves data/stems/output (default: the project folder);
-    ``TTS_ENGINE=cartesia`` selects Cartesia (key from ``CARTESIA_API_KEY`` via EnvVar).
+    ``TTS_ENGINE=cartesia`` selects Cartesia (key from ``CARTESIA_API_KEY`` via EnvVar);
+    ``HYBRID_AUDIO_MAX_CHARS_*`` set the spend guard's budgets.
     """
     env = os.environ if env is None else env
     return {
         "paths": project_paths(env),
         "tts": tts_resource_from_env(env),
+        "spend_guard": spend_guard_from_env(env),
     }
 
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=ALL_CHECKS,
-    jobs=ALL_JOBS,
-    sensors=ALL_SENSORS,
-    schedules=[*ALL_SCHEDULES, rotation_schedule],
-    resources=build_resources(),
-)
+def build_defs(resources: Mapping | None = None) -> dg.Definitions:
+    """The code location; ``resources`` replaces some of the environment's (tests)."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=ALL_JOBS,
+        sensors=ALL_SENSORS,
+        schedules=ALL_SCHEDULES,
+        resources={**build_resources(), **(resources or {})},
+    )
+
+
+defs = build_defs()

@@ -1,58 +1,54 @@
-"""Jobs: the stem and message asset jobs the inbox sensors launch, and the nightly batch job."""
-
+"""Asset jobs: every stage of a pipeline is a run of one of these (checks excluded; the UI
+and the batch's ``--check`` run them)."""
 
 import dagster as dg
 
+from .assets.checks import messages_bit_exact
+from .assets.datasets import developers_dataset, message_templates, names_dataset
 from .assets.messages import messages
-from .assets.stems import developer_stems, name_stems
-from .batch import run_full_batch
-from .resources.paths import ProjectPaths
-from .resources.tts import TTSResource
+from .assets.retirement import retired_outputs
+from .assets.stems import developer_stems, name_stems, script_stems
+from .assets.uploads import dataset_uploads
+from .automation.inbox import INGEST_JOB
+from .automation.stages import DATASETS_JOB, MESSAGES_CHECK_JOB, MESSAGES_JOB, STEM_JOB_NAMES
+from .core.templates import SegmentKind
 
+datasets_job = dg.define_asset_job(
+    DATASETS_JOB,
+    selection=dg.AssetSelection.assets(names_dataset, developers_dataset, message_templates, retired_outputs).without_checks(),
+    description="The datasets and templates (adds and removes partitions), then retires the messages of removed items.",
+)
 name_stems_job = dg.define_asset_job(
-    "name_stems_job",
-    selection=dg.AssetSelection.assets(name_stems),
-    description="Stems of some names (one partition or a range); launched by inbox_sensor for new names.",
+    STEM_JOB_NAMES[SegmentKind.NAME],
+    selection=dg.AssetSelection.assets(name_stems).without_checks(),
+    description="Stems of some names (one partition or a range).",
 )
 developer_stems_job = dg.define_asset_job(
-    "developer_stems_job",
-    selection=dg.AssetSelection.assets(developer_stems),
-    description="Stems of some developers; launched by inbox_sensor for new developers.",
+    STEM_JOB_NAMES[SegmentKind.DEVELOPER],
+    selection=dg.AssetSelection.assets(developer_stems).without_checks(),
+    description="Stems of some developers.",
+)
+script_stems_job = dg.define_asset_job(
+    STEM_JOB_NAMES[SegmentKind.SCRIPT],
+    selection=dg.AssetSelection.assets(script_stems).without_checks(),
+    description="Script stems of some templates.",
 )
 messages_job = dg.define_asset_job(
-    "messages_job",
-    selection=dg.AssetSelection.assets(messages),
-    description="Messages for a range of template × developer partitions (config `names` restricts the names); "
-    "launched by messages_after_stems_sensor once the new stems exist.",
+    MESSAGES_JOB,
+    selection=dg.AssetSelection.assets(messages).without_checks(),
+    description="Messages for a range of template × developer partitions (config `names` restricts the names).",
+)
+messages_check_job = dg.define_asset_job(
+    MESSAGES_CHECK_JOB,
+    selection=dg.AssetSelection.checks(messages_bit_exact),
+    description="Re-verifies every message of a range of partitions bit-exactly against its stems.",
 )
 
-STEM_JOBS = {"names": name_stems_job, "developers": developer_stems_job}
-
-
-class NightlyBatchConfig(dg.Config):
-    """Run config of the nightly batch."""
-
-    force_stems: bool = False  # re-synthesize every stem (costs TTS calls); normally False
-    check: bool = False  # also run the bit-exact asset check over every message partition
-
-
-@dg.op(description="Datasets → stems → messages, each stage one range run in this instance (batch.run_full_batch).")
-def full_batch(context: dg.OpExecutionContext, config: NightlyBatchConfig, paths: ProjectPaths, tts: TTSResource) -> dg.Output[dict]:
-    summary = run_full_batch(context.instance, {"paths": paths, "tts": tts}, force_stems=config.force_stems, check=config.check)
-    for line in summary.lines():
-        context.log.info(line)
-    md: dict = summary.to_dict()
-    md["runs"] = dg.MetadataValue.json(md["runs"])
-    return dg.Output(summary.to_dict(), metadata=md)
-
-
-@dg.job(
-    description="The nightly full batch: materializes whatever is missing or stale across datasets, stems and "
-    "messages (stems strictly before messages). On a warm cache it makes no TTS call.",
-    tags={"hybrid_audio/trigger": "nightly"},
+ingest_job = dg.define_asset_job(
+    INGEST_JOB,
+    selection=dg.AssetSelection.assets(dataset_uploads, names_dataset, developers_dataset).without_checks(),
+    description="One upload from the inbox: validated and stored (or rejected with a report), then the rosters rebuilt.",
 )
-def nightly_batch_job() -> None:
-    full_batch()
 
-
-ALL_JOBS = [name_stems_job, developer_stems_job, messages_job, nightly_batch_job]
+STEM_JOBS = {SegmentKind.NAME: name_stems_job, SegmentKind.DEVELOPER: developer_stems_job, SegmentKind.SCRIPT: script_stems_job}
+ALL_JOBS = [datasets_job, ingest_job, name_stems_job, developer_stems_job, script_stems_job, messages_job, messages_check_job]

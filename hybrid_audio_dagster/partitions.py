@@ -23,3 +23,6 @@ def message_partition_dims(key: str) -> tuple[str, str]:
 
 def message_partition_key(template_id: str, developer_key: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"template": template_id, "developer": developer_key})
+
+# One partition per file dropped in the inbox: "<role>-<sha256[:16]>" (role from the file name).
+uploads_partitions = dg.DynamicPartitionsDefinition(name="uploads")

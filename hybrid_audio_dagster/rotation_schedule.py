@@ -52,9 +52,10 @@ from typing import Any
 import dagster as dg
 
 from .assets.rotation import Rotation, RetryLedger, open_rotation, rotation_seed
-from .cache_index import latest_metadata
+from .assets.stems import CampaignStems, MissingStemError
 from .core.templates import SegmentKind, Template
 from .jobs import messages_job
+from .resources.tts import TTSResource
 from .partitions import developers_partitions, message_partition_key, templates_partitions
 from .resources.paths import ProjectPaths
 
@@ -230,42 +231,44 @@ def _run_key(tick: str, template: str, developer: str, attempt: int) -> str:
 
 
 def stem_problems(
-    instance: dg.DagsterInstance, rotation: Rotation, triples: Iterable[Triple]
+    instance: dg.DagsterInstance, rotation: Rotation, triples: Iterable[Triple], *, paths: ProjectPaths, tts
 ) -> dict[Triple, str]:
     """Triples whose message cannot be built yet, with why (missing or stale stems).
 
-    Reads the stem assets' cache index (their latest materialization metadata) in bulk,
-    the same records the messages asset uses, and compares the texts it will need.
+    The same lookup the messages asset makes (:class:`CampaignStems`): by the signature the
+    template and the TTS resource would produce now.
     """
     triples = list(dict.fromkeys(triples))
     if not triples:
         return {}
-    name_md = latest_metadata(instance, dg.AssetKey("name_stems"), {t[0] for t in triples})
-    dev_md = latest_metadata(instance, dg.AssetKey("developer_stems"), {t[1] for t in triples})
-    script_md = latest_metadata(instance, dg.AssetKey("script_stems"), {t[2] for t in triples})
+    campaign = CampaignStems(instance, paths, tts, rotation.templates)
+    campaign.load(SegmentKind.NAME, {t[0] for t in triples})
+    campaign.load(SegmentKind.DEVELOPER, {t[1] for t in triples})
+    campaign.load(SegmentKind.SCRIPT, {t[2] for t in triples})
     problems: dict[Triple, str] = {}
     for triple in triples:
         name, dev, tid = triple
         tpl: Template = rotation.templates[tid]
-        checks = (
-            (SegmentKind.NAME, "name_stems", name, name_md, {"name": rotation.names[name]}),
-            (SegmentKind.DEVELOPER, "developer_stems", dev, dev_md, {"developer": rotation.developers[dev]}),
-            (SegmentKind.SCRIPT, "script_stems", tid, script_md, {}),
-        )
-        for kind, asset, owner, index, args in checks:
-            slots = (index.get(owner) or {}).get("stems") or {}
-            for seg in tpl.segments_of(kind):
-                rec = slots.get(f"{tid}/{seg.id}")
-                if rec is None:
-                    problems[triple] = f"{asset} {owner!r} has no stem {tid}/{seg.id}"
-                elif rec.get("text") != seg.render(**args):
-                    problems[triple] = f"{asset} {owner!r} stem {tid}/{seg.id} is stale (text changed)"
-                else:
-                    continue
-                break
-            if triple in problems:
+        for seg in tpl.segments:
+            owner, text = {
+                SegmentKind.NAME: (name, lambda: seg.render(name=rotation.names[name])),
+                SegmentKind.DEVELOPER: (dev, lambda: seg.render(developer=rotation.developers[dev])),
+                SegmentKind.SCRIPT: (tid, lambda: seg.render()),
+            }[seg.kind]
+            try:
+                campaign.resolve(seg.kind, owner, tpl, seg.id, text())
+            except MissingStemError as exc:
+                problems[triple] = str(exc)
                 break
     return problems
+
+
+def _default_tts(tts):
+    if tts is not None:
+        return tts
+    from .resources.tts import tts_resource_from_env
+
+    return tts_resource_from_env(os.environ)
 
 
 def _registered(instance: dg.DagsterInstance) -> tuple[set[str], set[str]]:
@@ -364,6 +367,8 @@ def _plan_requests(
     rotation: Rotation,
     ledger: dict[str, Any],
     *,
+    paths: ProjectPaths,
+    tts=None,
     fresh: list[Triple],
     batch_seq: int,
     tick: str,
@@ -408,7 +413,7 @@ def _plan_requests(
             deferred.append({"name": name, "developer": dev, "template": tid, "reason": "partition not registered yet"})
         else:
             checkable.append((triple, attempt, prior))
-    problems = stem_problems(instance, rotation, (t for t, _, _ in checkable))
+    problems = stem_problems(instance, rotation, (t for t, _, _ in checkable), paths=paths, tts=_default_tts(tts))
     for triple, attempt, prior in checkable:
         problem = problems.get(triple)
         if problem is None:
@@ -444,6 +449,7 @@ def evaluate_rotation_tick(
     settings: RotationSettings = RotationSettings(),
     *,
     log: Any = None,
+    tts=None,
 ) -> TickPlan:
     """One rotation tick (see the module docstring); idempotent per ``when``."""
     tick = tick_key(when)
@@ -471,7 +477,8 @@ def evaluate_rotation_tick(
         ]
         ledger_store.checkpoint(ledger)
         requests, deferred, abandoned, retried = _plan_requests(
-            instance, rotation, ledger, fresh=fresh, batch_seq=batch.seq, tick=tick, issued_at=tick, source="schedule"
+            instance, rotation, ledger, fresh=fresh, batch_seq=batch.seq, tick=tick, issued_at=tick, source="schedule",
+            paths=paths, tts=tts,
         )
         summary = {k: v for k, v in batch.to_dict().items() if k != "items"}
         plan = TickPlan(tick, summary, requests, deferred, retried, abandoned, reconciled)
@@ -514,10 +521,10 @@ def build_rotation_schedule(
         description="Takes the next K name × developer pairs of the rotation and launches their messages "
         "(one run per template × developer); failed or deferred pairs are retried on later ticks.",
     )
-    def _schedule(context: dg.ScheduleEvaluationContext, paths: ProjectPaths):
+    def _schedule(context: dg.ScheduleEvaluationContext, paths: ProjectPaths, tts: TTSResource):
         when = context.scheduled_execution_time or datetime.now(timezone.utc).replace(second=0, microsecond=0)
         try:
-            plan = evaluate_rotation_tick(context.instance, paths, when, settings, log=context.log)
+            plan = evaluate_rotation_tick(context.instance, paths, when, settings, log=context.log, tts=tts)
         except FileNotFoundError as exc:  # no dataset snapshot yet: nothing to rotate, nothing advanced
             return dg.SkipReason(f"{exc}")
         if not plan.requests:
@@ -580,6 +587,7 @@ def generate_next_pair(
     seed: str | None = None,
     request_id: str | None = None,
     actor: str = "cli",
+    tts=None,
 ) -> PairRequest:
     """Advance the rotation by one pair and return the messages run that makes it.
 
@@ -608,7 +616,7 @@ def generate_next_pair(
             return PairRequest(a.name, a.developer, triple[2], request, True)
         requests, deferred, abandoned, _ = _plan_requests(
             instance, rotation, ledger, fresh=[triple], batch_seq=batch.seq, tick=tick, issued_at=issued,
-            source=actor, retry_pending=False,
+            source=actor, retry_pending=False, paths=paths, tts=tts,
         )
         if requests:
             return PairRequest(a.name, a.developer, triple[2], requests[0], True)

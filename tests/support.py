@@ -48,5 +48,48 @@ def project_env(root: Path, names: list[str], developers: list[str]):
     """(root, paths, resources with the offline engine, an ephemeral instance)."""
     import dagster as dg
 
+    from hybrid_audio_dagster.resources.budget import SpendGuardResource
+
     paths = make_project(root, names, developers)
-    return root, paths, {"paths": paths, "tts": OfflineTTSResource()}, dg.DagsterInstance.ephemeral()
+    resources = {"paths": paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource()}
+    return root, paths, resources, dg.DagsterInstance.ephemeral()
+
+
+def run_requests(defs, instance, requests) -> list:
+    """Execute run requests the way the daemon would launch them (one run each, in order)."""
+    results = []
+    for req in requests:
+        job = defs.resolve_job_def(req.job_name)
+        results.append(
+            job.execute_in_process(
+                instance=instance, run_config=req.run_config or {}, tags=req.tags, partition_key=req.partition_key,
+                raise_on_error=False,
+            )
+        )
+    return results
+
+
+def sensor_requests(defs, instance, name: str, cursor: str | None = None) -> list:
+    """Evaluate a sensor of ``defs`` once against ``instance``; its run requests."""
+    import dagster as dg
+
+    sensor = defs.get_sensor_def(name)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources) as context:
+        result = sensor(context)
+    if result is None or isinstance(result, dg.SkipReason):
+        return []
+    if isinstance(result, dg.SensorResult):
+        return list(result.run_requests or [])
+    return list(result) if isinstance(result, list) else [result]
+
+
+def drive_pipelines(defs, instance, first_requests, *, max_ticks: int = 10) -> list:
+    """Launch ``first_requests``, then tick ``pipeline_sensor`` and launch what it asks for,
+    until it asks for nothing: the daemon's loop, one process. Returns every run result."""
+    results = run_requests(defs, instance, first_requests)
+    for _ in range(max_ticks):
+        requests = sensor_requests(defs, instance, "pipeline_sensor")
+        if not requests:
+            return results
+        results += run_requests(defs, instance, requests)
+    raise AssertionError(f"pipeline_sensor still asks for runs after {max_ticks} ticks")

@@ -24,11 +24,11 @@ import httpx
 import pytest
 
 from hybrid_audio_dagster.core.audio.wav import load_wav, parse_wav
+from hybrid_audio_dagster.core.stems import stem_signature
 from hybrid_audio_dagster.core.tts.base import (
     TTSEngine,
     TTSError,
     VoiceSettings,
-    stem_signature,
 )
 from hybrid_audio_dagster.core.tts.cartesia import (
     DEFAULT_VOICE_ID,

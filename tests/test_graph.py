@@ -10,7 +10,8 @@ import pytest
 
 from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.assets.stems import script_stems_current
-from hybrid_audio_dagster.batch import ALL, run_full_batch
+from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
 from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
 from hybrid_audio_dagster.resources.paths import ProjectPaths
@@ -115,10 +116,10 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     data["version"] += 1
     tpl_path.write_text(json.dumps(data))
     # before the batch, the script stems' check shows exactly what is stale and its cost
-    stale = dg.materialize(ALL, selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources, raise_on_error=False)
+    stale = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources, raise_on_error=False)
     [evaluation] = stale.get_asset_check_evaluations()
     assert not evaluation.passed
-    assert evaluation.metadata["stale_or_missing"].value == 1
+    assert evaluation.metadata["stems_to_synthesize"].value == 1
     assert evaluation.metadata["chars_to_synthesize"].value == len(offer["text"])
 
     summary = run_full_batch(instance, resources)
@@ -130,7 +131,7 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     assert summary.messages_written == len(NAMES) * len(DEVELOPERS)
     assert summary.messages_skipped == len(NAMES) * len(DEVELOPERS)
     all_messages_verified(paths, instance)
-    fresh = dg.materialize(ALL, selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources)
+    fresh = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources)
     assert fresh.get_asset_check_evaluations()[0].passed
 
 

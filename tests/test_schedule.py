@@ -1,4 +1,4 @@
-"""The nightly full-batch schedule and job."""
+"""The nightly full batch: the schedule asks for the datasets run, pipeline_sensor for the rest."""
 
 from datetime import datetime, timezone
 from pathlib import Path
@@ -6,20 +6,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.batch import run_full_batch
-from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS, defs
-from hybrid_audio_dagster.jobs import ALL_JOBS
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
-from tests.support import NoCallTTS, make_project
-from hybrid_audio_dagster.schedules import (
-    ALL_SCHEDULES,
+from hybrid_audio_dagster.automation.nightly import (
     NIGHTLY_CRON,
     build_nightly_batch_schedule,
     nightly_batch_schedule,
     nightly_schedule_from_env,
 )
-
-
+from hybrid_audio_dagster.automation.stages import PIPELINE_TAG, STAGE_TAG
+from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.definitions import build_defs, defs
+from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from tests.support import NoCallTTS, drive_pipelines, make_project
 
 
 @pytest.fixture
@@ -30,36 +27,55 @@ def project(tmp_path: Path):
 def test_schedule_definition():
     assert nightly_batch_schedule.cron_schedule == NIGHTLY_CRON == "0 2 * * *"
     assert nightly_batch_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
-    assert nightly_batch_schedule.job_name == "nightly_batch_job"
+    assert nightly_batch_schedule.job_name == "datasets_job"
     assert defs.get_schedule_def("nightly_batch_schedule").cron_schedule == NIGHTLY_CRON
     custom = nightly_schedule_from_env({"HYBRID_AUDIO_NIGHTLY_CRON": "30 3 * * 1-5", "HYBRID_AUDIO_NIGHTLY_TZ": "Europe/Madrid"})
     assert custom.cron_schedule == "30 3 * * 1-5" and custom.execution_timezone == "Europe/Madrid"
     assert build_nightly_batch_schedule("15 1 * * *").cron_schedule == "15 1 * * *"
 
 
-def test_nightly_run_on_warm_cache_makes_no_tts_call(project):
+def _tick(instance, when):
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context:
+        return nightly_batch_schedule(context)
+
+
+def test_scheduled_batch_is_stage_runs_and_warm_cache_makes_no_tts_call(project):
     paths = project
     with dg.instance_for_test() as instance:
         run_full_batch(instance, {"paths": paths, "tts": OfflineTTSResource()})  # warm the cache
 
         when = datetime(2026, 1, 2, 2, 0, tzinfo=timezone.utc)
-        requests = [nightly_batch_schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when)) for _ in range(2)]
-        assert requests[0].run_key == requests[1].run_key == when.isoformat()
-        req = requests[0]
+        first, second = _tick(instance, when), _tick(instance, when)
+        assert first.run_key == second.run_key and first.tags == second.tags  # a re-evaluated tick asks the same
+        assert first.job_name == "datasets_job" and first.tags[STAGE_TAG] == "datasets"
 
-        test_defs = dg.Definitions(
-            assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=ALL_JOBS, schedules=ALL_SCHEDULES,
-            resources={"paths": paths, "tts": NoCallTTS()},
-        )
-        job = test_defs.get_job_def(nightly_batch_schedule.job_name)
-        result = job.execute_in_process(instance=instance, tags=req.tags, run_config=req.run_config)
-        assert result.success
-        summary = result.output_for_node("full_batch")
-        assert summary["tts_calls"] == 0 and summary["chars_sent"] == 0
-        assert summary["messages_written"] == 0 and summary["messages_failed"] == 0
-        assert summary["messages_skipped"] == 2 * 1 * 2  # names × developers × templates
-        # every stage is its own run in the instance, stems before messages
-        assert len(summary["runs"]) >= 3
-        [output] = [e for e in result.all_node_events if e.event_type_value == "STEP_OUTPUT"]
-        assert output.step_output_data.metadata["tts_calls"].value == 0
-        assert all(instance.get_run_by_id(r).is_success for r in summary["runs"])
+        test_defs = build_defs({"paths": paths, "tts": NoCallTTS()})  # any TTS call fails the test
+        results = drive_pipelines(test_defs, instance, [first])
+        assert all(r.success for r in results)
+        stages = [r.dagster_run.tags[STAGE_TAG] for r in results]
+        assert stages == ["datasets", "messages"]  # every stem partition current: no stems run
+        assert {r.dagster_run.tags[PIPELINE_TAG] for r in results} == {"nightly-20260102T020000Z"}
+        [messages] = [r for r in results if r.dagster_run.tags[STAGE_TAG] == "messages"]
+        mats = messages.get_asset_materialization_events()
+        assert len(mats) == 2  # templates × developers
+        assert sum(e.materialization.metadata["skipped"].value for e in mats) == 2 * 1 * 2
+        assert sum(e.materialization.metadata["written"].value for e in mats) == 0
+
+
+def test_scheduled_batch_runs_stems_strictly_before_messages(project):
+    paths = project
+    with dg.instance_for_test() as instance:
+        test_defs = build_defs({"paths": paths, "tts": OfflineTTSResource()})
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 3, 2, 0, tzinfo=timezone.utc)) as ctx:
+            request = nightly_batch_schedule(ctx)
+        results = drive_pipelines(test_defs, instance, [request])
+        assert all(r.success for r in results)
+        stages = [r.dagster_run.tags[STAGE_TAG] for r in results]
+        assert stages[0] == "datasets" and stages[-1] == "messages"
+        assert set(stages[1:-1]) == {"stems"} and len(stages) == 2 + 3  # one run per stem asset
+        # each run is a run of an asset job, not an op running nested materializations
+        assert {r.dagster_run.job_name for r in results} == {
+            "datasets_job", "name_stems_job", "developer_stems_job", "script_stems_job", "messages_job"
+        }
+        written = sum(e.materialization.metadata["written"].value for e in results[-1].get_asset_materialization_events())
+        assert written == 2 * 1 * 2

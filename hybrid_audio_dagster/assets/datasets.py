@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..core.datasets import normalize_items
+from ..core.datasets import DatasetItem, DatasetResult, normalize_items
 from ..core.fsutil import atomic_write_text
 from ..core.inbox import parse_file
 from ..core.templates import SegmentKind, TemplateError, load_templates
@@ -29,6 +29,14 @@ def snapshot_path(paths: ProjectPaths, kind: str) -> Path:
 def write_snapshot(paths: ProjectPaths, kind: str, result) -> None:
     """Atomically replace the snapshot that stems and messages read."""
     atomic_write_text(snapshot_path(paths, kind), json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+
+
+def previous_items(paths: ProjectPaths, kind: str) -> list[DatasetItem]:
+    """Items of the current snapshot (none before the first): their slugs are kept."""
+    path = snapshot_path(paths, kind)
+    if not path.exists():
+        return []
+    return list(DatasetResult.from_dict(json.loads(path.read_text(encoding="utf-8"))).items)
 
 
 def read_snapshot(paths: ProjectPaths, kind: str) -> dict[str, str]:
@@ -55,22 +63,39 @@ def build_dataset(paths: ProjectPaths, kind: str):
     values: list[str] = []
     for src in sources:
         values += parse_file(src, filename=src.name, role=kind).values
-    return normalize_items(kind, values, source=",".join(p.name for p in sources) or "<none>")
+    return normalize_items(
+        kind, values, source=",".join(p.name for p in sources) or "<none>", existing=previous_items(paths, kind)
+    )
+
+
+def sync_partitions(instance: dg.DagsterInstance, partitions_def: dg.DynamicPartitionsDefinition, keys: list[str]) -> tuple[list[str], list[str]]:
+    """Make the dynamic partitions exactly ``keys``: (added, removed).
+
+    A removed item's partition goes, so the batch, the UI and backfills stop seeing it; its
+    messages are retired by the ``retired_outputs`` asset.
+    """
+    existing = instance.get_dynamic_partitions(partitions_def.name)
+    wanted = set(keys)
+    have = set(existing)
+    added = [k for k in keys if k not in have]
+    removed = [k for k in existing if k not in wanted]
+    if added:
+        instance.add_dynamic_partitions(partitions_def.name, added)
+    for key in removed:
+        instance.delete_dynamic_partition(partitions_def.name, key)
+    return added, removed
 
 
 def _dataset_asset(kind: str):
     partitions_def = KINDS[kind]
 
-    @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"})
+    @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"}, deps=["dataset_uploads"])
     def _asset(context: dg.AssetExecutionContext, paths: ProjectPaths) -> dg.MaterializeResult:
         result = build_dataset(paths, kind)
         if not result.items:
             raise dg.Failure(f"the {kind} dataset is empty: add rows to {paths.data / (kind + '.csv')} or drop a file in {paths.inbox}")
         write_snapshot(paths, kind, result)
-        existing = set(context.instance.get_dynamic_partitions(partitions_def.name))
-        new_keys = [i.key for i in result.items if i.key not in existing]
-        if new_keys:
-            context.instance.add_dynamic_partitions(partitions_def.name, new_keys)
+        new_keys, removed = sync_partitions(context.instance, partitions_def, result.keys)
         rejects_md = "\n".join(
             f"| {r.row} | {_esc(r.value)} | {r.reason} |" for r in result.rejects[:200]
         )
@@ -80,6 +105,8 @@ def _dataset_asset(kind: str):
                 "items": len(result.items),
                 "rejected": len(result.rejects),
                 "new_partitions": len(new_keys),
+                "removed_partitions": len(removed),
+                "new_keys": dg.MetadataValue.json(new_keys[:1000]),
                 "fingerprint": result.fingerprint,
                 "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
                 "preview": dg.MetadataValue.md("| key | display |\n|---|---|\n" + preview),
@@ -107,10 +134,7 @@ def message_templates(context: dg.AssetExecutionContext, paths: ProjectPaths) ->
         templates = load_templates(paths.templates)
     except TemplateError as exc:
         raise dg.Failure(f"invalid template(s):\n{exc}") from None
-    existing = set(context.instance.get_dynamic_partitions(templates_partitions.name))
-    new_keys = [t for t in templates if t not in existing]
-    if new_keys:
-        context.instance.add_dynamic_partitions(templates_partitions.name, new_keys)
+    new_keys, removed = sync_partitions(context.instance, templates_partitions, list(templates))
     rows = "\n".join(
         f"| {t.id} | {t.version} | {t.language} | {len(t.segments)} | "
         f"{', '.join(s.id for s in t.segments_of(SegmentKind.SCRIPT))} | `{t.signature()[:12]}` |"
@@ -119,6 +143,8 @@ def message_templates(context: dg.AssetExecutionContext, paths: ProjectPaths) ->
     return dg.MaterializeResult(
         metadata={
             "templates": len(templates),
+            "new_partitions": len(new_keys),
+            "removed_partitions": len(removed),
             "signatures": dg.MetadataValue.json({t.id: t.signature() for t in templates.values()}),
             "summary": dg.MetadataValue.md("| id | version | lang | segments | script segments | signature |\n|---|---|---|---|---|---|\n" + rows),
         }

@@ -1,7 +1,8 @@
 """The nightly full batch.
 
-``nightly_batch_schedule`` launches ``nightly_batch_job`` (datasets → stems → messages, each
-stage a range run, stems strictly before messages) once a day. It is STOPPED by default:
+``nightly_batch_schedule`` asks for the first stage of a pipeline, a ``datasets_job`` run,
+once a day; ``pipeline_sensor`` then asks for the stems runs and, once they succeeded, the
+messages run (stems strictly before messages, each a normal run of an asset job). It is STOPPED by default:
 turn it on in the UI (Automation) or with ``dagster schedule start nightly_batch_schedule``.
 
 The cron expression is :data:`NIGHTLY_CRON` (02:00) in :data:`NIGHTLY_TIMEZONE` (UTC);
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from .jobs import nightly_batch_job
+from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, TRIGGER_TAG, datasets_request
 
 NIGHTLY_CRON = "0 2 * * *"
 NIGHTLY_TIMEZONE = "UTC"
@@ -32,11 +33,12 @@ def build_nightly_batch_schedule(
     name: str = "nightly_batch_schedule",
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
 ) -> dg.ScheduleDefinition:
-    """A schedule running the full batch at ``cron_schedule``; one run per tick (run_key = tick time)."""
+    """A schedule starting the full batch at ``cron_schedule``; one pipeline per tick (run key
+    and pipeline id from the tick time, so a re-evaluated tick asks for the same run)."""
 
     @dg.schedule(
         name=name,
-        job=nightly_batch_job,
+        job_name="datasets_job",
         cron_schedule=cron_schedule,
         execution_timezone=execution_timezone,
         default_status=default_status,
@@ -44,9 +46,11 @@ def build_nightly_batch_schedule(
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         when = context.scheduled_execution_time or datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        pipeline = f"nightly-{when.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+        base = {PIPELINE_TAG: pipeline, DRIVER_TAG: "daemon", SCOPE_TAG: "full", TRIGGER_TAG: "nightly"}
+        request = datasets_request(pipeline, base)
         return dg.RunRequest(
-            run_key=when.isoformat(),
-            tags={"hybrid_audio/trigger": "nightly", "hybrid_audio/scheduled_for": when.isoformat()},
+            run_key=request.run_key, job_name=request.job_name, tags={**request.tags, "hybrid_audio/scheduled_for": when.isoformat()}
         )
 
     return _schedule

@@ -55,7 +55,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -260,18 +260,32 @@ def assign_keys(displays: Sequence[str]) -> list[str]:
     return _assign_keys(displays, [fold(d) for d in displays])
 
 
-def _assign_keys(displays: Sequence[str], folded: Sequence[str]) -> list[str]:
+def _assign_keys(displays: Sequence[str], folded: Sequence[str], keep: Mapping[str, str] | None = None) -> list[str]:
+    """``keep`` maps a folded value to the key it already has: an existing item keeps its
+    slug whatever joins the dataset later, and a newcomer that collides gets the suffix."""
+    keep = keep or {}
+    keys: list[str | None] = [None] * len(displays)
+    taken: set[str] = set()
+    for i, f in enumerate(folded):
+        key = keep.get(f)
+        if key is not None and key not in taken:
+            keys[i] = key
+            taken.add(key)
     bases = [_slug_of_folded(f) for f in folded]
     groups: dict[str, list[int]] = {}
     for i, base in enumerate(bases):
-        groups.setdefault(base, []).append(i)
-    keys: list[str | None] = [None] * len(displays)
-    taken: set[str] = set(groups)
+        if keys[i] is None:
+            groups.setdefault(base, []).append(i)
     losers: list[int] = []
     for base, members in groups.items():
         members.sort(key=lambda i: (folded[i], displays[i]))
+        if base in taken:
+            losers.extend(members)
+            continue
         keys[members[0]] = base
+        taken.add(base)
         losers.extend(members[1:])
+    taken |= set(groups)  # a suffixed slug never takes another group's plain slug
     for i in sorted(losers, key=lambda i: (bases[i], folded[i], displays[i])):
         digest = hashlib.sha256(folded[i].encode("utf-8", "surrogatepass")).hexdigest()
         candidate = None
@@ -429,8 +443,12 @@ def normalize_items(
     *,
     source: str,
     rows: Iterable[int] | None = None,
+    existing: Iterable[DatasetItem] = (),
 ) -> DatasetResult:
     """Validate, clean, de-duplicate and slug ``raw_values``.
+
+    ``existing`` are the items of the previous version of the dataset: each keeps its key
+    (slugs are partition keys, file names and rotation keys, so they must never move).
 
     ``rows`` gives the 1-based source row of each value (default: 1, 2, 3, ...). Non-string
     values are rejected (``not_text``; ``None`` is ``empty``) rather than raising, so parsed
@@ -459,7 +477,8 @@ def normalize_items(
         first_row[key] = (row, display)
         accepted.append((row, display))
         folded.append(key)
-    keys = _assign_keys([d for _, d in accepted], folded)
+    keep = {fold(i.display): i.key for i in existing}
+    keys = _assign_keys([d for _, d in accepted], folded, keep)
     items = tuple(DatasetItem(key, display, row) for key, (row, display) in zip(keys, accepted))
     rejects.sort(key=lambda r: r.row)
     return DatasetResult(kind=kind, source=source, items=items, rejects=tuple(rejects))

@@ -2,13 +2,12 @@
 
 A *contract* is everything that changes the audio a TTS engine returns for a text: the
 engine, its voice/model/language, generation settings and the output format. A stem is
-reused until its contract or its text changes; :func:`stem_signature` is the cache key.
+reused until its contract or its text changes; its signature
+(:func:`hybrid_audio_dagster.core.stems.identity.stem_signature`) is the cache key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
@@ -43,24 +42,12 @@ class StemContract:
     sample_rate: int
     encoding: str  # "pcm_s16le" | "pcm_s24le" | "pcm_f32le"
     channels: int = 1
+    # where the audio comes from, for network engines (scheme://host[:port][/path]): stems
+    # from a test or staging endpoint must never count as production hits
+    endpoint: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def stem_signature(text: str, contract: StemContract) -> str:
-    """Return the sha256 hex digest identifying the audio for ``text`` under ``contract``.
-
-    Canonical JSON (sorted keys, no whitespace) so the digest is stable across processes
-    and Python versions.
-    """
-    payload = json.dumps(
-        {"text": text, "contract": contract.to_dict()},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 class TTSError(Exception):

@@ -20,6 +20,7 @@ API facts (checked against the official SDK ``cartesia==4.2.0``):
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import logging
 import random
@@ -276,6 +277,10 @@ class CartesiaConfig:
             raise CartesiaConfigError(f"base_url must be an http(s) URL with a host, got {self.base_url!r}")
         if parts.username or parts.password or parts.query or parts.fragment:
             raise CartesiaConfigError("base_url must not carry credentials, a query or a fragment")
+        if parts.scheme != "https" and not _is_loopback(parts.hostname):
+            raise CartesiaConfigError(
+                f"base_url must be https (plain http only for a loopback host), got {self.base_url!r}"
+            )
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         if not _VERSION_RE.match(self.cartesia_version):
             raise CartesiaConfigError(f"cartesia_version must be a YYYY-MM-DD date, got {self.cartesia_version!r}")
@@ -308,6 +313,24 @@ class CartesiaConfig:
     @property
     def host(self) -> str:
         return urlsplit(self.base_url).hostname or ""
+
+    @property
+    def endpoint(self) -> str:
+        """The API root as part of the stem contract: scheme, host, port and path, lowercased host."""
+        parts = urlsplit(self.base_url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}{parts.path}"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def plausible_duration_range(text: str, speed: float = 1.0) -> tuple[float, float]:
@@ -412,6 +435,7 @@ class CartesiaClient:
             sample_rate=c.sample_rate,
             encoding=c.encoding,
             channels=1,
+            endpoint=c.endpoint,
         )
 
     def build_request(self, text: str, voice: VoiceSettings) -> dict[str, Any]:

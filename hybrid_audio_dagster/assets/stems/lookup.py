@@ -1,0 +1,97 @@
+"""Stem lookup for every Dagster-side reader: stem assets, their checks, messages, the
+batch planner, the inbox path and the rotation's readiness check.
+
+A stem is found by its signature (what the template and the TTS resource would produce
+now), never by (partition, slot): the stem assets' latest materialization metadata is the
+index, read in bulk, and any partition's record with the signature is a hit; the store's
+own sidecars answer for what no record knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
+
+from ...cache_index import latest_metadata
+from ...core.stems import ContractCache, MissingStemError, Freshness, Slot, StemIndex, StemRecord, StemStore, assess, render_slots
+from ...core.stems.identity import stem_signature
+from ...core.templates import SegmentKind, Template, load_templates
+from ...resources.paths import ProjectPaths
+
+STEM_ASSETS = {SegmentKind.NAME: "name_stems", SegmentKind.DEVELOPER: "developer_stems", SegmentKind.SCRIPT: "script_stems"}
+STEMS_META = "stems"  # signature → stored stem record
+SLOTS_META = "slots"  # slot ("<template>/<segment>") → signature
+
+
+def describe_missing(errors: Iterable[MissingStemError], limit: int = 20) -> str:
+    """One line per stem asset naming the partitions to materialize, then a few examples."""
+    by_asset: dict[str, list[str]] = {}
+    examples: list[str] = []
+    for e in errors:
+        parts = by_asset.setdefault(e.asset, [])
+        if e.partition not in parts:
+            parts.append(e.partition)
+        if len(examples) < 5:
+            examples.append(str(e))
+    lines = [
+        f"materialize {asset} partition(s) {', '.join(repr(p) for p in parts[:limit])}"
+        + (f" and {len(parts) - limit} more" if len(parts) > limit else "")
+        for asset, parts in by_asset.items()
+    ]
+    return "\n".join(lines + [f"  e.g. {x}" for x in examples])
+
+
+class CampaignStems:
+    """The stem index of one run: records of the partitions it loaded, then the store."""
+
+    def __init__(self, instance: dg.DagsterInstance, paths: ProjectPaths, tts, templates: Mapping[str, Template] | None = None) -> None:
+        self.instance = instance
+        self.store = StemStore(paths.stems)
+        self.index = StemIndex(self.store)
+        self.contract_for = ContractCache(tts.contract)
+        self.templates = dict(templates) if templates is not None else load_templates(paths.templates)
+        self.recorded: dict[SegmentKind, dict[str, set[str]]] = {k: {} for k in SegmentKind}
+        self._slot_sigs: dict[SegmentKind, dict[str, dict[str, str]]] = {k: {} for k in SegmentKind}
+
+    def load(self, kind: SegmentKind, partitions: Iterable[str]) -> CampaignStems:
+        """Read the latest records of ``partitions`` of the kind's stem asset (bulk)."""
+        todo = [p for p in dict.fromkeys(partitions) if p not in self.recorded[kind]]
+        for partition, md in latest_metadata(self.instance, dg.AssetKey(STEM_ASSETS[kind]), todo).items():
+            sigs: set[str] = set()
+            for raw in (md.get(STEMS_META) or {}).values():
+                try:
+                    record = StemRecord.from_dict(raw)
+                except (KeyError, TypeError):
+                    continue  # a record of an older format: the store still knows the stem
+                self.index.add(record)
+                sigs.add(record.signature)
+            self.recorded[kind][partition] = sigs
+            self._slot_sigs[kind][partition] = dict(md.get(SLOTS_META) or {})
+        return self
+
+    def signature(self, template: Template, text: str) -> tuple[str, str]:
+        """(signature, engine) of ``text`` spoken with ``template``'s voice."""
+        contract = self.contract_for(template.voice_settings())
+        return stem_signature(text, contract), contract.engine
+
+    def resolve(self, kind: SegmentKind, owner: str, template: Template, segment_id: str, text: str, *, deep: bool = False) -> StemRecord:
+        """The stored stem for a rendered segment, or :class:`MissingStemError` naming the
+        stem partition to materialize (never an older stem of another signature)."""
+        sig, engine = self.signature(template, text)
+        record = self.index.lookup(sig, engine, deep=deep)
+        if record is None:
+            slot = f"{template.id}/{segment_id}"
+            had = self._slot_sigs[kind].get(owner, {}).get(slot)
+            reason = "missing" if had is None else "stale (text, voice or engine changed since it was made)"
+            raise MissingStemError(STEM_ASSETS[kind], owner, slot, reason)
+        return record
+
+    def slots(self, kind: SegmentKind, keys: Iterable[str], displays: Mapping[str, str]) -> tuple[list[Slot], list[str]]:
+        return render_slots(kind, keys, self.templates, displays, self.contract_for)
+
+    def freshness(self, kind: SegmentKind, keys: list[str], displays: Mapping[str, str], *, deep: bool = False) -> Freshness:
+        """Which of ``keys`` need a stems run, and what that run would synthesize."""
+        self.load(kind, keys)
+        slots, _ = self.slots(kind, keys, displays)
+        return assess(keys, slots, self.recorded[kind], self.index, deep=deep)

@@ -1,0 +1,82 @@
+"""``dataset_uploads``: one partition per file dropped in the inbox.
+
+The inbox sensor only decides: it asks for the partition and an ingest run naming the file
+and the content hash it saw. The run validates the file with the dataset rules and either
+stores it as a new version in ``data/store/<kind>/`` or moves it to ``data/rejected/`` with
+a report (the partition's materialization then fails, naming the problem). The rosters
+(``names_dataset`` / ``developers_dataset``) are rebuilt in the same run.
+"""
+
+
+import hashlib
+import os
+
+import dagster as dg
+
+from ..core.inbox import InboxFileError, Report
+from ..dataset_admin import find_stored, reject_file, set_aside_duplicate, store_accepted, validate
+from ..partitions import uploads_partitions
+from ..resources.paths import ProjectPaths
+
+
+class UploadConfig(dg.Config):
+    """What the sensor saw: the file's name in the inbox and its content hash."""
+
+    inbox_file: str
+    sha256: str
+
+
+def _esc(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+@dg.asset(partitions_def=uploads_partitions, group_name="datasets", kinds={"csv"})
+def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, paths: ProjectPaths) -> dg.MaterializeResult:
+    """An uploaded names or developers file: validated, then stored as a dataset version or rejected."""
+    name = config.inbox_file
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
+        raise dg.Failure(f"inbox file name {name!r} is not a plain file name")
+    path = paths.inbox / name
+    provenance = {"inbox_file": name, "sha256": config.sha256, "run_id": context.run.run_id, "trigger": context.run.tags.get("dagster/sensor_name", "manual")}
+    stored_as = find_stored(paths, config.sha256)
+    if not os.path.lexists(path):
+        if stored_as:  # a re-execution of a run that already stored it
+            return dg.MaterializeResult(metadata={"status": "stored", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)})
+        raise dg.Failure(f"{name!r} is no longer in the inbox ({paths.inbox}) and was never stored")
+    if path.is_symlink() or not path.is_file():
+        err = InboxFileError("unreadable", "not a regular file (symbolic links and devices are not read)", filename=name)
+        target = reject_file(paths, path, Report.from_error(err))
+        raise dg.Failure(f"rejected {name!r}: not a regular file; moved to {target}")
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != config.sha256:
+        raise dg.Failure(f"{name!r} changed since the sensor saw it (sha256 {sha[:12]}… ≠ {config.sha256[:12]}…); the next tick picks up the new content")
+    verdict = validate(data, filename=name)
+    report = verdict.report
+    if stored_as:
+        set_aside_duplicate(paths, path, report, stored_as)
+        return dg.MaterializeResult(metadata={"status": "duplicate", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)})
+    if not verdict.ok:
+        target = reject_file(paths, path, report)
+        raise dg.Failure(
+            f"rejected {name!r} ({report.problem_code}): {report.problem_message}; moved to {target.name} with a report",
+            metadata={"rejects": len(report.rejects), "problem": report.problem_code or ""},
+        )
+    stored = store_accepted(paths, verdict)
+    path.unlink(missing_ok=True)
+    items = verdict.ingested.result.items if verdict.ingested.result else ()
+    preview = "\n".join(f"| {i.row} | {_esc(i.display)} |" for i in items[:50])
+    rejects = "\n".join(f"| {r.row} | {_esc(r.value)} | {r.reason} |" for r in report.rejects[:100])
+    return dg.MaterializeResult(
+        metadata={
+            "status": "stored",
+            "role": verdict.role or "",
+            "rows": len(items),
+            "rejected_rows": len(report.rejects),
+            "stored_as": f"{verdict.role}/{stored.name}",
+            "bytes": len(data),
+            "provenance": dg.MetadataValue.json(provenance),
+            "preview": dg.MetadataValue.md("| row | value |\n|---|---|\n" + preview),
+            "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects if rejects else "none"),
+        }
+    )

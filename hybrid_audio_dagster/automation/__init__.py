@@ -1,0 +1,1 @@
+"""Automation that only decides: schedules and sensors return run requests; runs do the work."""

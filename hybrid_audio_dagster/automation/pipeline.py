@@ -1,0 +1,123 @@
+"""``pipeline_sensor``: takes each daemon-driven pipeline to its next stage (decides only).
+
+A pipeline is the runs that share a ``hybrid_audio/pipeline`` tag: the nightly batch
+(``datasets_job`` first), an inbox ingest (``ingest_job``) or a rotation advance. Once every
+run of its latest stage has succeeded, the sensor asks for the next stage:
+
+* after the datasets (or ingest) stage: one stems run per contiguous range of stem
+  partitions that are not current, or straight the messages when every one is current;
+* after the stems stage: the messages run (for an ingest, restricted to the new names, or
+  to the new developers × every name).
+
+Run keys are ``<pipeline>:<stage>…``, so evaluating a tick twice asks for the same runs and
+the daemon launches each once. A failed run stops its pipeline (its runs show why); the
+next nightly batch starts a new one. Automated spend is checked against the spend guard
+before any stems run is asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from ..core.spend import BudgetExceeded, check_budget
+from ..resources.budget import SpendGuardResource
+from ..resources.paths import ProjectPaths
+from ..resources.tts import TTSResource
+from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, messages_request, stems_stage
+
+LOOKBACK_S = 2 * 24 * 3600
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+CARRIED_TAGS = (PIPELINE_TAG, DRIVER_TAG, SCOPE_TAG, "hybrid_audio/trigger")
+
+
+def _new_keys(instance: dg.DagsterInstance, run: dg.DagsterRun, kind: str) -> list[str] | None:
+    """The keys the ingest run's roster added (its ``new_keys`` metadata)."""
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{kind}_dataset")), limit=50)
+    for record in records.records:
+        if record.run_id == run.run_id and record.asset_materialization is not None:
+            value = record.asset_materialization.metadata.get("new_keys")
+            return list(value.value) if value is not None else []
+    return None
+
+
+def pipeline_decisions(
+    instance: dg.DagsterInstance, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource, *, now: float | None = None
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """(run requests, notes) for every pipeline whose latest stage finished successfully."""
+    now = time.time() if now is None else now
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={DRIVER_TAG: "daemon"}, updated_after=datetime.fromtimestamp(now - LOOKBACK_S, tz=timezone.utc)), limit=2000
+    )
+    pipelines: dict[str, list[dg.DagsterRun]] = {}
+    for rec in records:
+        pid = rec.dagster_run.tags.get(PIPELINE_TAG)
+        if pid:
+            pipelines.setdefault(pid, []).append(rec.dagster_run)
+    requests: list[dg.RunRequest] = []
+    notes: list[str] = []
+    for pid, runs in sorted(pipelines.items()):
+        stages = {r.tags.get(STAGE_TAG) for r in runs}
+        if any(r.status not in FINISHED for r in runs) or "messages" in stages:
+            continue  # still running, or done
+        if any(r.status is not dg.DagsterRunStatus.SUCCESS for r in runs):
+            continue  # stopped: the failed run says why
+        first = next((r for r in runs if r.tags.get(STAGE_TAG) == "datasets"), None)
+        if first is None:
+            continue
+        base = {t: first.tags[t] for t in CARRIED_TAGS if t in first.tags}
+        scope = first.tags.get(SCOPE_TAG, "full")
+        names: list[str] = []
+        developers: list[str] = []
+        if scope in ("names", "developers"):
+            new = _new_keys(instance, first, scope)
+            if not new:
+                notes.append(f"{pid}: the upload added no new {scope}; nothing to build")
+                continue
+            names, developers = (new, []) if scope == "names" else ([], new)
+        elif scope != "full":
+            continue  # a rejected or unknown upload: its run failed or changed nothing
+        if "stems" not in stages:
+            stage = stems_stage(instance, paths, tts, pipeline=pid, base_tags=base, names=names)
+            if stage.requests:
+                try:
+                    check_budget(
+                        stage.chars, spend_guard.budget(), automated=True,
+                        spent_today=spend_guard.spent_today(instance) if stage.chars else 0, engine=tts.engine_name,
+                    )
+                except BudgetExceeded as exc:
+                    notes.append(f"{pid}: not started: {exc}")
+                    continue
+                requests += stage.requests
+                notes.append(f"{pid}: {stage.describe()}")
+                continue
+        request = messages_request(instance, pipeline=pid, base_tags=base, names=names, developers=developers)
+        if request is not None:
+            requests.append(request)
+            notes.append(f"{pid}: messages")
+    return requests, notes
+
+
+def build_pipeline_sensor(
+    *, minimum_interval_seconds: int = 10, default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING, jobs: Iterable = ()
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="pipeline_sensor",
+        jobs=list(jobs),
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
+        description="Advances nightly batches and inbox ingests: stems (only partitions that are not current) after "
+        "the datasets stage, messages after the stems; each stage a normal run of an asset job.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource):
+        requests, notes = pipeline_decisions(context.instance, paths, tts, spend_guard)
+        for note in notes:
+            context.log.info(note)
+        if not requests:
+            return dg.SkipReason("; ".join(notes) or "no pipeline waiting for its next stage")
+        return requests
+
+    return _sensor

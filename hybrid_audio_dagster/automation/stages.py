@@ -1,0 +1,146 @@
+"""The stages of a pipeline (datasets → stems → messages) as run requests (decisions only).
+
+Used by both drivers: the daemon's ``pipeline_sensor`` (one stage per tick, once the
+previous stage's runs succeeded) and the in-process ``make batch``. Reading the instance
+and the files is all these functions do; runs do the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from ..assets.stems import STEM_ASSETS_BY_KIND, CampaignStems, current_keys
+from ..assets.stems.assets import displays_for
+from ..core.templates import SegmentKind
+from ..partitions import developers_partitions, message_partition_key, templates_partitions
+from ..resources.paths import ProjectPaths
+
+PIPELINE_TAG = "hybrid_audio/pipeline"  # one id per batch, ingest or rotation advance
+STAGE_TAG = "hybrid_audio/stage"  # datasets | stems | messages | check
+DRIVER_TAG = "hybrid_audio/driver"  # daemon (pipeline_sensor advances it) | cli (make batch does)
+SCOPE_TAG = "hybrid_audio/scope"  # full | names | developers
+TRIGGER_TAG = "hybrid_audio/trigger"  # nightly | inbox | rotation | cli
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+STEM_JOB_NAMES = {SegmentKind.NAME: "name_stems_job", SegmentKind.DEVELOPER: "developer_stems_job", SegmentKind.SCRIPT: "script_stems_job"}
+DATASETS_JOB = "datasets_job"
+MESSAGES_JOB = "messages_job"
+MESSAGES_CHECK_JOB = "messages_check_job"
+
+# Gaps of up to this many current partitions between two stale ones are re-recorded rather
+# than split into another run (a run costs ~0.5 s of Dagster overhead, a partition ~20-90 ms).
+MERGE_GAP = 8
+MAX_RANGES = 8  # past this many ranges one span is cheaper than the runs
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def contiguous_ranges(keys: Sequence[str], selected: Sequence[str]) -> list[tuple[str, str]]:
+    """Few contiguous ranges of ``keys`` (insertion order) covering every ``selected`` key."""
+    wanted = set(selected)
+    idx = [i for i, k in enumerate(keys) if k in wanted]
+    if not idx:
+        return []
+    spans: list[list[int]] = [[idx[0], idx[0]]]
+    for i in idx[1:]:
+        if i - spans[-1][1] - 1 <= MERGE_GAP:
+            spans[-1][1] = i
+        else:
+            spans.append([i, i])
+    if len(spans) > MAX_RANGES:
+        spans = [[spans[0][0], spans[-1][1]]]
+    return [(keys[a], keys[b]) for a, b in spans]
+
+
+def partition_request(job_name: str, first: str, last: str, *, run_key: str, tags: Mapping[str, str], run_config: dict | None = None) -> dg.RunRequest:
+    if first == last:
+        return dg.RunRequest(run_key=run_key, job_name=job_name, partition_key=first, tags=dict(tags), run_config=run_config or {})
+    return dg.RunRequest(run_key=run_key, job_name=job_name, tags={**tags, **range_tags(first, last)}, run_config=run_config or {})
+
+
+def stage_tags(base: Mapping[str, str], stage: str) -> dict[str, str]:
+    return {**base, STAGE_TAG: stage}
+
+
+def datasets_request(pipeline: str, base_tags: Mapping[str, str]) -> dg.RunRequest:
+    return dg.RunRequest(run_key=f"{pipeline}:datasets", job_name=DATASETS_JOB, tags=stage_tags(base_tags, "datasets"))
+
+
+@dataclass
+class StemsStage:
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    partitions: dict[str, int] = field(default_factory=dict)  # stem asset → partitions to run
+    stems_to_synthesize: int = 0
+    chars: int = 0
+
+    def describe(self) -> str:
+        runs = ", ".join(f"{a}: {n}" for a, n in self.partitions.items() if n) or "none"
+        return f"{len(self.requests)} stem run(s) (partitions {runs}); {self.stems_to_synthesize} new stems, {self.chars:,} characters"
+
+
+def stems_stage(
+    instance: dg.DagsterInstance,
+    paths: ProjectPaths,
+    tts,
+    *,
+    pipeline: str,
+    base_tags: Mapping[str, str],
+    names: Sequence[str] = (),
+    force: bool = False,
+) -> StemsStage:
+    """Runs over the stem partitions that are not current (every one with ``force``), and
+    what they would synthesize. ``names`` restricts the name stems to those names."""
+    stage = StemsStage()
+    campaign = CampaignStems(instance, paths, tts)
+    tags = stage_tags(base_tags, "stems")
+    for kind in SegmentKind:
+        asset = STEM_ASSETS_BY_KIND[kind]
+        keys = current_keys(instance, kind)
+        scope = [k for k in keys if k in set(names)] if names and kind is SegmentKind.NAME else keys
+        if not scope:
+            continue
+        fresh = campaign.freshness(kind, scope, displays_for(paths, kind))
+        stale = scope if force else fresh.stale_partitions
+        stage.partitions[asset.key.to_user_string()] = len(stale)
+        stage.stems_to_synthesize += len(fresh.to_synthesize)
+        stage.chars += fresh.chars
+        config = {"ops": {asset.key.path[-1]: {"config": {"force": force}}}}
+        # a sparse set of names is not a contiguous range: one run per name then
+        sparse = bool(names) and kind is SegmentKind.NAME
+        for first, last in [(k, k) for k in stale] if sparse else contiguous_ranges(keys, stale):
+            stage.requests.append(
+                partition_request(
+                    STEM_JOB_NAMES[kind], first, last, run_key=f"{pipeline}:stems:{asset.key.path[-1]}:{first}...{last}",
+                    tags=tags, run_config=config,
+                )
+            )
+    return stage
+
+
+def messages_request(
+    instance: dg.DagsterInstance,
+    *,
+    pipeline: str,
+    base_tags: Mapping[str, str],
+    names: Sequence[str] = (),
+    developers: Sequence[str] = (),
+    stage: str = "messages",
+) -> dg.RunRequest | None:
+    """One run over every template × developer partition (or × ``developers``, appended
+    together so they form a range); ``names`` restricts the run to those names."""
+    templates = instance.get_dynamic_partitions(templates_partitions.name)
+    all_devs = instance.get_dynamic_partitions(developers_partitions.name)
+    devs = [d for d in all_devs if d in set(developers)] if developers else all_devs
+    if not templates or not devs:
+        return None
+    first = str(message_partition_key(templates[0], devs[0]))
+    last = str(message_partition_key(templates[-1], devs[-1]))
+    job = MESSAGES_CHECK_JOB if stage == "check" else MESSAGES_JOB
+    config = {} if stage == "check" else {"ops": {"messages": {"config": {"names": list(names), "force": False}}}}
+    return partition_request(job, first, last, run_key=f"{pipeline}:{stage}", tags=stage_tags(base_tags, stage), run_config=config)

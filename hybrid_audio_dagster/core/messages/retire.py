@@ -1,0 +1,71 @@
+"""Retiring messages whose template, developer or name left the campaign (pure).
+
+``output/<template>/<developer>/`` folders of a removed template or developer go whole;
+in the others, the files and manifest rows of removed names go. Nothing else is touched:
+a manifest is rewritten only when it loses a row, other files keep their mtimes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..fsutil import file_lock
+from .manifest import MANIFEST_NAME, ManifestWriter, read_manifest
+
+LOCK_NAME = ".manifest.lock"
+
+
+@dataclass
+class Retirement:
+    partitions: list[str] = field(default_factory=list)  # "<template>/<developer>" folders removed
+    files: int = 0  # message files removed (in removed folders too)
+    rows: int = 0  # manifest rows removed from the partitions that stay
+    manifests_rewritten: int = 0
+
+    def to_dict(self) -> dict:
+        return {"partitions": self.partitions, "files": self.files, "rows": self.rows, "manifests_rewritten": self.manifests_rewritten}
+
+
+def _dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
+
+
+def retire_outputs(output_root: str | Path, *, templates: Collection[str], developers: Collection[str], names: Collection[str]) -> Retirement:
+    """Remove every message of an item no longer in ``templates``/``developers``/``names``."""
+    root = Path(output_root)
+    done = Retirement()
+    if not root.is_dir():
+        return done
+    for tdir in _dirs(root):
+        for ddir in _dirs(tdir):
+            if tdir.name in templates and ddir.name in developers:
+                _retire_names(ddir, names, done)
+                continue
+            with file_lock(ddir / LOCK_NAME):
+                done.files += sum(1 for p in ddir.glob("*.wav"))
+                shutil.rmtree(ddir)
+            done.partitions.append(f"{tdir.name}/{ddir.name}")
+        if tdir.name not in templates and not any(tdir.iterdir()):
+            tdir.rmdir()
+    return done
+
+
+def _retire_names(folder: Path, names: Collection[str], done: Retirement) -> None:
+    manifest = folder / MANIFEST_NAME
+    with file_lock(folder / LOCK_NAME):
+        rows = read_manifest(manifest)
+        kept = [r for r in rows if r["name_key"] in names]
+        if len(kept) != len(rows):
+            writer = ManifestWriter(manifest)
+            for row in kept:
+                writer.add(row)
+            writer.commit()
+            done.rows += len(rows) - len(kept)
+            done.manifests_rewritten += 1
+        for wav in folder.glob("*.wav"):
+            if wav.stem not in names and wav.is_file():
+                wav.unlink()
+                done.files += 1
