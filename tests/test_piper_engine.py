@@ -223,8 +223,9 @@ def test_full_batch_with_piper_writes_and_verifies_every_message(tmp_path):
     assert "piper" in engines  # English
     assert ("espeak-ng" in engines) == ("es" in languages)  # Spanish falls back
     # a fresh home and stem store makes byte-identical stems
-    first = {p.name: sha(p.read_bytes()) for p in (stems_root / "piper").rglob("*.wav")}
+    first = {str(p.relative_to(stems_root)): sha(p.read_bytes()) for p in (stems_root / "piper").rglob("*.wav")}
     again = make_project(tmp_path / "again", names, developers)
     run_full_batch(dg.DagsterInstance.ephemeral(), {"paths": again, "tts": PiperTTSResource()})
-    second = {p.name: sha(p.read_bytes()) for p in (tmp_path / "again" / "stems" / "piper").rglob("*.wav")}
+    again_root = tmp_path / "again" / "stems"
+    second = {str(p.relative_to(again_root)): sha(p.read_bytes()) for p in (again_root / "piper").rglob("*.wav")}
     assert first == second and first
