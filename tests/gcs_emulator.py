@@ -136,6 +136,7 @@ class FaultProxy:
         requests: how many object requests reached the proxy.
         faults_served: how many of them it answered with a scripted failure.
         log: ``(method, path, status)`` of every request, bucket-level ones included.
+        latency_s: delay added before forwarding each request (a network round trip).
     """
 
     def __init__(self, upstream_port: int):
@@ -145,10 +146,12 @@ class FaultProxy:
         self.requests = 0
         self.faults_served = 0
         self.log: list[tuple[str, str, int]] = []
+        self.latency_s = 0.0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # one send per response: no Nagle / delayed-ACK stalls
 
             def log_message(self, *args):  # quiet
                 pass
@@ -174,6 +177,8 @@ class FaultProxy:
                     self.wfile.write(payload)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
+                if proxy.latency_s:
+                    time.sleep(proxy.latency_s)
                 try:
                     conn = http.client.HTTPConnection(HOST, proxy.upstream_port, timeout=30)
                     conn.request(self.command, self.path, body=body, headers=headers)
@@ -202,7 +207,7 @@ class FaultProxy:
         self._server = ThreadingHTTPServer((HOST, 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-fault-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gcs-fault-proxy", daemon=True)
         self._thread.start()
 
     @property

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import threading
 import wave
@@ -644,6 +643,22 @@ def test_resource_from_env_through_dagster(gcs, tmp_path, monkeypatch):
     assert gcs.raw("campaign-7/output/followup-en/wyndham/name-3.wav") == content["followup-en/wyndham/name-3.wav"]
     assert res.report(entries).is_clean
     assert len(res.list_objects()) == 15
+
+
+def test_fetch_stem_is_the_remote_cache_tier(gcs, tmp_path, monkeypatch):
+    monkeypatch.setenv("HYBRID_AUDIO_GCS_BUCKET", BUCKET)
+    res = gcs_resource_from_env()
+    src = tmp_path / "a" / "stems" / "offline" / "ab" / "abc.wav"
+    data = write_wav(src, 13)
+    res.sync([InventoryEntry("name_stems", "offline/ab/abc.wav", src)])
+    fresh = tmp_path / "b" / "stems" / "offline" / "ab" / "abc.wav"
+    got = res.fetch_stem("offline/ab/abc.wav", fresh, expected_sha256=sha(data))
+    assert got is not None and fresh.read_bytes() == data
+    assert res.fetch_stem("offline/ab/other.wav", tmp_path / "b" / "other.wav") is None
+    assert not (tmp_path / "b" / "other.wav").exists()
+    with pytest.raises(UnsafeObjectPath):
+        res.fetch_stem("../../etc/passwd", tmp_path / "x")
+    assert DeliveryResource().fetch_stem("offline/ab/abc.wav", tmp_path / "c.wav") is None
 
 
 def test_health_check_reports_a_missing_bucket(gcs):

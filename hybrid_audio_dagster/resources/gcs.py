@@ -151,6 +151,15 @@ class DeliveryResource(dg.ConfigurableResource):
             return DownloadResult("off", None, object_name, None)
         return mirror.download(object_name, local_path, expected_sha256)
 
+    def fetch_stem(self, relative_path: str, local_path: str | os.PathLike,
+                   expected_sha256: str | None = None) -> DownloadResult | None:
+        """The remote cache tier: download ``<prefix>/stems/<relative_path>`` to ``local_path``
+        (atomic, verified) if the bucket has it. ``None`` when it does not, or GCS is off."""
+        mirror = self.get_mirror()
+        if mirror is None:
+            return None
+        return mirror.download_if_exists(mirror.layout.stem_object(relative_path), local_path, expected_sha256)
+
     def exists(self, object_name: str) -> bool:
         """Whether the object is in the bucket (``False`` when GCS is off)."""
         mirror = self.get_mirror()

@@ -28,7 +28,8 @@ from .layout import (
     file_checksums,
     validate_relative_path,
 )
-from .mirror import DownloadResult, GCSMirror, RemoteObject, RetrySettings, SyncReport, UploadResult
+from .mirror import GCSMirror
+from .records import DownloadResult, RemoteObject, RetrySettings, SyncReport, UploadResult
 from .repair import RepairAction, RepairOutcome, RepairPlan, RepairResult, execute_repair, plan_repair, repair
 
 __all__ = [

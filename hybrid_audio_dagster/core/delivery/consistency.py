@@ -27,7 +27,7 @@ from typing import Any
 
 from ..fsutil import atomic_write_text
 from .layout import CATEGORIES, BucketLayout, Checksums, InventoryEntry, file_checksums, path_exists
-from .mirror import RemoteObject
+from .records import RemoteObject
 
 __all__ = [
     "STATES", "ConsistencyReport", "LocalFile", "ReportItem", "build_report", "compare", "local_files", "write_jsonl",
