@@ -107,6 +107,21 @@ class Probe:
 
         dg.materialize = materialize
 
+        # the batch launches its stage runs through batch._execute (job.execute_in_process)
+        import hybrid_audio_dagster.batch as batch_mod
+
+        orig_execute = batch_mod._execute
+
+        def execute(*args, **kwargs):
+            t = time.perf_counter()
+            res = orig_execute(*args, **kwargs)
+            seconds = time.perf_counter() - t
+            names = sorted({e.asset_key.to_user_string() for e in res.get_asset_materialization_events()})
+            probe.runs.append({"assets": names, "seconds": seconds, "run_id": res.run_id})
+            return res
+
+        batch_mod._execute = execute
+
     def reset(self) -> None:
         self.seconds.clear()
         self.calls.clear()
@@ -114,16 +129,17 @@ class Probe:
 
 
 def install_probes() -> Probe:
-    import hybrid_audio_dagster.assets.messages as messages_mod
+    import hybrid_audio_dagster.cache_index as cache_index_mod
+    import hybrid_audio_dagster.core.messages.build as messages_mod
     from hybrid_audio_dagster.core.audio.assemble import AssembledMessage
     from hybrid_audio_dagster.resources.tts import TTSResource
 
     probe = Probe()
     probe.wrap_materialize()
-    probe.wrap(messages_mod, "_one_message", "per_message")  # everything done for one message
+    probe.wrap(messages_mod, "_plan_one", "per_message")  # everything done for one message
     probe.wrap(messages_mod, "build_message", "assemble")  # core.messages.build_message → assemble
     probe.wrap(AssembledMessage, "write", "write")  # atomic write + sha256
-    probe.wrap(messages_mod, "latest_metadata", "cache_index_read")
+    probe.wrap(cache_index_mod, "latest_metadata", "cache_index_read")
     probe.wrap(messages_mod, "read_manifest", "manifest_read")
     probe.wrap(TTSResource, "synthesize", "tts_synthesize")  # every engine call, whatever the resource
     return probe
@@ -510,7 +526,8 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from hybrid_audio_dagster.batch import ALL
+    from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
+    ALL = [*ALL_ASSETS, *ALL_CHECKS]
     from hybrid_audio_dagster.resources.paths import ProjectPaths
     from hybrid_audio_dagster.resources.tts import (
         CartesiaTTSResource,
@@ -529,7 +546,9 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
         tts = CartesiaTTSResource(api_key="bench-key", base_url=base_url, max_concurrency=args.cap, max_retries=2)
     else:
         tts = OfflineTTSResource()
-    resources = {"paths": paths, "tts": tts}
+    from hybrid_audio_dagster.resources.budget import SpendGuardResource
+
+    resources = {"paths": paths, "tts": tts, "spend_guard": SpendGuardResource()}
     by_name = {k.to_user_string(): a for a in ALL for k in getattr(a, "keys", ())}
 
     def materialize(asset: str, keys: list[str] | None, force: bool):

@@ -28,26 +28,33 @@ def _instance() -> dg.DagsterInstance:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from .batch import ALL
-    from .definitions import build_resources
+    from .automation.stages import DATASETS_JOB
+    from .definitions import defs
 
     instance = _instance()
-    dg.materialize(ALL, selection=["names_dataset", "developers_dataset", "message_templates"], instance=instance, resources=build_resources())
+    result = defs.resolve_job_def(DATASETS_JOB).execute_in_process(instance=instance, tags={"hybrid_audio/trigger": "cli"}, raise_on_error=False)
+    if not result.success:
+        print(f"datasets run {result.run_id} failed: see its logs in the Dagster UI", file=sys.stderr)
+        return 1
     for name in ("names", "developers", "templates"):
         print(f"{name:<11} {len(instance.get_dynamic_partitions(name))} partitions")
     return 0
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import run_full_batch
-    from .definitions import build_resources
+    from .batch import BatchError, run_full_batch
 
-    summary = run_full_batch(_instance(), build_resources(), force_stems=args.force_stems, names=args.name or (), check=args.check)
+    try:
+        summary = run_full_batch(_instance(), force_stems=args.force_stems, names=args.name or (), check=args.check)
+    except BatchError as exc:
+        print("\n".join(exc.summary.lines()), file=sys.stderr)
+        print(f"batch stopped: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(summary.to_dict(), indent=1))
     else:
         print("\n".join(summary.lines()))
-    return 1 if summary.messages_failed else 0
+    return 1 if summary.messages_failed or summary.checks_failed else 0
 
 
 def _paths():

@@ -471,9 +471,12 @@ def test_contract_fields_and_signature_sensitivity(server, make_client):
         "sample_rate": 44100,
         "encoding": "pcm_s16le",
         "channels": 1,
+        "endpoint": server.base_url,
     }
     text = "Hello"
     variants = [
+        # the same API on another host (a staging or test endpoint) never counts as a hit
+        make_client(server, base_url=server.base_url.replace("127.0.0.1", "localhost")).contract(VOICE),
         make_client(server, cartesia_version="2025-04-16").contract(VOICE),
         make_client(server, model_id="sonic-3-2025-10-27").contract(VOICE),
         make_client(server, sample_rate=48000).contract(VOICE),
@@ -492,6 +495,14 @@ def test_contract_fields_and_signature_sensitivity(server, make_client):
     explicit = client.contract(VoiceSettings(language="en", voice_id=DEFAULT_VOICE_ID.upper()))
     assert stem_signature(text, explicit) == stem_signature(text, base)
     assert server.requests == []  # contracts never touch the network
+
+
+def test_base_url_must_be_https_except_on_loopback():
+    for url in ("http://api.cartesia.ai", "http://10.0.0.5:8080", "http://staging.example.com/v1"):
+        with pytest.raises(CartesiaConfigError, match="https"):
+            CartesiaConfig(base_url=url)
+    for url in ("https://api.cartesia.ai", "http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:9"):
+        assert CartesiaConfig(base_url=url).base_url == url
 
 
 # --------------------------------------------------------------------------- voices

@@ -13,7 +13,7 @@ import os
 
 import dagster as dg
 
-from ..core.inbox import InboxFileError, Report
+from ..core.inbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, InboxFileError, Report
 from ..dataset_admin import find_stored, reject_file, set_aside_duplicate, store_accepted, validate
 from ..partitions import uploads_partitions
 from ..resources.paths import ProjectPaths
@@ -24,6 +24,8 @@ class UploadConfig(dg.Config):
 
     inbox_file: str
     sha256: str
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_rows: int = DEFAULT_MAX_ROWS
 
 
 def _esc(text: object) -> str:
@@ -47,11 +49,15 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
         err = InboxFileError("unreadable", "not a regular file (symbolic links and devices are not read)", filename=name)
         target = reject_file(paths, path, Report.from_error(err))
         raise dg.Failure(f"rejected {name!r}: not a regular file; moved to {target}")
+    if path.stat().st_size > config.max_bytes:
+        verdict = validate(path, filename=name, max_bytes=config.max_bytes, max_rows=config.max_rows)
+        target = reject_file(paths, path, verdict.report)
+        raise dg.Failure(f"rejected {name!r} ({verdict.report.problem_code}): {verdict.report.problem_message}; moved to {target.name}")
     data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     if sha != config.sha256:
         raise dg.Failure(f"{name!r} changed since the sensor saw it (sha256 {sha[:12]}… ≠ {config.sha256[:12]}…); the next tick picks up the new content")
-    verdict = validate(data, filename=name)
+    verdict = validate(data, filename=name, max_bytes=config.max_bytes, max_rows=config.max_rows)
     report = verdict.report
     if stored_as:
         set_aside_duplicate(paths, path, report, stored_as)

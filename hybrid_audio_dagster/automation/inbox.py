@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ..core.inbox import DEFAULT_MAX_BYTES, detect_role
+from ..core.inbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, detect_role
 from ..partitions import uploads_partitions
 from ..resources.paths import ProjectPaths
 from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
@@ -32,12 +32,13 @@ class InboxSettings:
 
     Attributes:
         min_age_s: a file must be at least this old (mtime) before it is read.
-        max_bytes: larger files are handed to the run unread (it rejects them with a report).
+        max_bytes / max_rows: per-file limits, passed to the ingest run (it rejects bigger files).
         max_files_per_tick: files requested per evaluation (the rest wait for the next tick).
     """
 
     min_age_s: float = 2.0
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_rows: int = DEFAULT_MAX_ROWS
     max_files_per_tick: int = 20
 
 
@@ -88,7 +89,7 @@ def evaluate_inbox(paths: ProjectPaths, cursor: str | None, settings: InboxSetti
             waiting += 1  # not stable yet (or over this tick's quota): a later tick asks for it
             continue
         if not sha:
-            sha = _digest(path) if st.st_size <= settings.max_bytes else hashlib.sha256(f"too-big:{path.name}:{st.st_size}".encode()).hexdigest()
+            sha = _digest(path)
         key = upload_key(path.name, sha)
         role = detect_role(path.name) or "unknown"
         keys.append(key)
@@ -97,7 +98,9 @@ def evaluate_inbox(paths: ProjectPaths, cursor: str | None, settings: InboxSetti
                 run_key=f"ingest:{sha}:{path.name}:{st.st_mtime_ns}",
                 job_name=INGEST_JOB,
                 partition_key=key,
-                run_config={"ops": {"dataset_uploads": {"config": {"inbox_file": path.name, "sha256": sha}}}},
+                run_config={"ops": {"dataset_uploads": {"config": {
+                    "inbox_file": path.name, "sha256": sha, "max_bytes": settings.max_bytes, "max_rows": settings.max_rows,
+                }}}},
                 tags={PIPELINE_TAG: f"ingest-{sha[:16]}-{st.st_mtime_ns}", STAGE_TAG: "datasets", DRIVER_TAG: "daemon",
                       SCOPE_TAG: role, TRIGGER_TAG: "inbox"},
             )

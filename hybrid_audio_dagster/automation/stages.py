@@ -111,9 +111,7 @@ def stems_stage(
         stage.stems_to_synthesize += len(fresh.to_synthesize)
         stage.chars += fresh.chars
         config = {"ops": {asset.key.path[-1]: {"config": {"force": force}}}}
-        # a sparse set of names is not a contiguous range: one run per name then
-        sparse = bool(names) and kind is SegmentKind.NAME
-        for first, last in [(k, k) for k in stale] if sparse else contiguous_ranges(keys, stale):
+        for first, last in contiguous_ranges(keys, stale):
             stage.requests.append(
                 partition_request(
                     STEM_JOB_NAMES[kind], first, last, run_key=f"{pipeline}:stems:{asset.key.path[-1]}:{first}...{last}",
