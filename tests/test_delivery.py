@@ -175,6 +175,25 @@ def test_redact_removes_tokens_and_query_strings():
     assert "SECRET456" not in text and "Authorization" in text
 
 
+def test_compare_is_pure_and_uses_whichever_checksum_the_bucket_has():
+    from hybrid_audio_dagster.core.delivery import LocalFile, RemoteObject, compare
+    from hybrid_audio_dagster.core.delivery.layout import checksums_of_bytes
+
+    layout = BucketLayout()
+    a, b = checksums_of_bytes(b"a"), checksums_of_bytes(b"b")
+    local = [LocalFile(InventoryEntry("name_stems", f"x/{i}.wav", Path(f"/p/{i}.wav")), a) for i in range(4)]
+    remote = [
+        RemoteObject(layout.stem_object("x/0.wav"), 1, None, a.crc32c, 1),   # composite: crc32c only, equal
+        RemoteObject(layout.stem_object("x/1.wav"), 1, None, b.crc32c, 1),   # crc32c only, differs
+        RemoteObject(layout.stem_object("x/2.wav"), 1, None, None, 1),       # no checksum: cannot be trusted
+        RemoteObject(layout.stem_object("x/3.wav"), 2, a.md5, a.crc32c, 1),  # same hashes, other size
+        RemoteObject("elsewhere/stems/x/9.wav", 1, a.md5, a.crc32c, 1),      # outside the prefix: ignored
+    ]
+    report = compare(local, remote, layout, bucket="bk")
+    assert [i.state for i in report.items] == ["in_sync", "mismatched", "mismatched", "mismatched"]
+    assert report.counts()["name_stems"]["mismatched"] == 3
+
+
 # -- upload / skip / verify ---------------------------------------------------------------------
 
 
