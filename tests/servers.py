@@ -1,0 +1,103 @@
+"""Helpers for tests that start real servers on loopback: free ports, process groups that
+are always stopped, bounded waits, GraphQL over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+LOCATIONS_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
+  name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A command in its own process group, output to a log file; ``stop()`` ends the group
+    (SIGTERM, then SIGKILL after ``grace_s``)."""
+
+    def __init__(self, name: str, cmd: list[str], *, env: dict, cwd: Path, log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, grace_s: float = 20) -> None:
+        try:
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGTERM)
+                    self.proc.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    pass
+            # children may outlive the group leader (run workers, the code server's child)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        finally:
+            self._log.close()
+
+
+def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.5, what: str = "condition",
+               alive: Callable[[], None] | None = None) -> T:
+    """Call ``check`` until it returns something truthy (returned), ``alive`` raises, or
+    ``timeout_s`` passes (AssertionError naming ``what``)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if alive is not None:
+            alive()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout_s: float = 30) -> dict:
+    """``data`` of a GraphQL answer from the webserver at ``url``; raises on errors."""
+    r = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=timeout_s)
+    r.raise_for_status()
+    body = r.json()
+    if body.get("errors"):
+        raise AssertionError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+def loaded_locations(url: str) -> list[dict] | None:
+    """The workspace's location entries once every one is LOADED, else None (also while the
+    webserver does not answer yet)."""
+    try:
+        ws = graphql(url, LOCATIONS_QUERY, timeout_s=5)["workspaceOrError"]
+    except (httpx.HTTPError, AssertionError, KeyError, ValueError):
+        return None
+    entries = ws.get("locationEntries") or []
+    return entries if entries and all(e["loadStatus"] == "LOADED" for e in entries) else None
