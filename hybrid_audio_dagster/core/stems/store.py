@@ -5,6 +5,8 @@ Layout, below the store root::
     <engine>/<sig[:2]>/<sig>/<sha256[:16]>.wav    the stem, exactly as the engine returned it
     <engine>/<sig[:2]>/<sig>/<sha256[:16]>.json   its record and identity (the store's own index)
     <engine>/<sig[:2]>/<sig>/.claim               flock held while the signature is synthesized
+    <engine>/<sig[:2]>/<sig>/.invalidated         tombstone: stems of the signature stored up to
+                                                  the time it holds are misses (``invalidate``)
 
 Paths come from signatures and hashes only, never from text. A path is never overwritten
 with different bytes: a forced re-synthesis that returns new audio gets a new file and a
@@ -20,7 +22,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -74,6 +76,9 @@ class StemOutcome:
     chars_sent: int  # 0 on a hit
 
 
+TOMBSTONE = ".invalidated"
+
+
 def engine_dirname(engine: str) -> str:
     return "".join(c if c.isalnum() or c == "-" else "_" for c in engine) or "_"
 
@@ -99,8 +104,11 @@ class StemStore:
     # -- reading -----------------------------------------------------------------------------
 
     def verify(self, record: StemRecord, *, deep: bool = True) -> bool:
-        """The record's file exists (``deep``: and still hashes to the record's sha256)."""
+        """The record's file exists (``deep``: and still hashes to the record's sha256) and
+        no tombstone invalidated it."""
         path = self.root / record.path
+        if self.invalidated_at(path.parent) >= record.created_at:
+            return False
         try:
             st = path.stat()
         except OSError:
@@ -168,6 +176,26 @@ class StemStore:
                 for sig_dir in sorted(p for p in shard.iterdir() if p.is_dir()):
                     yield engine_dir.name, sig_dir.name
 
+    @staticmethod
+    def invalidated_at(folder: Path) -> float:
+        """The time in the folder's tombstone (-inf when there is none)."""
+        try:
+            return float((folder / TOMBSTONE).read_text(encoding="utf-8").strip() or "inf")
+        except FileNotFoundError:
+            return float("-inf")
+        except (OSError, ValueError):
+            return float("inf")  # an unreadable tombstone still invalidates
+
+    def invalidate(self, engine: str, signature: str) -> int:
+        """Mark every stem of ``signature`` stored until now as a miss (the next stems run
+        re-synthesizes it; older files stay for the messages that still point at them).
+        Returns how many stored files it covers."""
+        folder = self.signature_dir(engine, signature)
+        if not folder.is_dir():
+            return 0
+        atomic_write_text(folder / TOMBSTONE, repr(time.time()), fsync=True)
+        return sum(1 for n in os.listdir(folder) if n.endswith(".wav"))
+
     # -- writing -----------------------------------------------------------------------------
 
     @contextmanager
@@ -222,11 +250,14 @@ class StemStore:
         contract: StemContract | None = None,
         known: StemRecord | None = None,
         force: bool = False,
+        on_tts: Callable[[dict], None] | None = None,
     ) -> StemOutcome:
         """The stem for ``text``: ``known`` or a stored one if it verifies, else a synthesis.
 
         The synthesis happens under the signature's claim, and the store is searched again
         once the claim is held: two runs that need the same new stem bill it once.
+        ``on_tts`` (the audit) gets ``{engine, chars, latency_ms, attempts, hit, ok[, error]}``
+        for each synthesis and for each hit found under the claim; never the text.
         """
         contract = contract or engine.contract(voice)
         signature = stem_signature(text, contract)
@@ -236,8 +267,20 @@ class StemStore:
             if not force:
                 found = self.find(signature, contract.engine)
                 if found is not None:
+                    if on_tts is not None:
+                        on_tts({"engine": contract.engine, "chars": 0, "latency_ms": 0.0, "attempts": 0, "hit": True, "ok": True})
                     return StemOutcome(found, cache_hit=True, chars_sent=0)
-            wav = engine.synthesize(text, voice)
+            started = time.perf_counter()
+            try:
+                wav = engine.synthesize(text, voice)
+            except Exception as exc:
+                if on_tts is not None:
+                    on_tts({"engine": contract.engine, "chars": len(text), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                            "attempts": getattr(exc, "attempts", 1), "hit": False, "ok": False, "error": type(exc).__name__})
+                raise
+            if on_tts is not None:
+                on_tts({"engine": contract.engine, "chars": len(text), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "attempts": getattr(engine, "last_attempts", 1), "hit": False, "ok": True})
             return StemOutcome(self.put(text, contract, wav), cache_hit=False, chars_sent=len(text))
 
     def remove(self, engine: str, signature: str) -> int:
