@@ -12,8 +12,10 @@ from .assets.datasets import developers_dataset, message_templates, names_datase
 from .assets.messages import messages
 from .assets.retirement import retired_outputs
 from .assets.rotation import rotation_cycle
+from .assets.rotation_advance import rotation_advance
 from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
 from .jobs import ALL_JOBS
+from .privacy import erase_name_job
 from .resources.budget import spend_guard_from_env
 from .resources.paths import project_paths
 from .resources.tts import tts_resource_from_env
@@ -25,7 +27,7 @@ from .rotation_schedule import rotation_schedule
 
 ALL_ASSETS = [
     dataset_uploads, names_dataset, developers_dataset, message_templates, retired_outputs,
-    name_stems, developer_stems, script_stems, messages, rotation_cycle,
+    name_stems, developer_stems, script_stems, messages, rotation_advance, rotation_cycle,
 ]
 ALL_CHECKS = [messages_bit_exact, *STEM_CHECKS]
 ALL_SENSORS = [inbox_sensor, build_pipeline_sensor(jobs=ALL_JOBS)]
@@ -52,7 +54,7 @@ def build_defs(resources: Mapping | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=ALL_JOBS,
+        jobs=[*ALL_JOBS, erase_name_job],
         sensors=ALL_SENSORS,
         schedules=ALL_SCHEDULES,
         resources={**build_resources(), **(resources or {})},

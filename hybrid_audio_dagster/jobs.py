@@ -9,6 +9,8 @@ from .assets.messages import messages
 from .assets.retirement import retired_outputs
 from .assets.stems import developer_stems, name_stems, script_stems
 from .assets.uploads import dataset_uploads
+from .assets.rotation import rotation_cycle
+from .assets.rotation_advance import rotation_advance
 from .automation.inbox import INGEST_JOB
 from .automation.stages import DATASETS_JOB, MESSAGES_CHECK_JOB, MESSAGES_JOB, STEM_JOB_NAMES
 from .core.templates import SegmentKind
@@ -50,5 +52,16 @@ ingest_job = dg.define_asset_job(
     description="One upload from the inbox: validated and stored (or rejected with a report), then the rosters rebuilt.",
 )
 
+rotation_advance_job = dg.define_asset_job(
+    "rotation_advance_job",
+    selection=dg.AssetSelection.assets(rotation_advance),
+    description="One rotation tick: hands out the next pairs (idempotent per tick) and records their messages runs.",
+)
+rotation_cycle_job = dg.define_asset_job(
+    "rotation_cycle_job",
+    selection=dg.AssetSelection.assets(rotation_cycle),
+    description="Records one rotation cycle's membership, progress and launched runs (reads only).",
+)
+
 STEM_JOBS = {SegmentKind.NAME: name_stems_job, SegmentKind.DEVELOPER: developer_stems_job, SegmentKind.SCRIPT: script_stems_job}
-ALL_JOBS = [datasets_job, ingest_job, name_stems_job, developer_stems_job, script_stems_job, messages_job, messages_check_job]
+ALL_JOBS = [datasets_job, ingest_job, rotation_advance_job, rotation_cycle_job, name_stems_job, developer_stems_job, script_stems_job, messages_job, messages_check_job]

@@ -26,3 +26,11 @@ def message_partition_key(template_id: str, developer_key: str) -> dg.MultiParti
 
 # One partition per file dropped in the inbox: "<role>-<sha256[:16]>" (role from the file name).
 uploads_partitions = dg.DynamicPartitionsDefinition(name="uploads")
+
+# One partition per rotation cycle: "cycle-0000", "cycle-0001", … (added by the advance run
+# that starts the cycle).
+rotation_cycles_partitions = dg.DynamicPartitionsDefinition(name="rotation_cycles")
+
+
+def cycle_key(cycle: int) -> str:
+    return f"cycle-{cycle:04d}"

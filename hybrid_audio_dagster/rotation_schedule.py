@@ -54,7 +54,7 @@ import dagster as dg
 from .assets.rotation import Rotation, RetryLedger, open_rotation, rotation_seed
 from .assets.stems import CampaignStems, MissingStemError
 from .core.templates import SegmentKind, Template
-from .jobs import messages_job
+from .automation.stages import MESSAGES_JOB
 from .resources.tts import TTSResource
 from .partitions import developers_partitions, message_partition_key, templates_partitions
 from .resources.paths import ProjectPaths
@@ -129,7 +129,7 @@ class PlannedRequest:
 
     @property
     def job_name(self) -> str:
-        return messages_job.name
+        return MESSAGES_JOB
 
     @property
     def partition_key(self) -> str:
@@ -510,28 +510,47 @@ def build_rotation_schedule(
     settings: RotationSettings = RotationSettings(),
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
 ) -> dg.ScheduleDefinition:
-    """A schedule handing out the next K pairs per tick as ``messages_job`` runs."""
+    """A schedule asking, per tick, for one ``rotation_advance_job`` run keyed by the tick.
+
+    The tick only decides: the run advances the rotation (idempotently per tick), records
+    the pairs it handed out, and ``pipeline_sensor`` then asks for their messages runs and a
+    record of the cycle's ``rotation_cycle`` partition.
+    """
 
     @dg.schedule(
         name=name,
-        job=messages_job,
+        job_name=ADVANCE_JOB,
         cron_schedule=cron_schedule,
         execution_timezone=execution_timezone,
         default_status=default_status,
-        description="Takes the next K name × developer pairs of the rotation and launches their messages "
-        "(one run per template × developer); failed or deferred pairs are retried on later ticks.",
+        description="Takes the next K name × developer pairs of the rotation (in a run keyed by the tick) and has "
+        "their messages built; failed or deferred pairs are retried on later ticks.",
     )
-    def _schedule(context: dg.ScheduleEvaluationContext, paths: ProjectPaths, tts: TTSResource):
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
         when = context.scheduled_execution_time or datetime.now(timezone.utc).replace(second=0, microsecond=0)
-        try:
-            plan = evaluate_rotation_tick(context.instance, paths, when, settings, log=context.log, tts=tts)
-        except FileNotFoundError as exc:  # no dataset snapshot yet: nothing to rotate, nothing advanced
-            return dg.SkipReason(f"{exc}")
-        if not plan.requests:
-            return dg.SkipReason(plan.summary())
-        return plan.run_requests()
+        return advance_request(when, settings)
 
     return _schedule
+
+
+ADVANCE_JOB = "rotation_advance_job"
+
+
+def advance_request(when: datetime, settings: RotationSettings = RotationSettings()) -> dg.RunRequest:
+    """The run that advances the rotation for tick ``when`` (settings resolved now, so a
+    re-evaluated tick asks for exactly the same run)."""
+    tick = tick_key(when)
+    pipeline = f"rotation-{tick}"
+    return dg.RunRequest(
+        run_key=f"rotation:{tick}",
+        job_name=ADVANCE_JOB,
+        run_config={"ops": {"rotation_advance": {"config": {
+            "tick": tick, "batch_size": settings.resolved_batch_size(), "seed": settings.resolved_seed(),
+            "max_attempts": settings.max_attempts, "launch_grace_s": settings.launch_grace_s,
+        }}}},
+        tags={"hybrid_audio/pipeline": pipeline, "hybrid_audio/stage": "advance", "hybrid_audio/driver": "daemon",
+              "hybrid_audio/scope": "rotation", TRIGGER_TAG: "rotation", TICK_TAG: tick},
+    )
 
 
 def rotation_schedule_from_env(env: Mapping[str, str] | None = None) -> dg.ScheduleDefinition:

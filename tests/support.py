@@ -49,9 +49,10 @@ def project_env(root: Path, names: list[str], developers: list[str]):
     import dagster as dg
 
     from hybrid_audio_dagster.resources.budget import SpendGuardResource
+    from hybrid_audio_dagster.resources.gcs import DeliveryResource
 
     paths = make_project(root, names, developers)
-    resources = {"paths": paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource()}
+    resources = {"paths": paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
     return root, paths, resources, dg.DagsterInstance.ephemeral()
 
 

@@ -20,8 +20,11 @@ from hybrid_audio_dagster.cache_index import latest_metadata
 from hybrid_audio_dagster.core.messages import message_path, manifest_path, read_manifest
 from hybrid_audio_dagster.core.rotation import read_audit
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
-from hybrid_audio_dagster.definitions import ALL_ASSETS, defs
-from hybrid_audio_dagster.jobs import messages_job
+from hybrid_audio_dagster.automation.pipeline import rotation_requests
+from hybrid_audio_dagster.automation.stages import STAGE_TAG
+from hybrid_audio_dagster.definitions import build_defs, defs
+from hybrid_audio_dagster.resources.budget import SpendGuardResource
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.resources.paths import ProjectPaths
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
 from tests.support import NoCallTTS, make_project, write_csv
@@ -62,14 +65,24 @@ class Env:
         self.root = root
         self.instance = instance
         self.paths = ProjectPaths(root=str(root))
-        self.defs = dg.Definitions(assets=ALL_ASSETS, jobs=[messages_job], resources={"paths": self.paths, "tts": NoCallTTS()})
+        self.defs = build_defs({"paths": self.paths, "tts": NoCallTTS(), "spend_guard": SpendGuardResource()})
 
     def tick(self, when: datetime, schedule: dg.ScheduleDefinition | None = None):
+        """The schedule's tick, its advance run, then what pipeline_sensor asks for: the
+        cycle records are run here, the messages requests returned."""
         schedule = schedule or build_rotation_schedule(settings=RotationSettings(batch_size=K))
-        # a context manager: evaluating with resources opens an instance from the context's
-        # instance ref, which must be closed again (else it leaks into later tests)
-        with dg.build_schedule_context(instance=self.instance, scheduled_execution_time=when, resources={"paths": self.paths}) as ctx:
-            return schedule(ctx)
+        with dg.build_schedule_context(instance=self.instance, scheduled_execution_time=when) as ctx:
+            advance = schedule(ctx)
+        assert advance.run_key == f"rotation:{when.isoformat()}" and advance.job_name == "rotation_advance_job"
+        result = self.execute(advance)
+        if not result.success:
+            [failure] = [e for e in result.all_events if e.is_step_failure]
+            error = failure.step_failure_data.error
+            raise RuntimeError(error.message + "".join(c.message for c in [error.cause] if c is not None))
+        requests = rotation_requests(self.instance, result.dagster_run)
+        for record in [r for r in requests if r.tags[STAGE_TAG] == "record"]:
+            assert self.execute(record).success
+        return [r for r in requests if r.tags[STAGE_TAG] == "messages"]
 
     def execute(self, req: dg.RunRequest) -> dg.ExecuteInProcessResult:
         return self.defs.get_job_def(req.job_name).execute_in_process(
@@ -104,7 +117,7 @@ def triples(requests) -> list[tuple[str, str, str]]:
 def test_definitions(monkeypatch):
     assert rotation_schedule.cron_schedule == ROTATION_CRON == "0 9 * * *"
     assert rotation_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
-    assert rotation_schedule.job_name == "messages_job"
+    assert rotation_schedule.job_name == "rotation_advance_job"
     assert defs.get_schedule_def("rotation_schedule").cron_schedule == ROTATION_CRON
     assert defs.get_assets_def("rotation_cycle").key == dg.AssetKey("rotation_cycle")
     custom = rotation_schedule_from_env({"HYBRID_AUDIO_ROTATION_CRON": "0 10 * * 1-5", "HYBRID_AUDIO_ROTATION_TZ": "Europe/Madrid"})
@@ -179,9 +192,10 @@ def test_failed_run_pairs_come_back_until_they_succeed(env):
     shutil.rmtree(env.paths.output)  # messages must really be built, so a missing stem file fails them
     requests = env.tick(T0)
     victim, _, tid = triples(requests)[0]
-    slots = latest_metadata(env.instance, dg.AssetKey("name_stems"), [victim])[victim]["stems"]
+    md = latest_metadata(env.instance, dg.AssetKey("name_stems"), [victim])[victim]
     tpl = load_templates(env.paths.templates)[tid]
-    stem = env.paths.stems / slots[f"{tid}/{tpl.segments_of(SegmentKind.NAME)[0].id}"]["path"]
+    sig = md["slots"][f"{tid}/{tpl.segments_of(SegmentKind.NAME)[0].id}"]
+    stem = env.paths.stems / md["stems"][sig]["path"]
     saved = stem.read_bytes()
     stem.unlink()
 
@@ -241,7 +255,8 @@ def test_pairs_without_stems_are_deferred_then_launched(env):
     assert all("stems not ready" in p["reason"] for p in ledger["pending"])
 
     dg.materialize([name_stems], partition_key="priya", instance=env.instance,
-                   resources={"paths": env.paths, "tts": OfflineTTSResource()}, selection=[name_stems])
+                   resources={"paths": env.paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource(),
+                              "gcs": DeliveryResource()}, selection=[name_stems])
     for req in first:
         assert env.execute(req).success
     second = env.tick(T0 + timedelta(days=1), schedule)
@@ -257,7 +272,7 @@ def test_rotation_asset_reports_progress_and_does_not_advance(env):
     state = rotation_dir(env.paths) / "state.json"
     before = state.read_bytes()
     audit_before = len(read_audit(env.paths.logs / "rotation_audit.jsonl"))
-    result = dg.materialize([rotation_cycle], instance=env.instance, resources={"paths": env.paths})
+    result = dg.materialize([rotation_cycle], partition_key="cycle-0000", instance=env.instance, resources={"paths": env.paths})
     [event] = result.get_asset_materialization_events()
     md = {k: v.value for k, v in event.materialization.metadata.items()}
     assert state.read_bytes() == before
@@ -302,7 +317,7 @@ def test_pairs_of_a_tick_that_failed_after_advancing_are_not_lost(env, monkeypat
 
     with monkeypatch.context() as m:
         m.setattr(rs, "stem_problems", broken)
-        with pytest.raises(RuntimeError, match="instance unavailable"):
+        with pytest.raises(RuntimeError, match="instance unavailable"):  # the advance run fails
             env.tick(T0)
     assert env.status().cursor == K  # the advance committed
     handed_out = {(a["name"], a["developer"], a["template"]) for a in RetryLedger.for_paths(env.paths).read()["pending"]}

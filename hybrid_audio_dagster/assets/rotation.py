@@ -28,6 +28,8 @@ from typing import Any
 
 import dagster as dg
 
+from ..partitions import cycle_key, rotation_cycles_partitions
+
 from ..core.fsutil import atomic_write_text, file_lock
 from ..core.rotation import Assignment, RotationError, RotationStore, read_audit
 from ..core.templates import Template, load_templates
@@ -302,22 +304,34 @@ def rotation_status_metadata(paths: ProjectPaths, *, preview: int = PREVIEW_ROWS
 @dg.asset(
     group_name="rotation",
     kinds={"json"},
-    deps=["names_dataset", "developers_dataset", "message_templates"],
+    partitions_def=rotation_cycles_partitions,
+    deps=["names_dataset", "developers_dataset", "message_templates", "rotation_advance"],
 )
 def rotation_cycle(context: dg.AssetExecutionContext, config: RotationCycleConfig, paths: ProjectPaths) -> dg.MaterializeResult:
-    """Where the name × developer rotation stands: cycle, progress, the next pairs, the retry ledger.
-
-    Materializing it only reads the rotation state (it never advances it); the
-    `rotation_schedule` is what hands pairs out.
-    """
+    """One rotation cycle: membership, seed, progress, the next pairs, the runs its ticks
+    launched, the retry ledger. Materializing it only reads the rotation state (it never
+    advances it); ``rotation_advance`` runs hand pairs out."""
     if not 1 <= config.preview <= 500:
         raise dg.Failure(f"preview must be between 1 and 500 rows, got {config.preview}")
     try:
         metadata = rotation_status_metadata(paths, preview=config.preview)
     except (FileNotFoundError, RotationError) as exc:
         raise dg.Failure(f"cannot read the rotation: {exc}") from None
+    key = context.partition_key
+    current = cycle_key(metadata["cycle"])
+    ledger = RetryLedger.for_paths(paths).read()
+    launched = [
+        r["run_key"] for _, plan in ledger["ticks"] for r in plan.get("requests", [])
+        if cycle_key(plan.get("batch", {}).get("cycle_after", -1)) == key
+    ]
+    metadata["status"] = "current" if key == current else ("complete" if key < current else "not started")
+    metadata["runs_launched"] = dg.MetadataValue.json(launched[-500:])
+    metadata["runs_launched_count"] = len(launched)
+    if key != current:  # progress fields describe the current cycle only
+        for label in ("cursor", "progress_pct", "remaining", "preview"):
+            metadata.pop(label, None)
     context.log.info(
-        f"cycle {metadata['cycle']}: {metadata['cursor']}/{metadata['cycle_length']} pairs "
-        f"({metadata['progress_pct']}%), {metadata['retry_pending']} pending retries"
+        f"{key} ({metadata['status']}): {len(launched)} runs launched; current cycle {metadata['cycle']} at "
+        f"{metadata['cursor'] if 'cursor' in metadata else metadata['cycle_length']}/{metadata['cycle_length']}"
     )
     return dg.MaterializeResult(metadata=metadata)

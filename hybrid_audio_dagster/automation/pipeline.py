@@ -30,18 +30,42 @@ from ..resources.tts import TTSResource
 from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, messages_request, stems_stage
 
 LOOKBACK_S = 2 * 24 * 3600
+TERMINAL_STAGES = {"messages", "record"}
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 CARRIED_TAGS = (PIPELINE_TAG, DRIVER_TAG, SCOPE_TAG, "hybrid_audio/trigger")
 
 
 def _new_keys(instance: dg.DagsterInstance, run: dg.DagsterRun, kind: str) -> list[str] | None:
     """The keys the ingest run's roster added (its ``new_keys`` metadata)."""
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{kind}_dataset")), limit=50)
+    md = _materialization_of(instance, run, f"{kind}_dataset")
+    return None if md is None else list(md.get("new_keys") or [])
+
+
+def _materialization_of(instance: dg.DagsterInstance, run: dg.DagsterRun, asset: str) -> dict | None:
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset)), limit=50)
     for record in records.records:
         if record.run_id == run.run_id and record.asset_materialization is not None:
-            value = record.asset_materialization.metadata.get("new_keys")
-            return list(value.value) if value is not None else []
+            return {k: v.value for k, v in record.asset_materialization.metadata.items()}
     return None
+
+
+def rotation_requests(instance: dg.DagsterInstance, advance: dg.DagsterRun) -> list[dg.RunRequest]:
+    """The messages runs a rotation tick recorded, and a record run per cycle it touched."""
+    from ..rotation_schedule import PlannedRequest
+
+    md = _materialization_of(instance, advance, "rotation_advance")
+    if md is None:
+        return []
+    base = {t: advance.tags[t] for t in CARRIED_TAGS if t in advance.tags}
+    out = []
+    for d in md.get("requests") or []:
+        r = PlannedRequest.from_dict(d).to_run_request()
+        out.append(dg.RunRequest(run_key=r.run_key, job_name=r.job_name, partition_key=r.partition_key,
+                                 run_config=r.run_config, tags={**r.tags, **base, STAGE_TAG: "messages"}))
+    for cycle in md.get("cycles") or []:
+        out.append(dg.RunRequest(run_key=f"{advance.tags[PIPELINE_TAG]}:record:{cycle}", job_name="rotation_cycle_job",
+                                 partition_key=cycle, tags={**base, STAGE_TAG: "record"}))
+    return out
 
 
 def pipeline_decisions(
@@ -61,10 +85,15 @@ def pipeline_decisions(
     notes: list[str] = []
     for pid, runs in sorted(pipelines.items()):
         stages = {r.tags.get(STAGE_TAG) for r in runs}
-        if any(r.status not in FINISHED for r in runs) or "messages" in stages:
+        if any(r.status not in FINISHED for r in runs) or stages & TERMINAL_STAGES:
             continue  # still running, or done
         if any(r.status is not dg.DagsterRunStatus.SUCCESS for r in runs):
             continue  # stopped: the failed run says why
+        advance = next((r for r in runs if r.tags.get(STAGE_TAG) == "advance"), None)
+        if advance is not None:
+            requests += rotation_requests(instance, advance)
+            notes.append(f"{pid}: rotation messages and cycle record")
+            continue
         first = next((r for r in runs if r.tags.get(STAGE_TAG) == "datasets"), None)
         if first is None:
             continue

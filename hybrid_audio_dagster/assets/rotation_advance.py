@@ -1,0 +1,58 @@
+"""``rotation_advance``: one tick of the rotation, inside a run keyed by the tick.
+
+The run hands out the next K pairs (idempotently per tick: a re-executed run replays the
+same pairs), reconciles earlier requests with the retry ledger, and records the messages
+runs to launch in its metadata; ``pipeline_sensor`` launches them and records the cycle's
+``rotation_cycle`` partition. A cycle started by this tick becomes a new partition.
+"""
+
+from datetime import datetime
+
+import dagster as dg
+
+from ..core.rotation import RotationError
+from ..partitions import cycle_key, rotation_cycles_partitions
+from ..resources.paths import ProjectPaths
+from ..resources.tts import TTSResource
+from ..rotation_schedule import RotationSettings, evaluate_rotation_tick
+from .rotation import open_rotation
+
+
+class RotationAdvanceConfig(dg.Config):
+    """The tick and the settings the schedule resolved for it."""
+
+    tick: str
+    batch_size: int
+    seed: str
+    max_attempts: int = 5
+    launch_grace_s: float = 3600.0
+
+
+@dg.asset(group_name="rotation", kinds={"json"}, deps=["names_dataset", "developers_dataset", "message_templates"])
+def rotation_advance(context: dg.AssetExecutionContext, config: RotationAdvanceConfig, paths: ProjectPaths, tts: TTSResource) -> dg.MaterializeResult:
+    """The pairs one rotation tick handed out, and the messages runs that build them."""
+    settings = RotationSettings(batch_size=config.batch_size, seed=config.seed, max_attempts=config.max_attempts, launch_grace_s=config.launch_grace_s)
+    try:
+        plan = evaluate_rotation_tick(context.instance, paths, datetime.fromisoformat(config.tick), settings, log=context.log, tts=tts)
+    except (FileNotFoundError, RotationError) as exc:
+        raise dg.Failure(f"cannot advance the rotation: {exc}") from None
+    status = open_rotation(paths, seed=config.seed).store.status()
+    cycles = sorted({cycle_key(c) for c in (plan.batch.get("cycle_before", status.cycle), plan.batch.get("cycle_after", status.cycle), status.cycle) if c is not None})
+    known = set(context.instance.get_dynamic_partitions(rotation_cycles_partitions.name))
+    new = [c for c in cycles if c not in known]
+    if new:
+        context.instance.add_dynamic_partitions(rotation_cycles_partitions.name, new)
+    context.log.info(plan.summary())
+    return dg.MaterializeResult(
+        metadata={
+            "tick": plan.tick,
+            "summary": plan.summary(),
+            "cycles": dg.MetadataValue.json(cycles),
+            "requests": dg.MetadataValue.json([r.to_dict() for r in plan.requests]),
+            "pairs": sum(len(r.names) for r in plan.requests),
+            "deferred": len(plan.deferred),
+            "abandoned": len(plan.abandoned),
+            "retried": plan.retried,
+            "replayed": plan.replayed,
+        }
+    )

@@ -1,0 +1,177 @@
+"""Erasing one person from a campaign (a privacy request), pure file work.
+
+Everything that names them goes: their rows in every dataset source (the seed file, the
+stored uploads, rejected copies and the reports beside them), their snapshot entry, their
+messages and manifest rows, and the stems only they use. Every file is rewritten
+atomically, so an interrupted erase leaves each file either as it was or without them; a
+second erase finishes the job. The Dagster side (partition, event records) is the job's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .datasets import DatasetResult, DatasetItem, clean_value, fold
+from .fsutil import atomic_write_text, file_lock
+from .inbox import InboxFileError, _choose_delimiter, _pick_column, decode_text
+
+REPORT_SUFFIX = ".report.json"  # beside every stored or rejected upload
+from .messages.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
+from .messages.retire import LOCK_NAME
+from .stems import StemStore
+
+
+@dataclass
+class Erasure:
+    key: str
+    sources_rewritten: list[str] = field(default_factory=list)
+    rows_removed: int = 0
+    messages_removed: int = 0
+    manifest_rows_removed: int = 0
+    stems_removed: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key, "sources_rewritten": self.sources_rewritten, "rows_removed": self.rows_removed,
+            "messages_removed": self.messages_removed, "manifest_rows_removed": self.manifest_rows_removed,
+            "stems_removed": self.stems_removed,
+        }
+
+
+def _matches(kind: str, raw: object, target: str) -> bool:
+    try:
+        return fold(clean_value(kind, raw)) == target
+    except (ValueError, TypeError):
+        return isinstance(raw, str) and fold(raw.strip()) == target
+
+
+def strip_person(text: str, suffix: str, kind: str, target: str) -> tuple[str, int]:
+    """``text`` of a dataset file without the rows whose value folds to ``target``."""
+    if suffix in (".csv", ".tsv"):
+        delim = _choose_delimiter(text, kind, suffix == ".tsv")
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delim))
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=delim, lineterminator="\n")
+        idx: int | None = None
+        removed = 0
+        for record in records:
+            if idx is None and any(c.strip() for c in record):
+                idx = _pick_column(kind, record, "column")
+            elif idx is not None and idx < len(record) and _matches(kind, record[idx], target):
+                removed += 1
+                continue
+            writer.writerow(record)
+        return out.getvalue(), removed
+    if suffix == ".json":
+        doc = json.loads(text)
+        items = None if isinstance(doc, list) else next(k for k in doc if k.casefold() in ("items", kind))
+        values = doc if items is None else doc[items]
+        def names_them(x: object) -> bool:
+            if isinstance(x, dict):
+                return any(isinstance(v, str) and _matches(kind, v, target) for v in x.values())
+            return _matches(kind, x, target)
+
+        kept = [x for x in values if not names_them(x)]
+        removed = len(values) - len(kept)
+        if items is None:
+            return json.dumps(kept, ensure_ascii=False, indent=1), removed
+        return json.dumps({**doc, items: kept}, ensure_ascii=False, indent=1), removed
+    lines = text.splitlines(keepends=True)
+    kept = [ln for ln in lines if not _matches(kind, ln.strip(), target)]
+    return "".join(kept), len(lines) - len(kept)
+
+
+def _strip_report(path: Path, target: str) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    rejects = doc.get("rejects") or []
+    kept = [r for r in rejects if fold(str(r.get("value", ""))) != target]
+    if len(kept) == len(rejects):
+        return False
+    atomic_write_text(path, json.dumps({**doc, "rejects": kept}, indent=2, ensure_ascii=True) + "\n")
+    return True
+
+
+def erase_from_sources(files: Iterable[Path], kind: str, display: str, done: Erasure) -> None:
+    target = fold(display)
+    for path in files:
+        if path.is_symlink() or not path.is_file():
+            continue
+        if path.name.endswith(REPORT_SUFFIX):
+            if _strip_report(path, target):
+                done.sources_rewritten.append(str(path))
+            continue
+        try:
+            text, _ = decode_text(path.read_bytes())
+            new, removed = strip_person(text.lstrip("\ufeff"), path.suffix.lower(), kind, target)
+        except (ValueError, StopIteration, KeyError, OSError, csv.Error, InboxFileError):
+            continue  # a file the parser cannot read holds no row of theirs the datasets use
+        if removed:
+            atomic_write_text(path, new)
+            done.sources_rewritten.append(str(path))
+            done.rows_removed += removed
+
+
+def erase_from_snapshot(snapshot: Path, key: str, display: str) -> None:
+    data = json.loads(snapshot.read_text(encoding="utf-8"))
+    result = DatasetResult.from_dict(data)
+    target = fold(display)
+    items = tuple(i for i in result.items if i.key != key)
+    rejects = tuple(r for r in result.rejects if fold(r.value) != target)
+    kept = DatasetResult(kind=result.kind, source=result.source, items=items, rejects=rejects)
+    atomic_write_text(snapshot, json.dumps(kept.to_dict(), ensure_ascii=False, indent=1))
+
+
+def erase_messages(output_root: Path, key: str, done: Erasure) -> None:
+    if not output_root.is_dir():
+        return
+    for manifest in sorted(output_root.glob(f"*/*/{MANIFEST_NAME}")):
+        folder = manifest.parent
+        with file_lock(folder / LOCK_NAME):
+            rows = read_manifest(manifest)
+            kept = [r for r in rows if r["name_key"] != key]
+            if len(kept) != len(rows):
+                writer = ManifestWriter(manifest)
+                for row in kept:
+                    writer.add(row)
+                writer.commit()
+                done.manifest_rows_removed += len(rows) - len(kept)
+    for wav in output_root.glob(f"*/*/{key}.wav"):
+        wav.unlink()
+        done.messages_removed += 1
+
+
+def erase_stems(store: StemStore, texts: set[str], signatures: Iterable[tuple[str, str]], done: Erasure) -> None:
+    """Remove the given (engine, signature) stems, and any stored stem whose text is one of
+    ``texts`` (the person's rendered name segments, under any voice)."""
+    doomed = set(signatures)
+    for engine_dir, sig in store.signatures():
+        if (engine_dir, sig) in doomed:
+            continue
+        folder = store.root / engine_dir / sig[:2] / sig
+        for sidecar in folder.glob("*.json"):
+            try:
+                text = json.loads(sidecar.read_text(encoding="utf-8"))["record"]["text"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if text in texts:
+                doomed.add((engine_dir, sig))
+                break
+    for engine, sig in doomed:
+        done.stems_removed += store.remove(engine, sig)
+
+
+def item_of(snapshot: Path, key_or_display: str) -> DatasetItem | None:
+    data = DatasetResult.from_dict(json.loads(snapshot.read_text(encoding="utf-8")))
+    for item in data.items:
+        if item.key == key_or_display:
+            return item
+    target = fold(key_or_display)
+    return next((i for i in data.items if fold(i.display) == target), None)

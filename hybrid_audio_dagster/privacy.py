@@ -1,0 +1,59 @@
+"""``erase_name_job``: one command erases a person completely (a privacy request).
+
+A run, like every change to data: it removes the person's rows from every dataset source,
+their snapshot entry, messages and manifest rows, the stems only they use, their ``names``
+partition and the ``name_stems`` records of it. Nothing in its logs or metadata names them.
+"""
+
+import hashlib
+
+import dagster as dg
+
+from .assets.datasets import dataset_sources, snapshot_path
+from .assets.stems import CampaignStems
+from .core.privacy import Erasure, erase_from_snapshot, erase_from_sources, erase_messages, erase_stems, item_of
+from .core.stems.store import engine_dirname
+from .core.templates import SegmentKind
+from .partitions import names_partitions
+from .resources.paths import ProjectPaths
+from .resources.tts import TTSResource
+
+
+class EraseConfig(dg.Config):
+    """Who to erase: a name's slug (its partition key) or its text."""
+
+    name: str
+
+
+@dg.op(description="Erases one person: dataset rows, snapshot entry, messages, manifest rows, their stems, their partition.")
+def erase_name(context: dg.OpExecutionContext, config: EraseConfig, paths: ProjectPaths, tts: TTSResource) -> dg.Output[dict]:
+    snapshot = snapshot_path(paths, "names")
+    item = item_of(snapshot, config.name) if snapshot.exists() else None
+    if item is None:
+        raise dg.Failure("no such name in the names dataset (give its slug or its text exactly as listed)")
+    done = Erasure(item.key)
+    campaign = CampaignStems(context.instance, paths, tts).load(SegmentKind.NAME, [item.key])
+    slots, _ = campaign.slots(SegmentKind.NAME, [item.key], {item.key: item.display})
+    signatures = {(engine_dirname(s.engine), s.signature) for s in slots}
+    signatures |= {(engine_dirname(r.engine), r.signature) for r in campaign.records[SegmentKind.NAME].get(item.key, [])}
+    texts = {s.text for s in slots} | {r.text for r in campaign.records[SegmentKind.NAME].get(item.key, [])}
+
+    files = [*dataset_sources(paths, "names")]
+    for folder in (paths.dataset_store / "names", paths.rejected, paths.rejected / "duplicates"):
+        if folder.is_dir():
+            files += sorted(p for p in folder.iterdir() if p.is_file() and p not in files)
+    erase_from_sources(files, "names", item.display, done)
+    erase_from_snapshot(snapshot, item.key, item.display)
+    erase_messages(paths.output, item.key, done)
+    erase_stems(campaign.store, texts, signatures, done)
+    if item.key in context.instance.get_dynamic_partitions(names_partitions.name):
+        context.instance.delete_dynamic_partition(names_partitions.name, item.key)
+    context.instance.wipe_asset_partitions(dg.AssetKey("name_stems"), [item.key])
+    summary = {**done.to_dict(), "key": hashlib.sha256(item.key.encode()).hexdigest()[:12], "sources_rewritten": len(done.sources_rewritten)}
+    context.log.info(f"erased one person: {summary}")
+    return dg.Output(summary, metadata={k: v for k, v in summary.items()})
+
+
+@dg.job(description="Erases one person completely (config: ops.erase_name.config.name = slug or text).", tags={"hybrid_audio/trigger": "privacy"})
+def erase_name_job() -> None:
+    erase_name()
