@@ -110,6 +110,13 @@ def _metadata(r: PartitionResult) -> dict:
     }
     if r.failed:
         md["failed_names"] = dg.MetadataValue.md("\n".join(f"- {_esc(f)}" for f in r.failed[:100]))
+    if r.preview:  # the first message's timing, drawn (output and stems sit under one root)
+        from ..core.messages.picture import segment_labels, timing_markdown
+
+        row, root = r.preview[0], ProjectPaths(root=str(r.manifest.parents[3]))
+        labels = segment_labels(r.partition.template, row["name"], r.partition.developer)
+        md["timing_picture"] = dg.MetadataValue.md(timing_markdown(row, r.manifest.parents[2], root.stems, labels=labels))
+        md["timing_of"] = row["path"]
     return md
 
 

@@ -16,6 +16,7 @@ import dagster as dg
 
 from ...core.spend import BudgetExceeded, check_budget
 from ...core.stems import Slot, StemOutcome, StemRecord
+from ...audit_context import run_auditor
 from ...core.templates import SegmentKind
 from ...core.tts.base import TTSError
 from ...core.audio.errors import AudioError
@@ -72,6 +73,9 @@ def materialize_stems(
     except BudgetExceeded as exc:
         raise dg.Failure(str(exc), metadata={"stems_to_synthesize": len(to_make), "chars_estimate": estimate}) from None
 
+    audit = run_auditor(context, paths)
+    if config.force:
+        audit("forced_regeneration", kind=kind.value, partitions=len(keys), stems=len(to_make))
     outcomes: dict[str, StemOutcome] = {sig: StemOutcome(rec, True, 0) for sig, rec in known.items() if rec is not None}
     errors: dict[str, str] = {}
 
@@ -79,7 +83,9 @@ def materialize_stems(
         first = by_signature[sig][0]
         contract = campaign.contract_for(first.voice)
         try:
-            return sig, campaign.store.obtain(first.text, first.voice, tts, contract=contract, force=config.force)
+            return sig, campaign.store.obtain(
+                first.text, first.voice, tts, contract=contract, force=config.force, on_tts=lambda e: audit("tts_call", **e)
+            )
         except (TTSError, AudioError, OSError, ValueError) as exc:
             return sig, f"{first.partition} {first.slot} {first.text[:40]!r}: {exc}"
 
@@ -100,6 +106,8 @@ def materialize_stems(
         )
     _record(context, keys, missing, slots, outcomes, campaign, tts)
     calls = sum(1 for o in outcomes.values() if not o.cache_hit)
+    audit("stems_run", kind=kind.value, partitions=len(keys), tts_calls=calls, cache_hits=len(by_signature) - calls,
+          chars=sum(o.chars_sent for o in outcomes.values()))
     context.log.info(
         f"{len(keys)} partitions, {len(by_signature)} distinct stems: {calls} TTS calls, "
         f"{len(by_signature) - calls} cache hits, {sum(o.chars_sent for o in outcomes.values())} chars, "
