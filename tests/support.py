@@ -94,3 +94,27 @@ def drive_pipelines(defs, instance, first_requests, *, max_ticks: int = 10) -> l
             return results
         results += run_requests(defs, instance, requests)
     raise AssertionError(f"pipeline_sensor still asks for runs after {max_ticks} ticks")
+
+
+class CountingTTS(OfflineTTSResource):
+    """The offline engine, appending every synthesized text to ``log_path`` (one line each)
+    and refusing the texts in ``fail_on`` (a TTS failure mid-run)."""
+
+    log_path: str
+    fail_on: list[str] = []
+
+    def synthesize(self, text, voice):
+        from hybrid_audio_dagster.core.tts.base import TTSError
+
+        if text in self.fail_on:
+            raise TTSError(f"402 payment required (simulated) for {text!r}")
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(text.replace("\n", " ") + "\n")
+        return super().synthesize(text, voice)
+
+
+def calls(log_path) -> list[str]:
+    from pathlib import Path
+
+    p = Path(log_path)
+    return p.read_text(encoding="utf-8").splitlines() if p.exists() else []
