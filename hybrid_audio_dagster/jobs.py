@@ -65,3 +65,8 @@ rotation_cycle_job = dg.define_asset_job(
 
 STEM_JOBS = {SegmentKind.NAME: name_stems_job, SegmentKind.DEVELOPER: developer_stems_job, SegmentKind.SCRIPT: script_stems_job}
 ALL_JOBS = [datasets_job, ingest_job, rotation_advance_job, rotation_cycle_job, name_stems_job, developer_stems_job, script_stems_job, messages_job, messages_check_job]
+
+# the op jobs the hybrid-audio CLI launches (plans, invalidation, lookups, dataset admin)
+from .service import SERVICE_JOBS  # noqa: E402
+
+ALL_JOBS = [*ALL_JOBS, *SERVICE_JOBS]

@@ -1,0 +1,8 @@
+"""Op jobs the ``hybrid-audio`` CLI launches over GraphQL (plans, admin, lookups)."""
+
+from .admin import datasets_admin_job, invalidate_stems_job, message_info_job
+from .plan import batch_plan_job
+
+SERVICE_JOBS = [batch_plan_job, invalidate_stems_job, message_info_job, datasets_admin_job]
+
+__all__ = ["SERVICE_JOBS", "batch_plan_job", "datasets_admin_job", "invalidate_stems_job", "message_info_job"]
