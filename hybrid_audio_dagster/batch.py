@@ -51,6 +51,8 @@ class BatchSummary:
     stems_planned: str = ""
     partitions_retired: int = 0
     files_retired: int = 0
+    gcs_uploaded: int = 0
+    gcs_skipped: int = 0
     checks_failed: int = 0
     seconds: float = 0.0
     runs: list[str] = field(default_factory=list)
@@ -68,6 +70,8 @@ class BatchSummary:
             f"stem cache hits    {self.cache_hits}",
             f"stem runs          {self.stem_runs} ({self.stems_planned or 'every stem partition current'})",
             f"retired            {self.partitions_retired} partitions, {self.files_retired} files",
+            *([f"GCS                {self.gcs_uploaded} uploaded, {self.gcs_skipped} unchanged"]
+              if self.gcs_uploaded or self.gcs_skipped else []),
             f"seconds            {self.seconds:.2f}",
         ]
 
@@ -90,7 +94,8 @@ def run_full_batch(
     defs: dg.Definitions | None = None,
     quiet: bool = True,
 ) -> BatchSummary:
-    """Datasets → stems (only partitions that are not current) → messages [→ bit-exact check].
+    """Datasets → stems (only partitions that are not current) → messages [→ bit-exact check]
+    [→ delivery to GCS, when the ``gcs`` resource is on].
 
     ``resources`` overrides the definitions' resources (tests use a throwaway project).
     Raises :class:`BatchError` when a stage's run fails; later stages are not started.
@@ -126,6 +131,9 @@ def run_full_batch(
         if check:
             check_request = messages_request(instance, pipeline=pipeline, base_tags=base, stage="check")
             run(check_request, "bit-exact check")
+        gcs = defs.resources.get("gcs")
+        if gcs is not None and gcs.enabled:  # the delivery stage, only with GCS on
+            run(messages_request(instance, pipeline=pipeline, base_tags=base, stage="delivery"), "delivery")
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -153,8 +161,12 @@ def _tally(summary: BatchSummary, result: dg.ExecuteInProcessResult) -> None:
             summary.messages_written += md.get("written", 0)
             summary.messages_skipped += md.get("skipped", 0)
             summary.messages_failed += md.get("failed", 0)
+        elif key == "delivered_messages":
+            summary.gcs_uploaded += md.get("uploaded", 0)
+            summary.gcs_skipped += md.get("skipped", 0)
         elif key == "retired_outputs":
             summary.partitions_retired += md.get("partitions_retired", 0)
             summary.files_retired += md.get("files_removed", 0)
     for evaluation in result.get_asset_check_evaluations():
         summary.checks_failed += not evaluation.passed
+

@@ -9,6 +9,7 @@ import dagster as dg
 
 from .assets.checks import messages_bit_exact
 from .assets.datasets import developers_dataset, message_templates, names_dataset
+from .assets.delivery import bucket_consistency, delivered_messages
 from .assets.messages import messages
 from .assets.retirement import retired_outputs
 from .assets.rotation import rotation_cycle
@@ -17,6 +18,7 @@ from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
 from .jobs import ALL_JOBS
 from .privacy import erase_name_job
 from .resources.budget import spend_guard_from_env
+from .resources.gcs import gcs_resource_from_env
 from .resources.paths import project_paths
 from .resources.tts import tts_resource_from_env
 from .assets.uploads import dataset_uploads
@@ -28,6 +30,7 @@ from .rotation_schedule import rotation_schedule
 ALL_ASSETS = [
     dataset_uploads, names_dataset, developers_dataset, message_templates, retired_outputs,
     name_stems, developer_stems, script_stems, messages, rotation_advance, rotation_cycle,
+    delivered_messages, bucket_consistency,
 ]
 ALL_CHECKS = [messages_bit_exact, *STEM_CHECKS]
 ALL_SENSORS = [inbox_sensor, build_pipeline_sensor(jobs=ALL_JOBS)]
@@ -39,13 +42,15 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict:
 
     ``HYBRID_AUDIO_ROOT`` moves data/stems/output (default: the project folder);
     ``TTS_ENGINE=cartesia`` selects Cartesia (key from ``CARTESIA_API_KEY`` via EnvVar);
-    ``HYBRID_AUDIO_MAX_CHARS_*`` set the spend guard's budgets.
+    ``HYBRID_AUDIO_MAX_CHARS_*`` set the spend guard's budgets;
+    ``HYBRID_AUDIO_GCS_BUCKET`` (+ ``_PREFIX``, ``GOOGLE_CLOUD_PROJECT``) turns GCS on.
     """
     env = os.environ if env is None else env
     return {
         "paths": project_paths(env),
         "tts": tts_resource_from_env(env),
         "spend_guard": spend_guard_from_env(env),
+        "gcs": gcs_resource_from_env(env),
     }
 
 

@@ -12,7 +12,9 @@ from .assets.uploads import dataset_uploads
 from .assets.rotation import rotation_cycle
 from .assets.rotation_advance import rotation_advance
 from .automation.inbox import INGEST_JOB
-from .automation.stages import DATASETS_JOB, MESSAGES_CHECK_JOB, MESSAGES_JOB, STEM_JOB_NAMES
+from .assets.delivery import delivered_messages
+from .automation.stages import DATASETS_JOB, DELIVERY_JOB, MESSAGES_CHECK_JOB, MESSAGES_JOB, STEM_JOB_NAMES
+from .bucket_repair import bucket_repair_job
 from .core.templates import SegmentKind
 
 datasets_job = dg.define_asset_job(
@@ -46,6 +48,12 @@ messages_check_job = dg.define_asset_job(
     description="Re-verifies every message of a range of partitions bit-exactly against its stems.",
 )
 
+delivery_job = dg.define_asset_job(
+    DELIVERY_JOB,
+    selection=dg.AssetSelection.assets(delivered_messages).without_checks(),
+    description="Uploads a range of template × developer partitions (messages, their stems, manifests) to GCS.",
+)
+
 ingest_job = dg.define_asset_job(
     INGEST_JOB,
     selection=dg.AssetSelection.assets(dataset_uploads, names_dataset, developers_dataset).without_checks(),
@@ -64,7 +72,8 @@ rotation_cycle_job = dg.define_asset_job(
 )
 
 STEM_JOBS = {SegmentKind.NAME: name_stems_job, SegmentKind.DEVELOPER: developer_stems_job, SegmentKind.SCRIPT: script_stems_job}
-ALL_JOBS = [datasets_job, ingest_job, rotation_advance_job, rotation_cycle_job, name_stems_job, developer_stems_job, script_stems_job, messages_job, messages_check_job]
+ALL_JOBS = [datasets_job, ingest_job, rotation_advance_job, rotation_cycle_job, name_stems_job, developer_stems_job, script_stems_job, messages_job, messages_check_job,
+            delivery_job, bucket_repair_job]
 
 # the op jobs the hybrid-audio CLI launches (plans, invalidation, lookups, dataset admin)
 from .service import SERVICE_JOBS  # noqa: E402

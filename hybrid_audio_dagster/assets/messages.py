@@ -15,6 +15,8 @@ import dagster as dg
 from ..core.messages import Partition, PartitionResult, build_partitions, preflight
 from ..core.templates import SegmentKind, load_templates
 from ..partitions import message_partition_dims, messages_partitions
+from ..core.delivery.errors import DeliveryError
+from ..resources.gcs import DeliveryResource
 from ..resources.paths import ProjectPaths
 from ..resources.tts import TTSResource
 from .datasets import read_snapshot
@@ -48,7 +50,8 @@ class MessagesConfig(dg.Config):
         ),
     ],
 )
-def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: ProjectPaths, tts: TTSResource) -> None:
+def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: ProjectPaths, tts: TTSResource,
+             gcs: DeliveryResource) -> None:
     """Every name's message for a template and a developer, bit-exact joins of their stems."""
     started = time.perf_counter()
     templates = load_templates(paths.templates)
@@ -68,11 +71,14 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
             raise dg.Failure(f"developer {dev!r} is not in the developers dataset: run the batch (it retires removed developers)")
         parts.append(Partition(str(key), templates[tid], dev, developers[dev]))
 
-    campaign = CampaignStems(context.instance, paths, tts, templates)
+    campaign = CampaignStems(context.instance, paths, tts, templates, gcs=gcs)
     campaign.load(SegmentKind.NAME, run_names)
     campaign.load(SegmentKind.DEVELOPER, {p.developer_key for p in parts})
     campaign.load(SegmentKind.SCRIPT, list(templates))
-    missing = preflight(parts, run_names, names, campaign.resolve)
+    try:
+        missing = preflight(parts, run_names, names, campaign.resolve)
+    except DeliveryError as exc:
+        raise dg.Failure(f"GCS stem cache: {exc}; nothing was written") from None
     if missing:
         raise dg.Failure(
             f"{len(missing)} stem(s) the messages need are not stored with the current signature; nothing was written.\n"

@@ -25,6 +25,7 @@ import dagster as dg
 
 from ..core.spend import BudgetExceeded, check_budget
 from ..resources.budget import SpendGuardResource
+from ..resources.gcs import DeliveryResource
 from ..resources.paths import ProjectPaths
 from ..resources.tts import TTSResource
 from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, messages_request, stems_stage
@@ -69,10 +70,13 @@ def rotation_requests(instance: dg.DagsterInstance, advance: dg.DagsterRun) -> l
 
 
 def pipeline_decisions(
-    instance: dg.DagsterInstance, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource, *, now: float | None = None
+    instance: dg.DagsterInstance, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource, *, now: float | None = None,
+    gcs: DeliveryResource | None = None,
 ) -> tuple[list[dg.RunRequest], list[str]]:
-    """(run requests, notes) for every pipeline whose latest stage finished successfully."""
+    """(run requests, notes) for every pipeline whose latest stage finished successfully.
+    With GCS on (``gcs.enabled``) a delivery run follows the messages stage and is the last."""
     now = time.time() if now is None else now
+    delivery_on = gcs is not None and gcs.enabled
     records = instance.get_run_records(
         filters=dg.RunsFilter(tags={DRIVER_TAG: "daemon"}, updated_after=datetime.fromtimestamp(now - LOOKBACK_S, tz=timezone.utc)), limit=2000
     )
@@ -85,7 +89,8 @@ def pipeline_decisions(
     notes: list[str] = []
     for pid, runs in sorted(pipelines.items()):
         stages = {r.tags.get(STAGE_TAG) for r in runs}
-        if any(r.status not in FINISHED for r in runs) or stages & TERMINAL_STAGES:
+        delivery_due = delivery_on and "messages" in stages and "advance" not in stages
+        if any(r.status not in FINISHED for r in runs) or "delivery" in stages or (stages & TERMINAL_STAGES and not delivery_due):
             continue  # still running, or done
         if any(r.status is not dg.DagsterRunStatus.SUCCESS for r in runs):
             continue  # stopped: the failed run says why
@@ -109,6 +114,12 @@ def pipeline_decisions(
             names, developers = (new, []) if scope == "names" else ([], new)
         elif scope != "full":
             continue  # a rejected or unknown upload: its run failed or changed nothing
+        if delivery_due:
+            request = messages_request(instance, pipeline=pid, base_tags=base, developers=developers, stage="delivery")
+            if request is not None:
+                requests.append(request)
+                notes.append(f"{pid}: delivery to GCS")
+            continue
         if "stems" not in stages:
             stage = stems_stage(instance, paths, tts, pipeline=pid, base_tags=base, names=names)
             if stage.requests:
@@ -139,10 +150,12 @@ def build_pipeline_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description="Advances nightly batches and inbox ingests: stems (only partitions that are not current) after "
-        "the datasets stage, messages after the stems; each stage a normal run of an asset job.",
+        "the datasets stage, messages after the stems, delivery to GCS after the messages (GCS on only); each stage "
+        "a normal run of an asset job.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource):
-        requests, notes = pipeline_decisions(context.instance, paths, tts, spend_guard)
+    def _sensor(context: dg.SensorEvaluationContext, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
+                gcs: DeliveryResource):
+        requests, notes = pipeline_decisions(context.instance, paths, tts, spend_guard, gcs=gcs)
         for note in notes:
             context.log.info(note)
         if not requests:

@@ -1,4 +1,4 @@
-"""The stages of a pipeline (datasets → stems → messages) as run requests (decisions only).
+"""The stages of a pipeline (datasets → stems → messages [→ delivery, GCS on]) as run requests (decisions only).
 
 Used by both drivers: the daemon's ``pipeline_sensor`` (one stage per tick, once the
 previous stage's runs succeeded) and the in-process ``make batch``. Reading the instance
@@ -19,7 +19,7 @@ from ..partitions import developers_partitions, message_partition_key, templates
 from ..resources.paths import ProjectPaths
 
 PIPELINE_TAG = "hybrid_audio/pipeline"  # one id per batch, ingest or rotation advance
-STAGE_TAG = "hybrid_audio/stage"  # datasets | stems | messages | check
+STAGE_TAG = "hybrid_audio/stage"  # datasets | stems | messages | check | delivery
 DRIVER_TAG = "hybrid_audio/driver"  # daemon (pipeline_sensor advances it) | cli (make batch does)
 SCOPE_TAG = "hybrid_audio/scope"  # full | names | developers
 TRIGGER_TAG = "hybrid_audio/trigger"  # nightly | inbox | rotation | cli
@@ -30,6 +30,7 @@ STEM_JOB_NAMES = {SegmentKind.NAME: "name_stems_job", SegmentKind.DEVELOPER: "de
 DATASETS_JOB = "datasets_job"
 MESSAGES_JOB = "messages_job"
 MESSAGES_CHECK_JOB = "messages_check_job"
+DELIVERY_JOB = "delivery_job"  # the last stage when GCS is on (assets/delivery.py)
 
 # Gaps of up to this many current partitions between two stale ones are re-recorded rather
 # than split into another run (a run costs ~0.5 s of Dagster overhead, a partition ~20-90 ms).
@@ -139,6 +140,6 @@ def messages_request(
         return None
     first = str(message_partition_key(templates[0], devs[0]))
     last = str(message_partition_key(templates[-1], devs[-1]))
-    job = MESSAGES_CHECK_JOB if stage == "check" else MESSAGES_JOB
-    config = {} if stage == "check" else {"ops": {"messages": {"config": {"names": list(names), "force": False}}}}
+    job = {"check": MESSAGES_CHECK_JOB, "delivery": DELIVERY_JOB}.get(stage, MESSAGES_JOB)
+    config = {} if stage in ("check", "delivery") else {"ops": {"messages": {"config": {"names": list(names), "force": False}}}}
     return partition_request(job, first, last, run_key=f"{pipeline}:{stage}", tags=stage_tags(base_tags, stage), run_config=config)

@@ -21,7 +21,9 @@ from ...core.templates import SegmentKind
 from ...core.tts.base import TTSError
 from ...core.audio.errors import AudioError
 from ...partitions import developers_partitions, names_partitions, templates_partitions
+from ...core.delivery.errors import DeliveryError
 from ...resources.budget import SpendGuardResource
+from ...resources.gcs import DeliveryResource
 from ...resources.paths import ProjectPaths
 from ...resources.tts import TTSResource
 from ..datasets import read_snapshot
@@ -49,19 +51,23 @@ def materialize_stems(
     paths: ProjectPaths,
     tts: TTSResource,
     spend_guard: SpendGuardResource,
+    gcs: DeliveryResource | None = None,
 ) -> None:
     started = time.perf_counter()
     keys = [str(k) for k in context.partition_keys]
-    campaign = CampaignStems(context.instance, paths, tts).load(kind, keys)
+    campaign = CampaignStems(context.instance, paths, tts, gcs=gcs).load(kind, keys)
     slots, missing = campaign.slots(kind, keys, displays_for(paths, kind))
     by_signature: dict[str, list[Slot]] = {}
     for s in slots:
         by_signature.setdefault(s.signature, []).append(s)
 
-    known: dict[str, StemRecord | None] = {
-        sig: None if config.force else campaign.index.lookup(sig, group[0].engine, deep=True)
-        for sig, group in by_signature.items()
-    }
+    try:
+        known: dict[str, StemRecord | None] = {
+            sig: None if config.force else campaign.index.lookup(sig, group[0].engine, deep=True)
+            for sig, group in by_signature.items()
+        }
+    except DeliveryError as exc:  # the bucket is the cache tier: unreachable means stop, not bill TTS
+        raise dg.Failure(f"GCS stem cache: {exc}", metadata={"bucket": exc.bucket or ""}) from None
     to_make = [sig for sig, rec in known.items() if rec is None]
     estimate = sum(len(by_signature[sig][0].text) for sig in to_make)
     automated = spend_guard.is_automated(context.run.tags)
@@ -105,6 +111,8 @@ def materialize_stems(
             metadata={"failed": len(errors), "stored": stored},
         )
     _record(context, keys, missing, slots, outcomes, campaign, tts)
+    if campaign.remote is not None and campaign.remote.fetched:
+        context.log.info(f"{len(campaign.remote.fetched)} stems downloaded from {gcs.status_message.removeprefix('GCS on: ')}")
     calls = sum(1 for o in outcomes.values() if not o.cache_hit)
     audit("stems_run", kind=kind.value, partitions=len(keys), tts_calls=calls, cache_hits=len(by_signature) - calls,
           chars=sum(o.chars_sent for o in outcomes.values()))
@@ -167,26 +175,29 @@ _COMMON = dict(
 
 @dg.asset(partitions_def=names_partitions, deps=["names_dataset", "message_templates"], **_COMMON)
 def name_stems(
-    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource
+    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
+    gcs: DeliveryResource,
 ) -> None:
     """Spoken name segments ("Hey John,") of every template, one partition per name."""
-    materialize_stems(context, SegmentKind.NAME, config, paths, tts, spend_guard)
+    materialize_stems(context, SegmentKind.NAME, config, paths, tts, spend_guard, gcs)
 
 
 @dg.asset(partitions_def=developers_partitions, deps=["developers_dataset", "message_templates"], **_COMMON)
 def developer_stems(
-    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource
+    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
+    gcs: DeliveryResource,
 ) -> None:
     """Spoken developer segments ("Hilton timeshare.") of every template, one partition per developer."""
-    materialize_stems(context, SegmentKind.DEVELOPER, config, paths, tts, spend_guard)
+    materialize_stems(context, SegmentKind.DEVELOPER, config, paths, tts, spend_guard, gcs)
 
 
 @dg.asset(partitions_def=templates_partitions, deps=["message_templates"], **_COMMON)
 def script_stems(
-    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource
+    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
+    gcs: DeliveryResource,
 ) -> None:
     """The generic segments of each template, one partition per template."""
-    materialize_stems(context, SegmentKind.SCRIPT, config, paths, tts, spend_guard)
+    materialize_stems(context, SegmentKind.SCRIPT, config, paths, tts, spend_guard, gcs)
 
 
 STEM_ASSETS_BY_KIND = {SegmentKind.NAME: name_stems, SegmentKind.DEVELOPER: developer_stems, SegmentKind.SCRIPT: script_stems}

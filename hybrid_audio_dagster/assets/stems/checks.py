@@ -9,6 +9,7 @@ datasets need, a stored stem with the current signature.
 import dagster as dg
 
 from ...core.templates import SegmentKind
+from ...resources.gcs import DeliveryResource
 from ...resources.paths import ProjectPaths
 from ...resources.tts import TTSResource
 from .assets import STEM_ASSETS_BY_KIND, displays_for
@@ -32,9 +33,10 @@ def _current_check(asset: dg.AssetsDefinition, kind: SegmentKind):
         "signature, recorded by its partition; fails with the partitions the next batch would run and "
         "what it would synthesize (stems stored nowhere, and their characters).",
     )
-    def _check(context: dg.AssetCheckExecutionContext, paths: ProjectPaths, tts: TTSResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, paths: ProjectPaths, tts: TTSResource,
+               gcs: DeliveryResource) -> dg.AssetCheckResult:
         keys = current_keys(context.instance, kind)
-        campaign = CampaignStems(context.instance, paths, tts)
+        campaign = CampaignStems(context.instance, paths, tts, gcs=gcs)
         fresh = campaign.freshness(kind, keys, displays_for(paths, kind), deep=True)
         sample = [f"{s.partition}: {s.slot} {s.text!r}" for s in list(fresh.to_synthesize.values())[:20]]
         return dg.AssetCheckResult(

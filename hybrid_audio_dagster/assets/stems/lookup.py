@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 import dagster as dg
 
 from ...cache_index import latest_metadata
+from ...core.delivery.stem_cache import RemoteStemFetcher
 from ...core.stems import ContractCache, MissingStemError, Freshness, Slot, StemIndex, StemRecord, StemStore, assess, render_slots
 from ...core.stems.identity import stem_signature
 from ...core.templates import SegmentKind, Template, load_templates
@@ -45,28 +46,33 @@ def describe_missing(errors: Iterable[MissingStemError], limit: int = 20) -> str
 class CampaignStems:
     """The stem index of one run: records of the partitions it loaded, then the store."""
 
-    def __init__(self, instance: dg.DagsterInstance, paths: ProjectPaths, tts, templates: Mapping[str, Template] | None = None) -> None:
+    def __init__(self, instance: dg.DagsterInstance, paths: ProjectPaths, tts, templates: Mapping[str, Template] | None = None,
+                 gcs=None) -> None:
         self.instance = instance
         self.store = StemStore(paths.stems)
-        self.index = StemIndex(self.store)
+        # the bucket as a cache tier when GCS is on: stems missing here are downloaded, not synthesized
+        self.remote = RemoteStemFetcher(gcs.get_mirror, self.store) if gcs is not None and gcs.enabled else None
+        self.index = StemIndex(self.store, fetch=self.remote)
         self.contract_for = ContractCache(tts.contract)
         self.templates = dict(templates) if templates is not None else load_templates(paths.templates)
         self.recorded: dict[SegmentKind, dict[str, set[str]]] = {k: {} for k in SegmentKind}
         self._slot_sigs: dict[SegmentKind, dict[str, dict[str, str]]] = {k: {} for k in SegmentKind}
+        self.records: dict[SegmentKind, dict[str, list[StemRecord]]] = {k: {} for k in SegmentKind}
 
     def load(self, kind: SegmentKind, partitions: Iterable[str]) -> CampaignStems:
         """Read the latest records of ``partitions`` of the kind's stem asset (bulk)."""
         todo = [p for p in dict.fromkeys(partitions) if p not in self.recorded[kind]]
         for partition, md in latest_metadata(self.instance, dg.AssetKey(STEM_ASSETS[kind]), todo).items():
-            sigs: set[str] = set()
+            records: list[StemRecord] = []
             for raw in (md.get(STEMS_META) or {}).values():
                 try:
                     record = StemRecord.from_dict(raw)
                 except (KeyError, TypeError):
                     continue  # a record of an older format: the store still knows the stem
                 self.index.add(record)
-                sigs.add(record.signature)
-            self.recorded[kind][partition] = sigs
+                records.append(record)
+            self.records[kind][partition] = records
+            self.recorded[kind][partition] = {r.signature for r in records}
             self._slot_sigs[kind][partition] = dict(md.get(SLOTS_META) or {})
         return self
 

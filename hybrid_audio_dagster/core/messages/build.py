@@ -264,6 +264,7 @@ def _finish(job: _Job, future) -> None:
             {**tl.to_dict(), "stem_paths": {s.stem.sha256: s.stem.path for s in plan.segments}},
             separators=(",", ":"),
         ),
+        "gs_uri": None,  # set by the delivery asset (assets/delivery.py) once uploaded
     }
     _keep(state, row)
     state.result.written += 1

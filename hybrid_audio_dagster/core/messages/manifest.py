@@ -32,6 +32,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("input_signature", pa.string()),
         ("template_signature", pa.string()),
         ("timeline", pa.string()),  # Timeline.to_json()
+        ("gs_uri", pa.string()),  # the message's gs:// URI once delivered (null until then, or with GCS off)
     ]
 )
 
@@ -50,6 +51,7 @@ class ManifestRow:
     input_signature: str
     template_signature: str
     timeline: str
+    gs_uri: str | None = None
 
 
 def manifest_path(output_root: str | Path, template_id: str, developer_key: str) -> Path:

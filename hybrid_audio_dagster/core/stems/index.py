@@ -25,11 +25,17 @@ class MissingStemError(Exception):
         super().__init__(f"stem {slot} for {partition!r} is {reason}: materialize {asset} partition {partition!r}")
 
 
-class StemIndex:
-    """signature → newest verified record, from given records and then the store."""
+# fetch(signature, engine) -> a record now stored locally (downloaded and verified), or None
+RemoteFetch = Callable[[str, str], "StemRecord | None"]
 
-    def __init__(self, store: StemStore, records: Iterable[StemRecord] = ()) -> None:
+
+class StemIndex:
+    """signature → newest verified record, from given records, then the store, then the
+    optional remote ``fetch`` (e.g. the GCS bucket; see ``core/delivery/stem_cache.py``)."""
+
+    def __init__(self, store: StemStore, records: Iterable[StemRecord] = (), *, fetch: RemoteFetch | None = None) -> None:
         self.store = store
+        self.fetch = fetch  # the remote cache tier, asked when the store has nothing intact
         self._records: dict[str, StemRecord] = {}
         for record in records:
             self.add(record)
@@ -45,6 +51,8 @@ class StemIndex:
         if record is not None and self.store.verify(record, deep=deep):
             return record
         found = self.store.find(signature, engine)
+        if found is None and self.fetch is not None:
+            found = self.fetch(signature, engine)
         if found is not None:
             self._records[signature] = found
         return found
