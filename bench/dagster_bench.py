@@ -547,8 +547,9 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
     else:
         tts = OfflineTTSResource()
     from hybrid_audio_dagster.resources.budget import SpendGuardResource
+    from hybrid_audio_dagster.resources.gcs import DeliveryResource
 
-    resources = {"paths": paths, "tts": tts, "spend_guard": SpendGuardResource()}
+    resources = {"paths": paths, "tts": tts, "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}  # GCS off
     by_name = {k.to_user_string(): a for a in ALL for k in getattr(a, "keys", ())}
 
     def materialize(asset: str, keys: list[str] | None, force: bool):
