@@ -168,8 +168,12 @@ def test_batch_delivers_report_and_repair_then_a_fresh_checkout_needs_no_tts(gcs
     # a fresh checkout (empty stems/, new Dagster home) with the same bucket: zero TTS calls
     fresh_paths, fresh_resources, fresh_instance = project(tmp_path / "b", tts=NoCallTTS())
     assert not fresh_paths.stems.exists()
+    started = time.perf_counter()
     fresh = run_full_batch(fresh_instance, fresh_resources)
+    fetched = len(list(fresh_paths.stems.rglob("*.wav")))
+    print(f"fresh checkout {time.perf_counter() - started:.2f}s: {fetched} stems from the bucket, 0 TTS calls")
     assert fresh.tts_calls == 0 and fresh.messages_written == first.messages_written
+    assert fetched == len([n for n in files if "/stems/" in n and n.endswith(".wav")])
     for tid in ("followup-en", "seguimiento-es"):
         for dev in ("wyndham", "hilton-grand-vacations"):
             a = {r["path"]: r["sha256"] for r in read_manifest(manifest_path(paths.output, tid, dev))}
