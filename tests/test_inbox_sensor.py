@@ -17,7 +17,7 @@ from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.definitions import build_defs
 from hybrid_audio_dagster.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.resources.paths import ProjectPaths
-from tests.support import NoCallTTS, project_env, run_requests, sensor_requests, write_csv
+from tests.support import NoCallTTS, drive_pipelines, project_env, run_requests, sensor_requests, write_csv
 
 NAMES = ["John", "Maria", "José"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
@@ -264,3 +264,32 @@ def test_preview_upload_list_delete(campaign):
     assert "priya" not in json.loads((paths.datasets / "names.json").read_text())["items"].__repr__()
 
 
+
+
+def test_an_upload_is_a_partition_and_the_roster_rolls_back_and_forward(campaign):
+    root, paths, resources, instance = campaign
+    defs = build_defs(resources)
+    write_csv(paths.inbox / "names_march.csv", "name", ["Priya", "Kwame"])
+    [run] = ingest(defs, instance, settle(paths))
+    assert run.success
+    [upload_key] = instance.get_dynamic_partitions("uploads")
+    assert upload_key.startswith("names-")
+    assert all(r.success for r in drive_pipelines(defs, instance, []))  # stems and messages of the upload
+    assert len(list(paths.output.rglob("priya.wav"))) == 2 * len(DEVELOPERS)
+    names_job = defs.resolve_job_def("datasets_job")
+
+    def roster(config: dict) -> list[str]:
+        result = names_job.execute_in_process(instance=instance, run_config={"ops": {"names_dataset": {"config": config}}})
+        assert result.success
+        [md] = [e.materialization.metadata for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("names_dataset")]
+        assert upload_key in md["uploads"].value
+        return instance.get_dynamic_partitions("names")
+
+    keys = roster({"withdraw": [upload_key]})
+    assert "priya" not in keys and "kwame" not in keys
+    assert not list(paths.output.rglob("priya.wav"))  # retired by the same run
+    assert roster({}) == keys  # the withdrawal persists
+    restored = roster({"restore": [upload_key]})
+    assert restored[-2:] == ["priya", "kwame"]  # the same slugs again
+    bad = names_job.execute_in_process(instance=instance, run_config={"ops": {"names_dataset": {"config": {"withdraw": ["names-0000000000000000"]}}}}, raise_on_error=False)
+    assert not bad.success and instance.get_dynamic_partitions("names") == restored

@@ -7,6 +7,7 @@ the new slugs as dynamic partitions. Rejected rows are reported in the metadata.
 """
 
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..partitions import developers_partitions, names_partitions, templates_part
 from ..resources.paths import ProjectPaths
 
 KINDS = {"names": names_partitions, "developers": developers_partitions}
+MAX_LISTED_KEYS = 2000
 
 
 def snapshot_path(paths: ProjectPaths, kind: str) -> Path:
@@ -48,13 +50,50 @@ def read_snapshot(paths: ProjectPaths, kind: str) -> dict[str, str]:
     return {item["key"]: item["display"] for item in data["items"]}
 
 
-def dataset_sources(paths: ProjectPaths, kind: str) -> list[Path]:
-    """Seed file first, then accepted uploads in the order they were accepted (by name)."""
-    sources = [p for p in (paths.data / f"{kind}.csv",) if p.exists()]
+WITHDRAWN_FILE = ".withdrawn.json"  # in data/store/<kind>/: sha256 prefixes of withdrawn uploads
+
+
+def stored_uploads(paths: ProjectPaths, kind: str) -> list[tuple[Path, str]]:
+    """(file, sha256) of every accepted upload of ``kind``, in acceptance order (by name)."""
     store = paths.dataset_store / kind
-    if store.is_dir():
-        sources += sorted(p for p in store.iterdir() if p.is_file() and not p.name.startswith("."))
-    return sources
+    if not store.is_dir():
+        return []
+    files = sorted(p for p in store.iterdir() if p.is_file() and not p.is_symlink() and not p.name.startswith("."))
+    return [(p, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+
+
+def withdrawn(paths: ProjectPaths, kind: str) -> set[str]:
+    path = paths.dataset_store / kind / WITHDRAWN_FILE
+    return set(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else set()
+
+
+def dataset_sources(paths: ProjectPaths, kind: str) -> list[Path]:
+    """Seed file first, then the accepted uploads not withdrawn, in the order they were accepted."""
+    sources = [p for p in (paths.data / f"{kind}.csv",) if p.exists()]
+    gone = withdrawn(paths, kind)
+    return sources + [p for p, sha in stored_uploads(paths, kind) if sha[:16] not in gone]
+
+
+class DatasetConfig(dg.Config):
+    """Roll the dataset back or forward by upload (keys of ``dataset_uploads`` partitions,
+    e.g. ``names-1a2b3c4d5e6f7a8b``). Withdrawn uploads stay stored and can be restored."""
+
+    withdraw: list[str] = []
+    restore: list[str] = []
+
+
+def _apply_withdrawals(paths: ProjectPaths, kind: str, config: DatasetConfig) -> set[str]:
+    if not config.withdraw and not config.restore:
+        return withdrawn(paths, kind)
+    known = {sha[:16] for _, sha in stored_uploads(paths, kind)}
+    wanted = {k.rsplit("-", 1)[-1] for k in config.withdraw}
+    back = {k.rsplit("-", 1)[-1] for k in config.restore}
+    unknown = sorted((wanted | back) - known)
+    if unknown:
+        raise dg.Failure(f"no stored {kind} upload with key(s) ending {unknown}: see the dataset_uploads partitions")
+    state = (withdrawn(paths, kind) | wanted) - back
+    atomic_write_text(paths.dataset_store / kind / WITHDRAWN_FILE, json.dumps(sorted(state)))
+    return state
 
 
 def build_dataset(paths: ProjectPaths, kind: str):
@@ -90,7 +129,8 @@ def _dataset_asset(kind: str):
     partitions_def = KINDS[kind]
 
     @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"}, deps=["dataset_uploads"])
-    def _asset(context: dg.AssetExecutionContext, paths: ProjectPaths) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, config: DatasetConfig, paths: ProjectPaths) -> dg.MaterializeResult:
+        gone = _apply_withdrawals(paths, kind, config)
         result = build_dataset(paths, kind)
         if not result.items:
             raise dg.Failure(f"the {kind} dataset is empty: add rows to {paths.data / (kind + '.csv')} or drop a file in {paths.inbox}")
@@ -106,9 +146,16 @@ def _dataset_asset(kind: str):
                 "rejected": len(result.rejects),
                 "new_partitions": len(new_keys),
                 "removed_partitions": len(removed),
-                "new_keys": dg.MetadataValue.json(new_keys[:1000]),
+                # the new keys (the inbox pipeline restricts its messages run to them), when few
+                "new_keys": dg.MetadataValue.json(new_keys if len(new_keys) <= MAX_LISTED_KEYS else None),
                 "fingerprint": result.fingerprint,
                 "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
+                "uploads": dg.MetadataValue.md(
+                    "| upload | file | state |\n|---|---|---|\n" + "\n".join(
+                        f"| `{kind}-{sha[:16]}` | {_esc(p.name)} | {'withdrawn' if sha[:16] in gone else 'active'} |"
+                        for p, sha in stored_uploads(paths, kind)
+                    ) if stored_uploads(paths, kind) else "none"
+                ),
                 "preview": dg.MetadataValue.md("| key | display |\n|---|---|\n" + preview),
                 "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects_md if rejects_md else "none"),
             },

@@ -39,7 +39,11 @@ CARRIED_TAGS = (PIPELINE_TAG, DRIVER_TAG, SCOPE_TAG, "hybrid_audio/trigger")
 def _new_keys(instance: dg.DagsterInstance, run: dg.DagsterRun, kind: str) -> list[str] | None:
     """The keys the ingest run's roster added (its ``new_keys`` metadata)."""
     md = _materialization_of(instance, run, f"{kind}_dataset")
-    return None if md is None else list(md.get("new_keys") or [])
+    if md is None:
+        return None
+    if md.get("new_keys") is None and md.get("new_partitions"):
+        return ["*"]  # too many to list: the whole campaign (unchanged messages are skipped)
+    return list(md.get("new_keys") or [])
 
 
 def _materialization_of(instance: dg.DagsterInstance, run: dg.DagsterRun, asset: str) -> dict | None:
@@ -111,7 +115,8 @@ def pipeline_decisions(
             if not new:
                 notes.append(f"{pid}: the upload added no new {scope}; nothing to build")
                 continue
-            names, developers = (new, []) if scope == "names" else ([], new)
+            if new != ["*"]:
+                names, developers = (new, []) if scope == "names" else ([], new)
         elif scope != "full":
             continue  # a rejected or unknown upload: its run failed or changed nothing
         if delivery_due:
