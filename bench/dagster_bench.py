@@ -521,10 +521,8 @@ def scenario_stems(args) -> dict:
 
 def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
     import dagster as dg
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
+    from hybrid_audio_dagster.automation.stages import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+    from hybrid_audio_dagster.automation.stages import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 
     from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
     ALL = [*ALL_ASSETS, *ALL_CHECKS]

@@ -101,3 +101,49 @@ def loaded_locations(url: str) -> list[dict] | None:
         return None
     entries = ws.get("locationEntries") or []
     return entries if entries and all(e["loadStatus"] == "LOADED" for e in entries) else None
+
+
+START_SCHEDULE = """mutation($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) { __typename
+  ... on PythonError { message } } }"""
+SCHEDULE_STATE = """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) { ... on Schedule {
+  scheduleState { id selectorId } } } }"""
+STOP_SCHEDULE = """mutation($id: String!, $origin: String!) { stopRunningSchedule(id: $id, scheduleOriginId: $origin) { __typename } }"""
+RUNS_BY_TAG = """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) { __typename
+  ... on Runs { results { runId jobName status parentRunId rootRunId tags { key value } } } } }"""
+
+
+def schedule_selector(name: str, location: str = "hybrid_audio") -> dict:
+    return {"repositoryLocationName": location, "repositoryName": "__repository__", "scheduleName": name}
+
+
+def start_schedule(url: str, name: str) -> None:
+    started = graphql(url, START_SCHEDULE, {"selector": schedule_selector(name)})["startSchedule"]
+    assert started["__typename"] == "ScheduleStateResult", started
+
+
+def stop_schedule(url: str, name: str) -> None:
+    state = graphql(url, SCHEDULE_STATE, {"s": schedule_selector(name)})["scheduleOrError"]["scheduleState"]
+    graphql(url, STOP_SCHEDULE, {"id": state["id"], "origin": state["selectorId"]})
+
+
+def runs_by_tags(url: str, tags: dict[str, str]) -> list[dict]:
+    data = graphql(url, RUNS_BY_TAG, {"tags": [{"key": k, "value": v} for k, v in tags.items()]})["runsOrError"]
+    return data["results"]
+
+
+def run_tag(run: dict, key: str) -> str | None:
+    return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
+def wait_for_pipeline(url: str, trigger: str, *, timeout_s: float, alive=None) -> tuple[list[dict], str]:
+    """(runs, pipeline id) of the first pipeline of ``trigger`` whose messages run succeeded."""
+
+    def done():
+        runs = runs_by_tags(url, {"hybrid_audio/trigger": trigger})
+        failed = [r for r in runs if r["status"] == "FAILURE"]
+        if failed:
+            raise AssertionError(f"a pipeline run failed: {failed}")
+        ok = [r for r in runs if r["jobName"] == "messages_job" and r["status"] == "SUCCESS"]
+        return (runs, run_tag(ok[-1], "hybrid_audio/pipeline")) if ok else None
+
+    return wait_until(done, timeout_s=timeout_s, interval_s=2, what=f"a {trigger} pipeline's messages run", alive=alive)

@@ -20,27 +20,11 @@ import pytest
 from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.resources.paths import ProjectPaths
 from tests.cartesia_fake_server import FakeCartesia
-from tests.servers import ServerProcess, free_port, graphql, loaded_locations, wait_until
+from tests.servers import ServerProcess, free_port, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk_car_SECRET_canary_7f3a9c2e1b"
 ASSET_JOBS = {"datasets_job", "name_stems_job", "developer_stems_job", "script_stems_job", "messages_job"}
-
-RUNS = """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) { __typename
-  ... on Runs { results { runId jobName status parentRunId rootRunId tags { key value } } } } }"""
-START_SCHEDULE = """mutation($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) { __typename
-  ... on PythonError { message } } }"""
-STOP_SCHEDULE = """mutation($id: String!, $origin: String!) { stopRunningSchedule(id: $id, scheduleOriginId: $origin) { __typename } }"""
-
-
-def _runs(url: str, tags: dict[str, str]) -> list[dict]:
-    data = graphql(url, RUNS, {"tags": [{"key": k, "value": v} for k, v in tags.items()]})["runsOrError"]
-    return data["results"]
-
-
-def _tag(run: dict, key: str) -> str | None:
-    return next((t["value"] for t in run["tags"] if t["key"] == key), None)
-
 
 def _secret_hits(folder: Path, needle: bytes) -> list[str]:
     """Every place under ``folder`` holding ``needle``: raw bytes, zlib-compressed blobs,
@@ -108,34 +92,21 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
         try:
             [entry] = wait_until(lambda: loaded_locations(url), timeout_s=120, what="the code location", alive=alive)
             assert entry["locationOrLoadError"]["__typename"] != "PythonError", entry
-            selector = {"repositoryLocationName": "hybrid_audio", "repositoryName": "__repository__", "scheduleName": "nightly_batch_schedule"}
-            started = graphql(url, START_SCHEDULE, {"selector": selector})["startSchedule"]
-            assert started["__typename"] == "ScheduleStateResult", started
-
-            def pipeline_done():
-                # the schedule ticks every minute: the first pipeline whose messages run succeeded
-                runs = _runs(url, {"hybrid_audio/trigger": "nightly"})
-                if any(r["status"] == "FAILURE" for r in runs):
-                    raise AssertionError(f"a pipeline run failed: {runs}\n{server.log_tail()}")
-                done = [r for r in runs if r["jobName"] == "messages_job" and r["status"] == "SUCCESS"]
-                return (runs, _tag(done[-1], "hybrid_audio/pipeline")) if done else None
-
+            start_schedule(url, "nightly_batch_schedule")
             t0 = time.monotonic()
-            runs, pipeline = wait_until(pipeline_done, timeout_s=240, interval_s=2, what="the scheduled pipeline's messages run", alive=alive)
+            runs, pipeline = wait_for_pipeline(url, "nightly", timeout_s=240, alive=alive)
             pipeline_s = time.monotonic() - t0
-            state = graphql(url, """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) { ... on Schedule {
-                id scheduleState { id selectorId } } } }""", {"s": selector})["scheduleOrError"]
-            graphql(url, STOP_SCHEDULE, {"id": state["scheduleState"]["id"], "origin": state["scheduleState"]["selectorId"]})
+            stop_schedule(url, "nightly_batch_schedule")
         finally:
             server.stop()
 
-        mine = [r for r in runs if _tag(r, "hybrid_audio/pipeline") == pipeline]
+        mine = [r for r in runs if run_tag(r, "hybrid_audio/pipeline") == pipeline]
         # every stage is a run of an asset job, launched by the daemon; none nested in another run
         assert {r["jobName"] for r in mine} == ASSET_JOBS, mine
         assert all(r["parentRunId"] is None and r["rootRunId"] is None for r in mine)
         assert all(r["status"] == "SUCCESS" for r in mine)
-        assert {_tag(r, "dagster/schedule_name") for r in mine if r["jobName"] == "datasets_job"} == {"nightly_batch_schedule"}
-        assert all(_tag(r, "dagster/sensor_name") == "pipeline_sensor" for r in mine if r["jobName"] != "datasets_job")
+        assert {run_tag(r, "dagster/schedule_name") for r in mine if r["jobName"] == "datasets_job"} == {"nightly_batch_schedule"}
+        assert all(run_tag(r, "dagster/sensor_name") == "pipeline_sensor" for r in mine if r["jobName"] != "datasets_job")
         paths = ProjectPaths(root=str(root))
         checked = 0
         for tid in ("followup-en", "seguimiento-es"):

@@ -17,7 +17,9 @@ import dagster as dg
 import pytest
 
 from tests.pg import DEPLOY_YAML, write_postgres_home
-from tests.servers import ServerProcess, free_port, graphql, loaded_locations, wait_until
+from hybrid_audio_dagster.assets.checks import verify_partition
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from tests.servers import ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
 from tests.support import make_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,6 +179,7 @@ def deployment(postgres, tmp_path_factory):
         "HYBRID_AUDIO_CODE_SERVER_PORT": str(free_port()),
         "HYBRID_AUDIO_WEBSERVER_PORT": str(free_port()),
         "TTS_ENGINE": "offline",
+        "HYBRID_AUDIO_NIGHTLY_CRON": "* * * * *",  # the nightly batch every minute, for the scheduled-run test
     }
     unknown = set(exported_names(blocks["env"])) - values.keys()
     assert not unknown, f"deploy/README.md exports {sorted(unknown)}: give them a test value here"
@@ -286,13 +289,23 @@ def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_readme_deployment_a_scheduled_run_completes(deployment):
-    # TODO(#12): the schedules are being rewritten. Once they land: turn on a schedule through
-    # GraphQL (startSchedule) with a cron that fires within a minute (or a schedule the code
-    # location defines for this purpose), wait for its tick, and assert the run it requested
-    # reaches SUCCESS through the queue, as the run above does. The deployment fixture is
-    # ready for it: the daemon is running with the scheduler.
-    pytest.skip("TODO(#12): a scheduled run completes — waits for the schedules rewrite")
+    """The nightly schedule's pipeline through the queue on Postgres: the datasets run, the
+    stems runs pipeline_sensor asks for, then the messages run, every message bit-exact."""
+    start_schedule(deployment.url, "nightly_batch_schedule")
+    try:
+        runs, pipeline = wait_for_pipeline(deployment.url, "nightly", timeout_s=300, alive=deployment.alive)
+    finally:
+        stop_schedule(deployment.url, "nightly_batch_schedule")
+    mine = [r for r in runs if run_tag(r, "hybrid_audio/pipeline") == pipeline]
+    assert {r["jobName"] for r in mine} >= {"datasets_job", "name_stems_job", "messages_job"}
+    assert all(r["status"] == "SUCCESS" for r in mine)
+    paths = ProjectPaths(root=str(deployment.project))
+    for tid in ("followup-en", "seguimiento-es"):
+        for dev in os.listdir(deployment.project / "output" / tid):
+            checked, problems = verify_partition(paths, tid, dev)
+            assert problems == [] and checked == 3
 
 
 # -- run monitoring and run retries on Postgres -----------------------------------------------

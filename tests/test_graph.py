@@ -207,3 +207,16 @@ def latest_stem_metadata(instance: dg.DagsterInstance) -> dict:
 
     key = instance.get_dynamic_partitions("developers")[0]
     return latest_metadata(instance, dg.AssetKey("developer_stems"), [key])[key]
+
+
+def test_only_public_dagster_apis():
+    """The package and the benchmarks import Dagster as ``dagster`` only, never its private modules."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        f"{p.relative_to(root)}:{n}"
+        for folder in ("hybrid_audio_dagster", "bench")
+        for p in (root / folder).rglob("*.py")
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if "dagster._" in line or "from dagster." in line
+    ]
+    assert offenders == []
