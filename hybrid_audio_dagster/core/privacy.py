@@ -21,8 +21,8 @@ from .fsutil import atomic_write_text, file_lock
 from .inbox import InboxFileError, _choose_delimiter, _pick_column, decode_text
 
 REPORT_SUFFIX = ".report.json"  # beside every stored or rejected upload
-from .messages.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
-from .messages.retire import LOCK_NAME
+from .messages.manifest import MANIFEST_NAME
+from .messages.retire import LOCK_NAME, drop_rows
 from .stems import StemStore
 
 
@@ -135,14 +135,7 @@ def erase_messages(output_root: Path, key: str, done: Erasure) -> None:
     for manifest in sorted(output_root.glob(f"*/*/{MANIFEST_NAME}")):
         folder = manifest.parent
         with file_lock(folder / LOCK_NAME):
-            rows = read_manifest(manifest)
-            kept = [r for r in rows if r["name_key"] != key]
-            if len(kept) != len(rows):
-                writer = ManifestWriter(manifest)
-                for row in kept:
-                    writer.add(row)
-                writer.commit()
-                done.manifest_rows_removed += len(rows) - len(kept)
+            done.manifest_rows_removed += drop_rows(folder, lambda name_key: name_key != key)
     for wav in output_root.glob(f"*/*/{key}.wav"):
         wav.unlink()
         done.messages_removed += 1

@@ -8,7 +8,7 @@ a manifest is rewritten only when it loses a row, other files keep their mtimes.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,18 +53,25 @@ def retire_outputs(output_root: str | Path, *, templates: Collection[str], devel
     return done
 
 
-def _retire_names(folder: Path, names: Collection[str], done: Retirement) -> None:
+def drop_rows(folder: Path, keep: Callable[[str], bool]) -> int:
+    """Rewrite the folder's manifest without the rows whose name key ``keep`` refuses (under
+    the partition's lock, atomically); how many rows went. Untouched when none goes."""
     manifest = folder / MANIFEST_NAME
+    rows = read_manifest(manifest)
+    kept = [r for r in rows if keep(r["name_key"])]
+    if len(kept) != len(rows):
+        writer = ManifestWriter(manifest)
+        for row in kept:
+            writer.add(row)
+        writer.commit()
+    return len(rows) - len(kept)
+
+
+def _retire_names(folder: Path, names: Collection[str], done: Retirement) -> None:
     with file_lock(folder / LOCK_NAME):
-        rows = read_manifest(manifest)
-        kept = [r for r in rows if r["name_key"] in names]
-        if len(kept) != len(rows):
-            writer = ManifestWriter(manifest)
-            for row in kept:
-                writer.add(row)
-            writer.commit()
-            done.rows += len(rows) - len(kept)
-            done.manifests_rewritten += 1
+        dropped = drop_rows(folder, lambda key: key in names)
+        done.rows += dropped
+        done.manifests_rewritten += bool(dropped)
         for wav in folder.glob("*.wav"):
             if wav.stem not in names and wav.is_file():
                 wav.unlink()
