@@ -2,12 +2,64 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# Temp files and spools carry their writer in the name, ``<host id>-<pid>``, so a later run
+# can tell a dead writer's leftovers (removed) from a live writer's file in progress (kept).
+_OWNER_RE = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)(?:[.-][^.]*)?\.(?:tmp|rows)$")
+LEGACY_TEMP_AGE_S = 3600.0  # a temp file without an owner tag (older code) is stale after this
+
+
+def host_id() -> str:
+    """Eight hex digits naming this host (its hostname, hashed) in temp file names."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def owner_tag() -> str:
+    """``<host id>-<pid>`` of the calling process (evaluated per call: forks get their own)."""
+    return f"{host_id()}-{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(host id, pid) of a temp file or spool named by :func:`owner_tag`, else None."""
+    m = _OWNER_RE.search(name)
+    return (m["host"], int(m["pid"])) if m else None
+
+
+def _named(exc: OSError, path: os.PathLike | str, what: str = "writing") -> OSError:
+    """The same kind of error (ENOSPC, EACCES, ...), naming the final path."""
+    if exc.filename is not None and str(exc.filename) == str(path):
+        return exc
+    new = type(exc)(exc.errno, f"{exc.strerror or exc} ({what})", str(path))
+    new.__cause__ = exc
+    return new
 
 
 def atomic_write_bytes(path: str | os.PathLike, parts: bytes | Iterable[bytes], *, fsync: bool = True) -> None:
@@ -15,14 +67,19 @@ def atomic_write_bytes(path: str | os.PathLike, parts: bytes | Iterable[bytes], 
 
     The data goes to a temp file in the same directory (same filesystem, so ``os.replace``
     is atomic), which is renamed over ``path``. On any error the temp file is removed and
-    ``path`` is untouched. ``fsync=False`` skips the flush to disk for outputs that are
+    ``path`` is untouched, and an ``OSError`` (disk full, permission denied, ...) names
+    ``path``. The temp file is ``.<name>.<host id>-<pid>.<random>.tmp``, so
+    :func:`remove_stale_temp_files` can tell a dead writer's from a live one's. ``fsync=False`` skips the flush to disk for outputs that are
     verified by hash and cheap to regenerate (a crash may then leave an empty file, never a
     partial one under the final name that passes verification).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     chunks = [parts] if isinstance(parts, (bytes, bytearray, memoryview)) else list(parts)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _named(exc, path) from None
     try:
         view_chunks = [memoryview(c) for c in chunks]
         total = sum(c.nbytes for c in view_chunks)
@@ -43,13 +100,15 @@ def atomic_write_bytes(path: str | os.PathLike, parts: bytes | Iterable[bytes], 
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if fd >= 0:
             os.close(fd)
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _named(exc, path) from None
         raise
 
 
@@ -90,3 +149,45 @@ def file_lock(lock_path: str | os.PathLike, *, exclusive: bool = True) -> Iterat
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def remove_stale_temp_files(*roots: str | os.PathLike, legacy_age_s: float = LEGACY_TEMP_AGE_S) -> list[Path]:
+    """Delete the temp files (``.*.tmp``) that writers which died left below ``roots``.
+
+    A temp file tagged with this host and a pid that is no longer alive is stale; one of a
+    live process is kept (another run may be writing it right now); one of another host is
+    kept (its pid means nothing here); an untagged one (older code) is stale once older than
+    ``legacy_age_s``. Manifest spools (``.rows``) are not touched: the next messages build
+    of their partition recovers their rows (:mod:`.messages.manifest`). Returns the removed
+    paths. Symlinks are never followed.
+    """
+    here, now = host_id(), time.time()
+    removed: list[Path] = []
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            for name in files:
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                path = Path(folder) / name
+                owner = temp_owner(name)
+                try:
+                    if owner is None:
+                        st = path.lstat()
+                        if now - st.st_mtime < legacy_age_s:
+                            continue
+                    elif owner[0] != here or pid_alive(owner[1]):
+                        continue
+                    path.unlink()
+                    removed.append(path)
+                except FileNotFoundError:
+                    pass
+    return removed
+
+
+FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def is_fatal_write_error(exc: BaseException) -> bool:
+    """A write error that every later write to the same place will hit too (disk full,
+    quota, permission denied, read-only filesystem): stop, don't try the next file."""
+    return isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS

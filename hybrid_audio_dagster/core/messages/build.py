@@ -8,6 +8,14 @@ and hashlib release the GIL); planning and stem loading stay on the calling thre
 Every stem is resolved *before* the first file is written (:func:`preflight`): a missing
 or stale stem fails the whole run with the stem partitions to materialize, and nothing
 changes on disk.
+
+Crash and failure safety: every file is written atomically (temp file + rename), so no
+partial message is ever under its final name. Manifest rows are spooled as they go and a
+build first takes back the rows that a dead or failed writer of the partition left
+(:func:`.manifest.recover_spools`), so after a ``kill -9`` only unfinished messages are
+written again. A write error that would hit every later file too (disk full, permission
+denied, read-only) stops the build with :class:`OutputWriteError` naming the path; the old
+manifests stay as they were and the finished messages are recovered by the next run.
 """
 
 from __future__ import annotations
@@ -24,10 +32,10 @@ from pathlib import Path
 
 from ..audio.errors import AudioError
 from ..audio.wav import PcmAudio, parse_wav
-from ..fsutil import file_lock, safe_join
+from ..fsutil import file_lock, is_fatal_write_error, safe_join
 from ..stems import MissingStemError, StemRecord, StemStore
 from ..templates import SegmentKind, Template
-from .manifest import ManifestWriter, file_matches, manifest_path, read_manifest
+from .manifest import MANIFEST_NAME, ManifestWriter, file_matches, manifest_path, read_manifest, recover_spools
 from .retire import LOCK_NAME
 from .plan import MessagePlan, MessagePlanner, build_message, message_relpath
 
@@ -39,6 +47,11 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 # resolve(kind, owner partition key, template, segment id, rendered text) -> record
 Resolve = Callable[[SegmentKind, str, Template, str, str], StemRecord]
+
+
+class OutputWriteError(OSError):
+    """Writing the messages failed in a way every later write would too (disk full,
+    permission denied, ...): the build stopped. Names the path; nothing finished is lost."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class PartitionResult:
     written: int = 0
     skipped: int = 0
     carried: int = 0  # rows of names outside a restricted run, kept as they were
+    recovered: int = 0  # rows taken back from the spools of a writer that died or failed
     failed: list[str] = field(default_factory=list)
     messages: int = 0  # rows in the committed manifest
     audio_s: float = 0.0  # seconds of audio the manifest holds
@@ -120,6 +134,7 @@ class _State:
     old_rows: dict[str, dict]
     writer: ManifestWriter
     template_signature: str
+    spools: list[Path] = field(default_factory=list)  # recovered spools, removed after the commit
 
 
 @dataclass
@@ -168,7 +183,12 @@ def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> 
 
             planner = MessagePlanner(p.template, developer_key=p.developer_key, developer=p.developer, stem_for=stem_for)
             old = {r["name_key"]: r for r in read_manifest(mpath)}
-            states.append(_State(PartitionResult(p, mpath), planner, old, ManifestWriter(mpath), p.template.signature()))
+            # under the partition's lock: every spool here is a dead or failed writer's
+            found = recover_spools(mpath, out_root)
+            old.update(found.rows)
+            _remove_manifest_temps(mpath)
+            result = PartitionResult(p, mpath, recovered=len(found.rows))
+            states.append(_State(result, planner, old, ManifestWriter(mpath), p.template.signature(), found.spools))
         part_dirs = [str(safe_join(out_root, s.result.partition.template.id, s.result.partition.developer_key)) for s in states]
         pending: deque = deque()
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
@@ -190,11 +210,26 @@ def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> 
                     state.result.carried += 1
             state.writer.commit()
             state.result.messages = state.writer.rows
+            for spool in state.spools:  # their rows are in the manifest now
+                spool.unlink(missing_ok=True)
     except BaseException:
         for state in states:
-            state.writer.abort()
+            state.writer.abort(keep_progress=True)  # finished messages stay recoverable
         raise
     return [s.result for s in states]
+
+
+def _remove_manifest_temps(mpath: Path) -> None:
+    """Half-written manifests (``.manifest.parquet.*.tmp``) of writers that died; called
+    holding the partition's lock, so none is being written."""
+    prefix = f".{MANIFEST_NAME}."
+    try:
+        names = os.listdir(mpath.parent)
+    except OSError:
+        return
+    for n in names:
+        if n.startswith(prefix) and n.endswith(".tmp"):
+            (mpath.parent / n).unlink(missing_ok=True)
 
 
 def _keep(state: _State, row: dict) -> None:
@@ -246,6 +281,12 @@ def _finish(job: _Job, future) -> None:
     try:
         sha, st = future.result()
     except (AudioError, OSError, ValueError) as exc:
+        if is_fatal_write_error(exc):
+            raise OutputWriteError(
+                exc.errno, f"cannot write messages: {exc.strerror}. Messages finished before it are kept and "
+                "the old manifests are untouched; free space or fix the folder's permissions, then run again",
+                exc.filename or job.path,
+            ) from exc
         _failed(state, job.name_key, exc)
         return
     row = {

@@ -2,20 +2,29 @@
 
 Rows are spooled to disk as they are produced and converted at commit, one manifest at a
 time, so memory stays flat however many partitions and messages a run covers.
+
+Progress is durable as it goes: the spool is written through to the OS every
+``flush_s`` seconds (so a ``kill -9`` loses at most that much of the manifest) and fsync'd
+every ``fsync_s`` seconds and at commit. A writer that dies leaves its spool
+(``.manifest.parquet.<host>-<pid>-<n>.rows``); the next writer of that manifest, under the
+partition's lock, takes its rows back (:func:`recover_spools`) for every message whose
+file still has the recorded size and mtime, so those messages are not written again.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..fsutil import safe_join
+from ..fsutil import _named, owner_tag, safe_join
 
 MANIFEST_NAME = "manifest.parquet"
 MANIFEST_SCHEMA = pa.schema(
@@ -78,6 +87,9 @@ def file_matches(root: str | Path, row: Mapping) -> bool:
     return st.st_size == row["bytes"] and st.st_mtime_ns == row["mtime_ns"]
 
 
+_SEQ = itertools.count()
+
+
 class ManifestWriter:
     """Spools manifest rows to a temp file; on commit writes the parquet manifest and
     renames it over the old one.
@@ -86,31 +98,60 @@ class ManifestWriter:
     ~1.4 MB of Arrow buffers, so rows are spooled as pickled chunks instead and each
     manifest is converted at commit, one at a time: memory stays flat however many
     partitions and messages a run covers.
+
+    Each chunk reaches the OS once ``flush_rows`` rows are buffered or ``flush_s`` seconds
+    passed since the last flush, and the spool is fsync'd at most every ``fsync_s``
+    seconds (the messages themselves are written without fsync: a power loss costs their
+    rewrite either way, caught by size/mtime). The spool is ours alone (a sequence number
+    per writer), so a later writer in the same process never truncates a spool that still
+    holds rows to recover.
     """
 
-    def __init__(self, path: str | Path, *, flush_rows: int = 256) -> None:
+    def __init__(self, path: str | Path, *, flush_rows: int = 256, flush_s: float = 0.25, fsync_s: float = 2.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._spool_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.rows")
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed in commit/abort
+        tag = owner_tag()
+        self._spool_path = self.path.with_name(f".{self.path.name}.{tag}-{next(_SEQ)}.rows")
+        self._tmp = self.path.with_name(f".{self.path.name}.{tag}.tmp")
+        try:
+            self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed in commit/abort
+        except OSError as exc:
+            raise _named(exc, self._spool_path, "creating the manifest spool") from None
         self._buf: list[dict] = []
         self._flush_rows = flush_rows
+        self._flush_s = flush_s
+        self._fsync_s = fsync_s
+        self._flushed_at = self._synced_at = time.monotonic()
         self.rows = 0
+
+    @property
+    def spool_path(self) -> Path:
+        return self._spool_path
 
     def add(self, row: Mapping) -> None:
         self._buf.append(dict(row))
         self.rows += 1
-        if len(self._buf) >= self._flush_rows:
+        if len(self._buf) >= self._flush_rows or time.monotonic() - self._flushed_at >= self._flush_s:
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, *, sync: bool = False) -> None:
+        now = time.monotonic()
+        self._flushed_at = now
         if self._buf:
-            pickle.dump(self._buf, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                pickle.dump(self._buf, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
+                self._spool.flush()  # to the OS: survives the death of this process
+                if sync or now - self._synced_at >= self._fsync_s:
+                    os.fsync(self._spool.fileno())
+                    self._synced_at = now
+            except OSError as exc:
+                raise _named(exc, self._spool_path, "writing the manifest spool") from None
             self._buf = []
 
     def commit(self) -> None:
-        self._flush()
+        """Write the manifest from the spool and rename it over the old one. On failure the
+        old manifest is untouched and the spool stays for the next writer to recover."""
+        self._flush(sync=True)
         self._spool.close()
         try:
             with pq.ParquetWriter(self._tmp, MANIFEST_SCHEMA) as writer, open(self._spool_path, "rb") as spool:
@@ -123,11 +164,94 @@ class ManifestWriter:
                         break
                     writer.write_table(pa.Table.from_pylist(chunk, schema=MANIFEST_SCHEMA))
             os.replace(self._tmp, self.path)
-        finally:
-            self._spool_path.unlink(missing_ok=True)
+        except OSError as exc:
             self._tmp.unlink(missing_ok=True)
-
-    def abort(self) -> None:
-        self._spool.close()
+            raise _named(exc, self.path, "writing the manifest") from None
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._spool_path.unlink(missing_ok=True)
+
+    def abort(self, *, keep_progress: bool = False) -> None:
+        """Drop the spool, or with ``keep_progress`` leave what reached it for the next
+        writer of this manifest to recover (a failed run keeps its finished messages)."""
+        if keep_progress:
+            try:
+                self._flush(sync=True)
+            except (OSError, ValueError):
+                pass  # the disk that failed the run may fail this too: what is flushed stays
+        self._spool.close()
+        if not keep_progress:
+            self._spool_path.unlink(missing_ok=True)
         self._tmp.unlink(missing_ok=True)
+
+
+def read_spool(path: str | Path) -> list[dict]:
+    """The rows of a spool, as far as its complete chunks go (a writer killed mid-chunk
+    leaves a truncated last one, which is ignored)."""
+    rows: list[dict] = []
+    try:
+        with open(path, "rb") as fh:
+            while True:
+                try:
+                    chunk = pickle.load(fh)  # a spool of this project (see recover_spools)
+                except EOFError:
+                    break
+                except Exception:  # noqa: BLE001 - truncated or damaged: keep the complete chunks
+                    break
+                if not isinstance(chunk, list):
+                    break
+                rows.extend(r for r in chunk if isinstance(r, dict))
+    except OSError:
+        pass
+    return rows
+
+
+def spool_paths(path: str | Path) -> list[Path]:
+    """The spools left next to the manifest at ``path`` (any writer's)."""
+    path = Path(path)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    prefix = f".{path.name}."
+    return sorted(path.parent / n for n in names if n.startswith(prefix) and n.endswith(".rows"))
+
+
+@dataclass
+class Recovered:
+    """What the spools of writers that died hold for one manifest."""
+
+    rows: dict[str, dict] = field(default_factory=dict)  # name_key -> row whose file matches
+    spools: list[Path] = field(default_factory=list)  # to remove once a manifest holds the rows
+    stale_rows: int = 0  # rows whose file was replaced or removed since (not recovered)
+
+
+def recover_spools(path: str | Path, output_root: str | Path) -> Recovered:
+    """Rows of the spools next to manifest ``path`` whose message file still matches.
+
+    Call it holding the partition's lock (``.manifest.lock``): then no live writer of this
+    manifest exists, so every spool there belongs to a writer that died or failed. Only
+    regular files owned by this user are read (they are unpickled). Later rows of a
+    name win.
+    """
+    found = Recovered()
+    uid = os.getuid()
+    for spool in spool_paths(path):
+        try:
+            st = os.lstat(spool)
+        except OSError:
+            continue
+        found.spools.append(spool)
+        if not (os.path.isfile(spool) and not os.path.islink(spool) and st.st_uid == uid):
+            continue
+        for row in read_spool(spool):
+            try:
+                ok = file_matches(output_root, row)
+            except (KeyError, TypeError, ValueError):
+                ok = False
+            if ok:
+                found.rows[row["name_key"]] = row
+            else:
+                found.stale_rows += 1
+    return found
