@@ -326,3 +326,20 @@ def test_pairs_of_a_tick_that_failed_after_advancing_are_not_lost(env, monkeypat
     assert handed_out <= set(triples(later))
     assert len(triples(later)) == 2 * K
     assert RetryLedger.for_paths(env.paths).read()["pending"] == []
+
+
+def test_a_rotation_tick_only_decides(env):
+    """Evaluating the schedule (twice, or "Test schedule" in the UI) asks for the same run and
+    changes nothing: the advance happens in the run."""
+    state, audit = rotation_dir(env.paths) / "state.json", env.paths.logs / "rotation_audit.jsonl"
+    before = (state.read_bytes() if state.exists() else None, len(read_audit(audit)) if audit.exists() else 0)
+    schedule = build_rotation_schedule(settings=RotationSettings(batch_size=K))
+    requests = []
+    for _ in range(2):
+        with dg.build_schedule_context(instance=env.instance, scheduled_execution_time=T0) as ctx:
+            requests.append(schedule(ctx))
+    a, b = requests
+    assert (a.run_key, a.job_name, a.run_config, a.tags) == (b.run_key, b.job_name, b.run_config, b.tags)
+    assert a.run_config["ops"]["rotation_advance"]["config"]["batch_size"] == K
+    assert (state.read_bytes() if state.exists() else None, len(read_audit(audit)) if audit.exists() else 0) == before
+    assert env.status().cursor == 0
