@@ -174,6 +174,14 @@ def test_definitions_load():
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} >= {
         "names_dataset", "developers_dataset", "message_templates", "name_stems", "developer_stems", "script_stems", "messages",
     }
+    # datasets and rotation cycles are partitioned: one partition per upload, one per cycle
+    partitioned = {
+        k.to_user_string(): definitions.defs.get_assets_def(k).partitions_def
+        for k in (dg.AssetKey("dataset_uploads"), dg.AssetKey("rotation_cycle"))
+    }
+    assert partitioned["dataset_uploads"].name == "uploads"
+    assert partitioned["rotation_cycle"].name == "rotation_cycles"
+
 
 
 def test_stems_through_cartesia_server_and_cache(project, monkeypatch):
