@@ -140,10 +140,12 @@ def run_process_alive(run: dg.DagsterRun) -> bool | None:
 
 # -- pool slots: the one non-public Dagster API ------------------------------------------------
 # Dagster 1.13 has no public API to read or free the pool (global op concurrency) slots of a
-# run. The daemon's run monitoring frees them with exactly these event-log storage calls
+# run, nor to store a pool's default limit ahead of its first use. The daemon's run
+# monitoring frees slots with exactly these event-log storage calls
 # (dagster/_daemon/monitoring/concurrency.py), but no daemon watches `make batch`. Kept in
-# these two functions; tests/test_crash_safety.py pins them, so an upgrade that changes
-# them fails a test, not a batch.
+# these three functions (pool_slot_holders, free_pool_slots, ensure_pool_limits);
+# tests/test_crash_safety.py pins them, so an upgrade that changes them fails a test, not a
+# batch.
 def pool_slot_holders(instance: dg.DagsterInstance, pool: str) -> tuple[int, list[str], list[str]]:
     """(slot limit, run ids holding a slot, run ids with a step waiting for one) of ``pool``."""
     storage = instance.event_log_storage
@@ -163,6 +165,26 @@ def free_pool_slots(instance: dg.DagsterInstance, run_id: str, pools: Sequence[s
     held = sum(pool_slot_holders(instance, pool)[1].count(run_id) for pool in pools)
     storage.free_concurrency_slots_for_run(run_id)
     return held
+
+
+def ensure_pool_limits(instance: dg.DagsterInstance, pools: Sequence[str] = ("tts", "messages")) -> None:
+    """Store the instance's default limit for ``pools`` before any run claims a slot.
+
+    Dagster 1.13 creates a pool's limit row when a run first claims a slot in it; two
+    processes doing that at once on Postgres fail one of the runs (the IntegrityError is
+    handled inside an already aborted transaction). Created here, one process at a time in
+    effect: losing that race is harmless (the other process stored the row)."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits or instance.global_op_concurrency_default_limit is None:
+        return
+    for pool in pools:
+        if pool in {p.name for p in storage.get_pool_limits()}:
+            continue
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except Exception:
+            if pool not in {p.name for p in storage.get_pool_limits()}:
+                raise
 
 
 @dataclass
@@ -331,6 +353,7 @@ def _recover(instance: dg.DagsterInstance, defs: dg.Definitions, summary: BatchS
     """Before the first stage: dead runs of earlier batches failed and their slots freed,
     dead writers' temp files removed (see the module docstring)."""
     t0 = time.perf_counter()
+    ensure_pool_limits(instance)
     recovery = recover_dead_runs(instance)
     summary.recovered_runs, summary.slots_freed = recovery.runs, recovery.slots_freed
     if recovery.runs or recovery.slots_freed:
@@ -344,7 +367,11 @@ def _recover(instance: dg.DagsterInstance, defs: dg.Definitions, summary: BatchS
 def _failure(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return event.step_failure_data.error.message.strip()
+            error = event.step_failure_data.error
+            message = error.message.strip()
+            if error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+                message = f"{message} {error.cause.message.strip()}"  # the asset's own error (e.g. disk full, naming the path)
+            return message
     return "see the run's logs in the Dagster UI"
 
 

@@ -1,0 +1,634 @@
+"""Crash, overlap and disk-failure safety (issue 12 items 2-4), on sqlite and on Postgres.
+
+- ``kill -9`` of a real ``python -m hybrid_audio_dagster.headless batch`` during the stems
+  phase, then of the next batch during the messages phase, then a third batch: it starts
+  without a manual step (the dead runs are failed and their pool slots freed), completes
+  within a bounded time, synthesizes no stored stem again, rewrites only the messages whose
+  manifest row had not reached the spool, leaves no temp file, and every message verifies.
+- Two batches at once in two processes on one home, with a counting TTS engine: each stem
+  is billed once, no file is corrupt, every manifest is whole (with and without pools).
+- A pool slot held by a live run is reported, not waited on silently; the non-public
+  Dagster calls behind reading and freeing slots are pinned here.
+- Disk full / permission denied while writing messages: a failure naming the path, old
+  messages and manifests intact, and the next batch completes.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from hybrid_audio_dagster.assets.checks import verify_partition
+from hybrid_audio_dagster.batch import (
+    DRIVER_TAG,
+    HOST_TAG,
+    PID_TAG,
+    BatchError,
+    busy_pools,
+    ensure_pool_limits,
+    free_pool_slots,
+    owner_tags,
+    pool_slot_holders,
+    recover_dead_runs,
+    run_full_batch,
+)
+from hybrid_audio_dagster.core.audio.wav import load_wav
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, host_id, remove_stale_temp_files
+from hybrid_audio_dagster.core.messages.manifest import (
+    ManifestWriter,
+    file_matches,
+    read_manifest,
+    read_spool,
+    recover_spools,
+)
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from tests.pg import write_postgres_home
+from tests.support import CountingTTS, calls, make_project
+
+ROOT = Path(__file__).resolve().parents[1]
+SQLITE_YAML = ROOT / "deploy" / "dagster.yaml"
+NO_POOLS_YAML = "telemetry:\n  enabled: false\n"
+NAMES = [f"Name{chr(65 + i % 26)}{chr(97 + i // 26)}x" for i in range(40)]
+DEVELOPERS = ["Wyndham", "Hilton Grand Vacations", "Marriott"]
+KILL_WAIT_S = 150  # every wait is bounded
+BATCH_S = 150
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def clean_env(home: Path, project: Path) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DAGSTER_", "CARTESIA_", "HYBRID_AUDIO_", "TTS_", "GOOGLE_", "STORAGE_EMULATOR"))}
+    env.update(DAGSTER_HOME=str(home), HYBRID_AUDIO_ROOT=str(project), TTS_ENGINE="offline", PYTHONUNBUFFERED="1")
+    return env
+
+
+class Proc:
+    """A child process in its own group, output to a file; always ended by the test."""
+
+    def __init__(self, cmd: list[str], env: dict, log: Path):
+        self.log = log
+        self._fh = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._fh,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.monotonic()
+
+    def output(self) -> str:
+        if not self._fh.closed:
+            self._fh.flush()
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)  # reaped: no zombie looks alive
+        if not self._fh.closed:
+            self._fh.close()
+
+    def wait(self, timeout: float) -> int:
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.log.name} still running after {timeout:.0f}s (hung?):\n{self.output()[-3000:]}") from None
+        self._fh.close()
+        return rc
+
+
+def headless_batch(home: Path, project: Path, log: Path, *args: str) -> Proc:
+    return Proc([sys.executable, "-m", "hybrid_audio_dagster.headless", "batch", *args], clean_env(home, project), log)
+
+
+def kill_when(proc: Proc, ready, what: str, timeout_s: float = KILL_WAIT_S) -> float:
+    """SIGKILL ``proc`` (its group) as soon as ``ready()`` is true; seconds since it started."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if proc.proc.poll() is not None:
+            raise AssertionError(f"the batch ended (rc {proc.proc.returncode}) before {what}:\n{proc.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+    os.killpg(proc.proc.pid, signal.SIGKILL)
+    elapsed = time.monotonic() - proc.started
+    proc.kill()
+    return elapsed
+
+
+def sidecars(paths: ProjectPaths) -> list[str]:
+    return glob.glob(str(paths.stems / "**" / "*.json"), recursive=True)
+
+
+def spools(paths: ProjectPaths) -> list[str]:
+    return glob.glob(str(paths.output / "**" / ".*.rows"), recursive=True)
+
+
+def temp_files(paths: ProjectPaths) -> list[str]:
+    found = []
+    for root in (paths.stems, paths.output):
+        for pattern in ("**/.*.tmp", "**/.*.rows"):
+            found += glob.glob(str(root / pattern), recursive=True)
+    return found
+
+
+def message_mtimes(paths: ProjectPaths) -> dict[str, int]:
+    return {str(Path(p).relative_to(paths.output)): os.stat(p).st_mtime_ns
+            for p in glob.glob(str(paths.output / "**" / "*.wav"), recursive=True)}
+
+
+def billed(paths: ProjectPaths) -> int:
+    """TTS calls that reached the engine, from the audit log (hits are not billed)."""
+    path = paths.logs / "audit.jsonl"
+    if not path.exists():
+        return 0
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sum(1 for e in lines if e["event"] == "tts_call" and not e["hit"] and e["ok"])
+
+
+def verify_all(paths: ProjectPaths, names: list[str]) -> None:
+    for tdir in sorted(p for p in paths.output.iterdir() if p.is_dir()):
+        for ddir in sorted(p for p in tdir.iterdir() if p.is_dir()):
+            checked, problems = verify_partition(paths, tdir.name, ddir.name)
+            assert not problems, problems[:5]
+            assert checked == len(names), (tdir.name, ddir.name, checked)
+
+
+def assert_final_files_whole(paths: ProjectPaths) -> None:
+    """Every WAV under a final name parses whole (no partial file is visible)."""
+    for p in glob.glob(str(paths.stems / "**" / "*.wav"), recursive=True) + glob.glob(str(paths.output / "**" / "*.wav"), recursive=True):
+        load_wav(Path(p).read_bytes(), p)
+
+
+def runs_with(instance: dg.DagsterInstance, **tags) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(dg.RunsFilter(tags=tags)))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def home(request, tmp_path):
+    """A DAGSTER_HOME as `make batch` uses it: deploy/dagster.yaml (sqlite, pools) or the
+    production Postgres config."""
+    home = tmp_path / "dagster_home"
+    if request.param == "postgres":
+        db = request.getfixturevalue("pg_database")
+        write_postgres_home(home, db)
+    else:
+        home.mkdir()
+        (home / "dagster.yaml").write_text(SQLITE_YAML.read_text())
+    return home
+
+
+def open_instance(home: Path) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(home))
+
+
+# -- atomic writes and temp files (fast) -------------------------------------------------------
+WRITER = textwrap.dedent('''
+    import os, sys
+    from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
+    folder = sys.argv[1]
+    i = 0
+    while True:
+        # 8 MB in 512 chunks: a kill lands mid-file most of the time
+        atomic_write_bytes(os.path.join(folder, f"f{i % 5}.bin"), [bytes([i % 251]) * 16384] * 512, fsync=False)
+        i += 1
+        if i == 3:
+            open(os.path.join(folder, "ready"), "w").close()
+''')
+
+
+def test_kill_9_mid_write_leaves_no_partial_file_under_its_name(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    p = Proc([sys.executable, "-c", WRITER, str(folder)], dict(os.environ), tmp_path / "writer.log")
+    kill_when(p, lambda: (folder / "ready").exists(), "the writer to write a few files", timeout_s=60)
+    finals = sorted(folder.glob("f*.bin"))
+    assert finals
+    for f in finals:  # whole files only: the right size, one byte value throughout
+        data = f.read_bytes()
+        assert len(data) == 16384 * 512 and data.count(data[:1]) == len(data), f
+    temps = list(folder.glob(".*.tmp"))
+    assert all(f".{host_id()}-{p.proc.pid}." in t.name for t in temps), temps  # the writer is named in its temps
+    removed = remove_stale_temp_files(folder)
+    assert sorted(removed) == sorted(temps)
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_stale_temp_cleanup_keeps_live_writers_and_other_hosts(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    me, here = os.getpid(), host_id()
+    files = {
+        "dead": tmp_path / f".a.wav.{here}-{dead}.abcd1234.tmp",
+        "dead_manifest": tmp_path / "x" / f".manifest.parquet.{here}-{dead}.tmp",
+        "live": tmp_path / f".b.wav.{here}-{me}.abcd1234.tmp",
+        "other_host": tmp_path / f".c.wav.{'0' * 8 if here != '0' * 8 else '1' * 8}-{dead}.abcd1234.tmp",
+        "legacy_old": tmp_path / ".d.wav.abcd1234.tmp",
+        "legacy_new": tmp_path / ".e.wav.abcd1234.tmp",
+        "spool": tmp_path / "x" / f".manifest.parquet.{here}-{dead}-0.rows",  # recovered by the build, not removed here
+        "message": tmp_path / "f.wav",
+    }
+    for f in files.values():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x")
+    old = time.time() - 7200
+    os.utime(files["legacy_old"], (old, old))
+    removed = set(remove_stale_temp_files(tmp_path))
+    assert removed == {files["dead"], files["dead_manifest"], files["legacy_old"]}
+
+
+def test_write_errors_name_the_path_and_leave_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "m.wav"
+    target.write_bytes(b"old")
+
+    def full(fd, bufs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full)
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(target, b"new" * 1000)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert str(target) in str(info.value)
+    assert target.read_bytes() == b"old" and not list(tmp_path.glob(".*.tmp"))
+
+
+# -- manifest spools ----------------------------------------------------------------------------
+SPOOLER = textwrap.dedent('''
+    import os, sys, time
+    from hybrid_audio_dagster.core.messages.manifest import ManifestWriter
+    root, n = sys.argv[1], int(sys.argv[2])
+    w = ManifestWriter(os.path.join(root, "t", "d", "manifest.parquet"), flush_rows=4, flush_s=60)
+    for i in range(n):
+        p = os.path.join(root, "t", "d", f"n{i}.wav")
+        with open(p, "wb") as f:
+            f.write(b"RIFF" + bytes(i + 10))
+        st = os.stat(p)
+        w.add({"name_key": f"n{i}", "name": f"N{i}", "path": f"t/d/n{i}.wav", "frames": 1, "sample_rate": 8000,
+               "duration_s": 0.1, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": "0" * 64,
+               "input_signature": "s", "template_signature": "t", "timeline": "{}", "gs_uri": None})
+    open(os.path.join(root, "done"), "w").close()
+    time.sleep(60)
+''')
+
+
+def test_a_dead_writers_spool_is_recovered_row_by_row(tmp_path):
+    p = Proc([sys.executable, "-c", SPOOLER, str(tmp_path), "10"], dict(os.environ), tmp_path / "spooler.log")
+    kill_when(p, lambda: (tmp_path / "done").exists(), "the spooler to add its rows", timeout_s=60)
+    manifest = tmp_path / "t" / "d" / "manifest.parquet"
+    [spool] = list(manifest.parent.glob(".manifest.parquet.*.rows"))
+    assert [r["name_key"] for r in read_spool(spool)] == [f"n{i}" for i in range(8)]  # 2 full chunks of 4 reached the OS
+    # a message rewritten since its row was spooled is not taken back, nor is a truncated chunk
+    (manifest.parent / "n3.wav").write_bytes(b"RIFF" + bytes(99))
+    with open(spool, "ab") as fh:
+        fh.write(b"\x80\x05garbage")
+    found = recover_spools(manifest, tmp_path)
+    assert sorted(found.rows) == sorted(f"n{i}" for i in range(8) if i != 3)
+    assert found.spools == [spool] and found.stale_rows == 1
+    assert all(file_matches(tmp_path, r) for r in found.rows.values())
+
+
+def test_a_failed_commit_keeps_the_old_manifest_and_the_spool(tmp_path, monkeypatch):
+    manifest = tmp_path / "manifest.parquet"
+    w = ManifestWriter(manifest)
+    w.commit()  # an empty manifest: the "old" one
+    before = manifest.read_bytes()
+    w = ManifestWriter(manifest)
+    (tmp_path / "a.wav").write_bytes(b"x")
+    st = os.stat(tmp_path / "a.wav")
+    w.add({"name_key": "a", "name": "A", "path": "a.wav", "frames": 1, "sample_rate": 8000, "duration_s": 0.1, "bytes": st.st_size,
+           "mtime_ns": st.st_mtime_ns, "sha256": "0" * 64, "input_signature": "s", "template_signature": "t", "timeline": "{}"})
+    real = os.replace
+
+    def denied(src, dst, *a, **k):
+        if str(dst) == str(manifest):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", denied)
+    with pytest.raises(PermissionError) as info:
+        w.commit()
+    assert str(manifest) in str(info.value)
+    assert manifest.read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert [r["name_key"] for r in read_spool(w.spool_path)] == ["a"]  # progress kept for the next writer
+    monkeypatch.setattr(os, "replace", real)
+    assert list(recover_spools(manifest, tmp_path).rows) == ["a"]
+
+
+# -- pool slots: dead runs freed, live holders reported -------------------------------------------
+HOLDER = textwrap.dedent('''
+    import os, sys, time
+    import dagster as dg
+    from hybrid_audio_dagster.batch import owner_tags, DRIVER_TAG
+
+    hold_s = float(sys.argv[2])
+
+    @dg.asset(pool="tts")
+    def slot_holder() -> None:
+        open(sys.argv[1], "w").close()
+        time.sleep(hold_s)
+
+    job = dg.Definitions(assets=[slot_holder], jobs=[dg.define_asset_job("holder_job", [slot_holder])]).resolve_job_def("holder_job")
+    job.execute_in_process(instance=dg.DagsterInstance.get(), tags={DRIVER_TAG: "cli", **owner_tags()})
+''')
+
+
+@dg.asset(pool="tts")
+def slot_waiter() -> None:
+    pass
+
+
+WAITER_JOB = dg.Definitions(assets=[slot_waiter], jobs=[dg.define_asset_job("waiter_job", [slot_waiter])]).resolve_job_def("waiter_job")
+
+
+def start_holder(home: Path, tmp_path: Path, hold_s: float) -> tuple[Proc, Path]:
+    marker = tmp_path / f"holding-{hold_s}"
+    env = clean_env(home, tmp_path / "project")
+    p = Proc([sys.executable, "-c", HOLDER, str(marker), str(hold_s)], env, tmp_path / f"holder-{hold_s}.log")
+    return p, marker
+
+
+@pytest.mark.timeout(240)
+def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(home, tmp_path, caplog):
+    """The non-public slot calls (pool_slot_holders, free_pool_slots) pinned on both
+    storages, and recover_dead_runs: only dead cli runs of this host are touched."""
+    instance = open_instance(home)
+    ensure_pool_limits(instance)  # a fresh database: the default limits stored up front
+    ensure_pool_limits(instance)  # and again: nothing to do
+    assert {"tts", "messages"} <= {p.name for p in instance.event_log_storage.get_pool_limits()}
+    # a live holder: reported with its pid, never freed
+    live, marker = start_holder(home, tmp_path, 600)
+    try:
+        deadline = time.monotonic() + 90
+        while not marker.exists():
+            assert live.proc.poll() is None and time.monotonic() < deadline, live.output()[-3000:]
+            time.sleep(0.05)
+        [run] = runs_with(instance, **{DRIVER_TAG: "cli"})
+        limit, holders, _ = pool_slot_holders(instance, "tts")
+        assert limit == 1 and holders == [run.run_id]
+        [line] = busy_pools(instance, ["tts"])
+        assert run.run_id in line and f"pid {live.proc.pid}" in line
+        assert recover_dead_runs(instance).runs == []  # alive: left alone
+        assert pool_slot_holders(instance, "tts")[1] == [run.run_id]
+
+        # kill -9: the run stays STARTED holding the slot (the bug) until the next batch recovers it
+        os.killpg(live.proc.pid, signal.SIGKILL)
+        live.kill()
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+        assert pool_slot_holders(instance, "tts")[1] == [run.run_id]
+        t0 = time.monotonic()
+        done = recover_dead_runs(instance)
+        recovery_s = time.monotonic() - t0
+        assert done.runs == [run.run_id] and done.slots_freed == 1
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert pool_slot_holders(instance, "tts")[1] == []
+        assert recover_dead_runs(instance).runs == []  # idempotent
+        assert free_pool_slots(instance, run.run_id) == 0
+        # the pool works again: a run in it completes (in a thread, bounded)
+        result: list = []
+        t = threading.Thread(target=lambda: result.append(WAITER_JOB.execute_in_process(instance=instance)), daemon=True)
+        t.start()
+        t.join(60)
+        assert result and result[0].success, "a run in the freed pool did not complete within 60 s"
+        print(f"recover_dead_runs: {recovery_s * 1000:.0f} ms")
+
+        # a live holder that ends by itself: the waiting run says who holds the slot, then runs
+        holder, marker2 = start_holder(home, tmp_path, 4)
+        deadline = time.monotonic() + 90
+        while not marker2.exists():
+            assert holder.proc.poll() is None and time.monotonic() < deadline, holder.output()[-3000:]
+            time.sleep(0.05)
+        from hybrid_audio_dagster import batch as batch_mod
+
+        request = dg.RunRequest(job_name="waiter_job", tags={"hybrid_audio/stage": "stems"})
+        defs = dg.Definitions(assets=[slot_waiter], jobs=[dg.define_asset_job("waiter_job", [slot_waiter])])
+        caplog.set_level(logging.WARNING, logger="hybrid_audio_dagster.batch")
+        t0 = time.monotonic()
+        res = batch_mod._execute(defs, instance, request, quiet=True)
+        assert res.success and time.monotonic() - t0 < 60
+        text = caplog.text
+        assert "pool 'tts'" in text and f"pid {holder.proc.pid}" in text, text
+        assert "waiting for a pool slot" in text, text
+        assert holder.wait(60) == 0
+    finally:
+        live.kill()
+        instance.dispose()
+
+
+# -- kill -9 of the headless batch at several points ----------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(home, tmp_path):
+    project = tmp_path / "project"
+    paths = make_project(project, NAMES, DEVELOPERS)
+    timings: dict[str, float] = {}
+
+    # 1. kill -9 during the stems phase, once a few stems are stored
+    b1 = headless_batch(home, project, tmp_path / "b1.log")
+    timings["kill_1_s"] = kill_when(b1, lambda: len(sidecars(paths)) >= 5, "5 stored stems")
+    stored_1, billed_1 = len(sidecars(paths)), billed(paths)
+    assert_final_files_whole(paths)
+    with open_instance(home) as instance:
+        [stems_run] = [r for r in runs_with(instance, **{DRIVER_TAG: "cli", "hybrid_audio/stage": "stems"})]
+        assert stems_run.status == dg.DagsterRunStatus.STARTED and stems_run.tags[PID_TAG] == str(b1.proc.pid)
+        assert pool_slot_holders(instance, "tts")[1] == [stems_run.run_id]  # what used to hang the next batch
+
+    # 2. the next batch starts without a manual step; kill -9 it in the messages phase, once
+    #    its manifest progress reached a spool
+    b2 = headless_batch(home, project, tmp_path / "b2.log")
+    timings["kill_2_s"] = kill_when(b2, lambda: any(os.path.getsize(s) > 0 for s in spools(paths) if os.path.exists(s)),
+                                    "a flushed manifest spool")
+    assert_final_files_whole(paths)
+    assert "recovered after a crash: 1 dead run(s)" in b2.output()
+    with open_instance(home) as instance:
+        assert instance.get_run_by_id(stems_run.run_id).status == dg.DagsterRunStatus.FAILURE
+        [msg_run] = [r for r in runs_with(instance, **{DRIVER_TAG: "cli", "hybrid_audio/stage": "messages"})]
+        assert msg_run.status == dg.DagsterRunStatus.STARTED
+        assert pool_slot_holders(instance, "messages")[1] == [msg_run.run_id]
+    on_disk = message_mtimes(paths)
+    durable = {r["path"] for s in spools(paths) for r in read_spool(s) if file_matches(paths.output, r)}
+    assert durable and durable <= on_disk.keys()
+    assert not any(read_manifest(m) for m in glob.glob(str(paths.output / "**" / "manifest.parquet"), recursive=True))
+
+    # 3. the third batch completes, bounded, redoing only unfinished work
+    t0 = time.monotonic()
+    b3 = headless_batch(home, project, tmp_path / "b3.log", "--json")
+    rc = b3.wait(BATCH_S)
+    timings["batch_3_s"] = time.monotonic() - t0
+    out = b3.output()
+    assert rc == 0, out[-3000:]
+    summary = json.loads(out[out.index("{"):])
+    total = len(NAMES) * len(DEVELOPERS) * 2
+    assert summary["recovered_runs"] == [msg_run.run_id] and summary["slots_freed"] == 1
+    assert summary["tts_calls"] == 0 and summary["stem_runs"] == 0
+    assert summary["messages_written"] == total - len(durable)
+    assert summary["messages_skipped"] == len(durable)
+    after = message_mtimes(paths)
+    rewritten = {p for p, m in on_disk.items() if after[p] != m}
+    assert rewritten == on_disk.keys() - durable  # only messages whose row had not reached a spool
+    assert len(after) == total
+    # every stem billed once, but for syntheses whose sidecar the first kill cut off
+    final = len(sidecars(paths))
+    assert billed(paths) == final + (billed_1 - stored_1) and billed_1 - stored_1 <= 2
+    assert not temp_files(paths), temp_files(paths)
+    verify_all(paths, NAMES)
+    with open_instance(home) as instance:
+        assert instance.get_run_by_id(msg_run.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert not pool_slot_holders(instance, "tts")[1] and not pool_slot_holders(instance, "messages")[1]
+    timings["recovery_s"] = summary["recovery_seconds"]
+    backend = "postgres" if "postgres" in (home / "dagster.yaml").read_text() else "sqlite"
+    print(f"[{backend}] recovered {len(durable)} of {len(on_disk)} messages on disk; rewrote {len(rewritten)}; timings",
+          {k: round(v, 2) for k, v in timings.items()})
+
+
+# -- two batches at once ----------------------------------------------------------------------------
+DRIVER = textwrap.dedent('''
+    import json, sys
+    import dagster as dg
+    from hybrid_audio_dagster.batch import run_full_batch
+    from hybrid_audio_dagster.resources.paths import ProjectPaths
+    from tests.support import CountingTTS
+
+    root, log = sys.argv[1], sys.argv[2]
+    with dg.DagsterInstance.get() as instance:
+        s = run_full_batch(instance, resources={"paths": ProjectPaths(root=root), "tts": CountingTTS(log_path=log)})
+    print(json.dumps(s.to_dict()))
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+@pytest.mark.parametrize("backend", ["sqlite-no-pools", "postgres"])
+def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backend, tmp_path, request):
+    home = tmp_path / "dagster_home"
+    if backend == "postgres":
+        write_postgres_home(home, request.getfixturevalue("pg_database"))
+    else:  # no pool limits at all: only the per-signature claims and per-partition locks order them
+        home.mkdir()
+        (home / "dagster.yaml").write_text(NO_POOLS_YAML)
+    names = NAMES[:12]
+    project = tmp_path / "project"
+    paths = make_project(project, names, DEVELOPERS[:2])
+    log = tmp_path / "tts_calls.log"
+    env = clean_env(home, project)
+    t0 = time.monotonic()
+    procs = [Proc([sys.executable, "-c", DRIVER, str(project), str(log)], env, tmp_path / f"batch{i}.log") for i in range(2)]
+    try:
+        rcs = [p.wait(BATCH_S) for p in procs]
+    finally:
+        for p in procs:
+            p.kill() if p.proc.poll() is None else None
+    elapsed = time.monotonic() - t0
+    outs = [p.output() for p in procs]
+    assert rcs == [0, 0], "\n".join(o[-3000:] for o in outs)
+    summaries = [json.loads(o[o.rindex("\n{"):]) for o in outs]
+    texts = calls(log)
+    # no stem billed twice across the two processes: one call per distinct stored stem
+    assert len(texts) == len(set(texts)) == len(sidecars(paths)), [t for t in texts if texts.count(t) > 1]
+    assert sum(s["tts_calls"] for s in summaries) == len(texts)
+    wavs = glob.glob(str(paths.stems / "**" / "*.wav"), recursive=True)
+    assert len(wavs) == len(texts)  # one file per signature: nobody's stem was replaced
+    # consistent manifests: each partition's messages written once in all, every row verifies
+    total = len(names) * 2 * 2
+    assert sum(s["messages_written"] for s in summaries) == total, summaries
+    assert sum(s["messages_skipped"] for s in summaries) == total  # the later builder found them all done
+    assert not temp_files(paths)
+    assert_final_files_whole(paths)
+    verify_all(paths, names)
+    print(f"[{backend}] two concurrent batches: {elapsed:.1f}s, {len(texts)} TTS calls")
+
+
+# -- disk full / permission denied on output ----------------------------------------------------------
+def project_resources(root: Path, names: list[str], tts_log: Path) -> tuple[ProjectPaths, dict]:
+    from hybrid_audio_dagster.resources.budget import SpendGuardResource
+    from hybrid_audio_dagster.resources.gcs import DeliveryResource
+
+    paths = make_project(root, names, DEVELOPERS[:2])
+    return paths, {"paths": paths, "tts": CountingTTS(log_path=str(tts_log)), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
+
+
+def _fd_path(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("failure", ["ENOSPC on write", "EACCES on rename"])
+def test_disk_full_or_permission_denied_fails_clearly_loses_nothing_and_the_next_run_completes(failure, tmp_path, monkeypatch):
+    old_names, new_names = NAMES[:4], NAMES[4:12]
+    paths, resources = project_resources(tmp_path / "project", old_names, tmp_path / "tts.log")
+    instance = dg.DagsterInstance.ephemeral()
+    run_full_batch(instance, resources)
+    manifests = sorted(glob.glob(str(paths.output / "**" / "manifest.parquet"), recursive=True))
+    before = {m: Path(m).read_bytes() for m in manifests}
+    old_files = message_mtimes(paths)
+    assert len(old_files) == len(old_names) * 4
+
+    # new names: their stems are made, then the output disk fails after a few messages
+    (paths.data / "names.csv").write_text("name\n" + "\n".join(old_names + new_names) + "\n")
+    out_prefix = str(paths.output)
+    count = {"n": 0}
+    if failure.startswith("ENOSPC"):
+        real = os.writev
+
+        def fake(fd, bufs):
+            if _fd_path(fd).startswith(out_prefix) and _fd_path(fd).endswith(".tmp"):
+                count["n"] += 1
+                if count["n"] > 5:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, bufs)
+
+        monkeypatch.setattr(os, "writev", fake)
+        code = errno.ENOSPC
+    else:
+        real = os.replace
+
+        def fake(src, dst, *a, **k):
+            if str(dst).startswith(out_prefix) and str(dst).endswith(".wav"):
+                count["n"] += 1
+                if count["n"] > 5:
+                    raise PermissionError(errno.EACCES, "Permission denied")
+            return real(src, dst, *a, **k)
+
+        monkeypatch.setattr(os, "replace", fake)
+        code = errno.EACCES
+    with pytest.raises(BatchError) as info:
+        run_full_batch(instance, resources)
+    message = str(info.value)
+    assert message.startswith("messages run") and os.strerror(code) in message, message
+    assert f"{out_prefix}/" in message and ".wav" in message, message  # names the file it could not write
+    monkeypatch.undo()
+
+    # nothing lost: old messages and manifests as they were; no partial file, no temp file
+    assert {m: Path(m).read_bytes() for m in manifests} == before
+    now = message_mtimes(paths)
+    assert all(now[p] == m for p, m in old_files.items())
+    assert not glob.glob(str(paths.output / "**" / ".*.tmp"), recursive=True)
+    assert_final_files_whole(paths)
+    for tdir in paths.output.iterdir():
+        for ddir in tdir.iterdir():
+            assert not verify_partition(paths, tdir.name, ddir.name)[1]
+    written_before_fix = now.keys() - old_files.keys()
+    assert 0 < len(written_before_fix) < len(new_names) * 4
+
+    # the next run completes; what the failed run finished is not written again
+    summary = run_full_batch(instance, resources)
+    final = message_mtimes(paths)
+    assert len(final) == len(old_names + new_names) * 4
+    assert all(final[p] == now[p] for p in written_before_fix), "a message the failed run finished was rewritten"
+    assert summary.messages_written == len(new_names) * 4 - len(written_before_fix)
+    assert summary.tts_calls == 0
+    assert not temp_files(paths)
+    verify_all(paths, old_names + new_names)
