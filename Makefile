@@ -12,13 +12,13 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test,piper]'
+	$(VENV)/bin/pip install -q -e '.[test,piper,plot]'
 	touch $@
 
 setup: $(VENV)/.installed
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(VENV)/bin/pip install -q -e '.[test,piper,bench]'
+	$(VENV)/bin/pip install -q -e '.[test,piper,plot,bench]'
 	touch $@
 
 # Persistent Dagster home inside the project: sqlite storage, telemetry off, the TTS pool
@@ -28,15 +28,15 @@ home:
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
 init: setup home
-	$(PY) -m hybrid_audio_dagster.cli init
+	$(PY) -m hybrid_audio_dagster.headless init
 
 # Main command: set up, make every message for the sample data, then serve the UI.
 run: setup home
-	$(PY) -m hybrid_audio_dagster.cli batch
+	$(PY) -m hybrid_audio_dagster.headless batch
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 batch: setup home
-	$(PY) -m hybrid_audio_dagster.cli batch
+	$(PY) -m hybrid_audio_dagster.headless batch
 
 ui: setup home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)

@@ -1,8 +1,9 @@
 """Op jobs the ``hybrid-audio`` CLI launches over GraphQL (plans, admin, lookups)."""
 
 from .admin import datasets_admin_job, invalidate_stems_job, message_info_job
+from .batch_run import batch_job
 from .plan import batch_plan_job
 
-SERVICE_JOBS = [batch_plan_job, invalidate_stems_job, message_info_job, datasets_admin_job]
+SERVICE_JOBS = [batch_job, batch_plan_job, invalidate_stems_job, message_info_job, datasets_admin_job]
 
-__all__ = ["SERVICE_JOBS", "batch_plan_job", "datasets_admin_job", "invalidate_stems_job", "message_info_job"]
+__all__ = ["SERVICE_JOBS", "batch_job", "batch_plan_job", "datasets_admin_job", "invalidate_stems_job", "message_info_job"]

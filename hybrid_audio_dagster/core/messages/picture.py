@@ -27,7 +27,7 @@ import numpy as np
 
 from ..audio.assemble import Timeline
 
-WIDTH_PX, HEIGHT_PX, DPI = 1200, 420, 100
+WIDTH_PX, HEIGHT_PX, DPI = 1000, 400, 100
 AXES_LEFT, AXES_RIGHT = 0.06, 0.98  # figure fractions of every row (shared x mapping)
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 STRIP_META = "hybrid_audio:strip"

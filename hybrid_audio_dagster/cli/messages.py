@@ -1,0 +1,181 @@
+"""``generate`` (stems), ``assemble`` (one message now), ``picture``, ``batch`` and ``erase``."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .client import RANGE_END_TAG, RANGE_START_TAG
+from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, guarded, output_of, pick, project_root, run_and_wait
+
+generate_app = typer.Typer(help="Synthesize (or re-find) stems now: a name's, a developer's, or both.", no_args_is_help=True)
+STEM_JOB = {"name": ("name_stems_job", "name_stems", "names"), "developer": ("developer_stems_job", "developer_stems", "developers")}
+ForceOpt = Annotated[bool, typer.Option("--force", help="Re-synthesize even stored stems (audited; costs TTS characters).")]
+
+
+def _stems(kind: str, keys: list[str], force: bool) -> list[dict]:
+    job, asset, _ = STEM_JOB[kind]
+    launches = [(job, {"partition": k, "run_config": {"ops": {asset: {"config": {"force": force}}}}, "tags": TRIGGER}) for k in keys]
+    results = run_and_wait(launches, f"{asset}")
+    root = project_root()
+    rows = []
+    for r in results:
+        for m in r.materializations:
+            md = m["metadata"]
+            for sig, rec in (md.get("stems") or {}).items():
+                local = str(Path(root) / "stems" / rec["path"]) if root else rec["path"]
+                rows.append({"kind": kind, "partition": m["partition"], "signature": sig, "text": rec["text"], "path": local,
+                             "sha256": rec["sha256"], "duration_s": round(rec["frames"] / rec["sample_rate"], 3), "run_id": r.run_id})
+    return rows
+
+
+def _stem_report(rows: list[dict]) -> None:
+    emit({"ok": True, "stems": rows}, [f"{r['kind']:<9} {r['partition']:<20} {r['duration_s']:>6.2f}s  {r['signature'][:12]}  {r['path']}" for r in rows])
+
+
+@generate_app.command("name")
+def generate_name(name: str, force: ForceOpt = False, json_: JsonOpt = False) -> None:
+    """Stems of one name (every template's name segments)."""
+    as_json(json_)
+    key = pick("name", name, STATE.client.partition_keys("name_stems"))
+    _stem_report(_stems("name", [key], force))
+
+
+@generate_app.command("developer")
+def generate_developer(developer: str, force: ForceOpt = False, json_: JsonOpt = False) -> None:
+    """Stems of one developer (every template's developer segments)."""
+    as_json(json_)
+    key = pick("developer", developer, STATE.client.partition_keys("developer_stems"))
+    _stem_report(_stems("developer", [key], force))
+
+
+@generate_app.command("combined")
+def generate_combined(name: str, developer: str, force: ForceOpt = False, json_: JsonOpt = False) -> None:
+    """Stems of a name and of a developer (what their messages need besides the script)."""
+    as_json(json_)
+    n = pick("name", name, STATE.client.partition_keys("name_stems"))
+    d = pick("developer", developer, STATE.client.partition_keys("developer_stems"))
+    _stem_report(_stems("name", [n], force) + _stems("developer", [d], force))
+
+
+def _template(template: str | None) -> str:
+    known = STATE.client.partition_keys("script_stems")
+    if template is None:
+        if not known:
+            fail("no templates registered yet; run `hybrid-audio batch` first", Exit.REFUSED)
+        return "followup-en" if "followup-en" in known else known[0]
+    return pick("template", template, known)
+
+
+def message_info(template: str, developer: str, name: str, *, picture: bool = False) -> dict:
+    [r] = run_and_wait([("message_info_job", {"run_config": {"ops": {"message_info": {"config": {
+        "template": template, "developer": developer, "name": name, "picture": picture}}}}, "tags": TRIGGER})], "message info")
+    return output_of(r, "message_info")
+
+
+def assemble(name: str, developer: str, template: Annotated[Optional[str], typer.Option(help="Template id (default followup-en).")] = None,
+             picture: Annotated[Optional[Path], typer.Option(help="Also write the timing picture (PNG) here.")] = None,
+             force: Annotated[bool, typer.Option("--force", help="Rebuild even if unchanged.")] = False, json_: JsonOpt = False) -> None:
+    """One message now: a messages run restricted to NAME over the TEMPLATE × DEVELOPER partition; prints its path and duration."""
+    as_json(json_)
+    started = time.perf_counter()
+    client = STATE.client
+    n = pick("name", name, client.partition_keys("name_stems"))
+    d = pick("developer", developer, client.partition_keys("developer_stems"))
+    t = _template(template)
+    key = f"{d}|{t}"  # the messages multi-partition key (dimensions sorted: developer, template)
+    [run] = run_and_wait([("messages_job", {"run_config": {"ops": {"messages": {"config": {"names": [n], "force": force}}}},
+                                            "tags": {**TRIGGER, RANGE_START_TAG: key, RANGE_END_TAG: key}})], "messages", fail_on_error=False)
+    if run.status != "SUCCESS":
+        hint = f"; make them with `hybrid-audio generate combined {n} {d}` (or `batch`)" if "not stored" in run.failure else ""
+        fail(f"run {run.run_id} {run.status.lower()}: {run.failure or 'see the run in the Dagster UI'}{hint}", Exit.FAILED)
+    md = next((m["metadata"] for m in run.materializations if m["asset"] == "messages"), {})
+    info = message_info(t, d, n, picture=picture is not None)
+    if picture is not None:
+        picture.write_bytes(base64.b64decode(info.pop("png_b64")))
+    info.pop("timeline", None)
+    data = {"ok": info["verified"], "template": t, "developer": d, "name": n, **info, "written": md.get("written", 0),
+            "run_id": run.run_id, "seconds": round(time.perf_counter() - started, 2), "picture": str(picture) if picture else None}
+    emit(data, [f"{info['path']}  {info['duration_s']:.2f}s  {'verified' if info['verified'] else 'NOT VERIFIED: ' + '; '.join(info['problems'])}"]
+         + ([f"picture: {picture}"] if picture else []))
+    if not info["verified"]:
+        raise typer.Exit(Exit.FAILED)
+
+
+def picture(name: str, developer: str, out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("timing.png"),
+            template: Annotated[Optional[str], typer.Option(help="Template id (default followup-en).")] = None, json_: JsonOpt = False) -> None:
+    """Write the timing picture (PNG) of an existing message."""
+    as_json(json_)
+    client = STATE.client
+    n = pick("name", name, client.partition_keys("name_stems"))
+    d = pick("developer", developer, client.partition_keys("developer_stems"))
+    info = message_info(_template(template), d, n, picture=True)
+    out.write_bytes(base64.b64decode(info.pop("png_b64")))
+    emit({"ok": True, "picture": str(out), "message": info["path"], "segments": info["timeline"]["entries"]}, f"{out}  (of {info['path']})")
+
+
+def _plan(templates: list[str], developers: list[str], names: list[str], force: bool, requests: bool, tags: dict) -> dict:
+    config = {"templates": templates, "developers": developers, "names": names, "force": force, "requests": requests}
+    [r] = run_and_wait([("batch_plan_job", {"run_config": {"ops": {"batch_plan_op": {"config": config}}}, "tags": tags})], "plan")
+    return output_of(r, "batch_plan_op")
+
+
+def batch(template: Annotated[Optional[list[str]], typer.Option("--template", "-t", help="Only this template (repeatable).")] = None,
+          developer: Annotated[Optional[list[str]], typer.Option("--developer", "-d", help="Only this developer (repeatable).")] = None,
+          name: Annotated[Optional[list[str]], typer.Option("--name", "-n", help="Only this name (repeatable).")] = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what it would do: stems, characters (TTS cost), messages.")] = False,
+          force_stems: Annotated[bool, typer.Option("--force-stems", help="Re-synthesize every stem in the selection.")] = False,
+          json_: JsonOpt = False) -> None:
+    """The full batch (datasets → stems → messages) or a selection of it, as runs in the webserver."""
+    as_json(json_)
+    started = time.perf_counter()
+    client = STATE.client
+    known = {"template": client.partition_keys("script_stems"), "developer": client.partition_keys("developer_stems"),
+             "name": client.partition_keys("name_stems")}
+    sel = {k: [pick(k, v, known[k]) if known[k] else v for v in vals or []] for k, vals in
+           (("template", template), ("developer", developer), ("name", name))}
+    pipeline = f"cli-{uuid.uuid4().hex[:12]}"
+    tags = {**TRIGGER, "hybrid_audio/pipeline": pipeline, "hybrid_audio/driver": "cli", "hybrid_audio/scope": "names" if name else "full"}
+    if dry_run:
+        plan = _plan(sel["template"], sel["developer"], sel["name"], force_stems, False, tags)
+        plan.pop("requests", None)
+        emit({"ok": True, "dry_run": True, **plan}, [
+            f"stems to synthesize  {plan['stems_to_synthesize']}",
+            f"characters (TTS)     {plan['chars']}",
+            f"messages to write    {plan['messages_to_write']}",
+            f"messages unchanged   {plan['messages_to_skip']}",
+            f"message partitions   {plan['message_partitions']}",
+        ])
+        return
+    config = {"templates": sel["template"], "developers": sel["developer"], "names": sel["name"], "force": force_stems}
+    [r] = run_and_wait([("batch_job", {"run_config": {"ops": {"batch_run": {"config": config}}}, "tags": tags})], "batch",
+                       progress_tags={"hybrid_audio/pipeline": pipeline})
+    total = output_of(r, "batch_run")
+    keys = ("messages_written", "messages_skipped", "messages_failed", "tts_calls", "chars_sent", "cache_hits", "stem_partitions",
+            "message_partitions", "stem_runs", "planned_chars")
+    data = {"ok": total.get("messages_failed", 0) == 0, **{k: total.get(k, 0) for k in keys}, "run_id": r.run_id,
+            "stage_runs": total.get("runs", []), "seconds": round(time.perf_counter() - started, 2)}
+    emit(data, [f"{k.replace('_', ' '):<20} {data[k]}" for k in (*keys, "seconds")])
+    if data["messages_failed"]:
+        raise typer.Exit(Exit.FAILED)
+
+
+def erase(name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False, json_: JsonOpt = False) -> None:
+    """Erase one person completely (privacy request): dataset rows, messages, their stems, their partition."""
+    as_json(json_)
+    client = STATE.client
+    if not client.has_job("erase_name_job"):
+        fail("erase_name_job is not in this code location", Exit.NOT_WIRED)
+    key = pick("name", name, client.partition_keys("name_stems"))
+    if not yes and not STATE.json and not typer.confirm(f"erase {key!r} everywhere?"):
+        raise typer.Exit(Exit.REFUSED)
+    [r] = run_and_wait([("erase_name_job", {"run_config": {"ops": {"erase_name": {"config": {"name": key}}}},
+                                            "tags": {**TRIGGER, "hybrid_audio/trigger": "cli"}})], "erase")
+    summary = next(iter(r.outputs.values()), {})
+    emit({"ok": True, "run_id": r.run_id, **summary}, f"erased (run {r.run_id}): " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+
