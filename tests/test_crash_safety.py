@@ -348,9 +348,6 @@ def slot_waiter() -> None:
     pass
 
 
-WAITER_JOB = dg.Definitions(assets=[slot_waiter], jobs=[dg.define_asset_job("waiter_job", [slot_waiter])]).resolve_job_def("waiter_job")
-
-
 def start_holder(home: Path, tmp_path: Path, hold_s: float) -> tuple[Proc, Path]:
     marker = tmp_path / f"holding-{hold_s}"
     env = clean_env(home, tmp_path / "project")
@@ -360,30 +357,47 @@ def start_holder(home: Path, tmp_path: Path, hold_s: float) -> tuple[Proc, Path]
 
 @pytest.mark.timeout(240)
 def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(home, tmp_path, caplog):
-    """The non-public slot calls (pool_slot_holders, free_pool_slots) pinned on both
-    storages, and recover_dead_runs: only dead cli runs of this host are touched."""
+    """The non-public slot calls (pool_slot_holders, free_pool_slots, ensure_pool_limits)
+    pinned on both storages; a run waiting on a live holder says who it is; after kill -9
+    of the holder, recover_dead_runs (only dead cli runs of this host) lets the waiter run."""
+    from hybrid_audio_dagster import batch as batch_mod
+
     instance = open_instance(home)
     ensure_pool_limits(instance)  # a fresh database: the default limits stored up front
     ensure_pool_limits(instance)  # and again: nothing to do
     assert {"tts", "messages"} <= {p.name for p in instance.event_log_storage.get_pool_limits()}
-    # a live holder: reported with its pid, never freed
-    live, marker = start_holder(home, tmp_path, 600)
+    holder, marker = start_holder(home, tmp_path, 600)
+    waiter: list = []
     try:
         deadline = time.monotonic() + 90
         while not marker.exists():
-            assert live.proc.poll() is None and time.monotonic() < deadline, live.output()[-3000:]
+            assert holder.proc.poll() is None and time.monotonic() < deadline, holder.output()[-3000:]
             time.sleep(0.05)
         [run] = runs_with(instance, **{DRIVER_TAG: "cli"})
+        assert run.tags[HOST_TAG] and run.tags[PID_TAG] == str(holder.proc.pid)
         limit, holders, _ = pool_slot_holders(instance, "tts")
         assert limit == 1 and holders == [run.run_id]
         [line] = busy_pools(instance, ["tts"])
-        assert run.run_id in line and f"pid {live.proc.pid}" in line
+        assert run.run_id in line and f"pid {holder.proc.pid}" in line
         assert recover_dead_runs(instance).runs == []  # alive: left alone
         assert pool_slot_holders(instance, "tts")[1] == [run.run_id]
 
-        # kill -9: the run stays STARTED holding the slot (the bug) until the next batch recovers it
-        os.killpg(live.proc.pid, signal.SIGKILL)
-        live.kill()
+        # a batch stage in the same pool waits, and says for whom (not silently)
+        caplog.set_level(logging.WARNING, logger="hybrid_audio_dagster.batch")
+        defs = dg.Definitions(assets=[slot_waiter], jobs=[dg.define_asset_job("waiter_job", [slot_waiter])])
+        request = dg.RunRequest(job_name="waiter_job", tags={"hybrid_audio/stage": "stems"})
+        t = threading.Thread(target=lambda: waiter.append(batch_mod._execute(defs, instance, request, quiet=True)), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 60
+        while "waiting for a pool slot" not in caplog.text:
+            assert time.monotonic() < deadline and t.is_alive(), caplog.text
+            time.sleep(0.1)
+        assert "pool 'tts'" in caplog.text and f"pid {holder.proc.pid}" in caplog.text, caplog.text
+        assert not waiter
+
+        # kill -9: the run stays STARTED holding the slot (the bug) until a batch recovers it
+        os.killpg(holder.proc.pid, signal.SIGKILL)
+        holder.kill()
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
         assert pool_slot_holders(instance, "tts")[1] == [run.run_id]
         t0 = time.monotonic()
@@ -391,37 +405,14 @@ def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(
         recovery_s = time.monotonic() - t0
         assert done.runs == [run.run_id] and done.slots_freed == 1
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
-        assert pool_slot_holders(instance, "tts")[1] == []
         assert recover_dead_runs(instance).runs == []  # idempotent
         assert free_pool_slots(instance, run.run_id) == 0
-        # the pool works again: a run in it completes (in a thread, bounded)
-        result: list = []
-        t = threading.Thread(target=lambda: result.append(WAITER_JOB.execute_in_process(instance=instance)), daemon=True)
-        t.start()
-        t.join(60)
-        assert result and result[0].success, "a run in the freed pool did not complete within 60 s"
-        print(f"recover_dead_runs: {recovery_s * 1000:.0f} ms")
-
-        # a live holder that ends by itself: the waiting run says who holds the slot, then runs
-        holder, marker2 = start_holder(home, tmp_path, 4)
-        deadline = time.monotonic() + 90
-        while not marker2.exists():
-            assert holder.proc.poll() is None and time.monotonic() < deadline, holder.output()[-3000:]
-            time.sleep(0.05)
-        from hybrid_audio_dagster import batch as batch_mod
-
-        request = dg.RunRequest(job_name="waiter_job", tags={"hybrid_audio/stage": "stems"})
-        defs = dg.Definitions(assets=[slot_waiter], jobs=[dg.define_asset_job("waiter_job", [slot_waiter])])
-        caplog.set_level(logging.WARNING, logger="hybrid_audio_dagster.batch")
-        t0 = time.monotonic()
-        res = batch_mod._execute(defs, instance, request, quiet=True)
-        assert res.success and time.monotonic() - t0 < 60
-        text = caplog.text
-        assert "pool 'tts'" in text and f"pid {holder.proc.pid}" in text, text
-        assert "waiting for a pool slot" in text, text
-        assert holder.wait(60) == 0
+        t.join(60)  # the waiting stage gets the slot and completes
+        assert waiter and waiter[0].success, "the waiting run did not complete within 60 s of the recovery"
+        assert pool_slot_holders(instance, "tts")[1] == []
+        print(f"recover_dead_runs: {recovery_s * 1000:.0f} ms; waiter done {time.monotonic() - t0:.1f}s after it")
     finally:
-        live.kill()
+        holder.kill()
         instance.dispose()
 
 
@@ -506,10 +497,36 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
+INBOX = textwrap.dedent('''
+    import sys
+    import dagster as dg
+    from hybrid_audio_dagster.automation.inbox import InboxSettings, evaluate_inbox
+    from hybrid_audio_dagster.definitions import build_defs
+    from hybrid_audio_dagster.resources.paths import ProjectPaths
+    from tests.support import CountingTTS, drive_pipelines, write_csv
+
+    root, log, names = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+    paths = ProjectPaths(root=root)
+    defs = build_defs({"paths": paths, "tts": CountingTTS(log_path=log)})
+    settings = InboxSettings(min_age_s=0, max_bytes=20_000)
+    write_csv(paths.inbox / "names_upload.csv", "name", names)
+    with dg.DagsterInstance.get() as instance:
+        first = evaluate_inbox(paths, None, settings)
+        tick = evaluate_inbox(paths, first.cursor, settings)
+        for req in tick.dynamic_partitions_requests or []:
+            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        results = drive_pipelines(defs, instance, tick.run_requests)
+    assert results and all(r.success for r in results), [r.run_id for r in results if not r.success]
+    print("inbox runs", len(results))
+''')
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("backend", ["sqlite-no-pools", "postgres"])
 def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backend, tmp_path, request):
+    """Two batches at once; on sqlite (no pool limits at all) an inbox upload is ingested
+    through its pipeline (ingest → stems → messages runs) at the same time too."""
     home = tmp_path / "dagster_home"
     if backend == "postgres":
         write_postgres_home(home, request.getfixturevalue("pg_database"))
@@ -521,8 +538,13 @@ def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backen
     paths = make_project(project, names, DEVELOPERS[:2])
     log = tmp_path / "tts_calls.log"
     env = clean_env(home, project)
+    with open_instance(home) as instance:  # an existing home (Dagster's sqlite schema set-up is not itself multi-process safe)
+        instance.get_runs(limit=1)
     t0 = time.monotonic()
     procs = [Proc([sys.executable, "-c", DRIVER, str(project), str(log)], env, tmp_path / f"batch{i}.log") for i in range(2)]
+    uploaded = NAMES[30:34] if backend.startswith("sqlite") else []
+    if uploaded:
+        procs.append(Proc([sys.executable, "-c", INBOX, str(project), str(log), ",".join(uploaded)], env, tmp_path / "inbox.log"))
     try:
         rcs = [p.wait(BATCH_S) for p in procs]
     finally:
@@ -530,22 +552,37 @@ def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backen
             p.kill() if p.proc.poll() is None else None
     elapsed = time.monotonic() - t0
     outs = [p.output() for p in procs]
-    assert rcs == [0, 0], "\n".join(o[-3000:] for o in outs)
-    summaries = [json.loads(o[o.rindex("\n{"):]) for o in outs]
+    assert rcs == [0] * len(procs), "\n".join(o[-3000:] for o in outs)
+    summaries = [json.loads(o[o.rindex("\n{"):]) for o in outs[:2]]
     texts = calls(log)
     # no stem billed twice across the two processes: one call per distinct stored stem
     assert len(texts) == len(set(texts)) == len(sidecars(paths)), [t for t in texts if texts.count(t) > 1]
     assert sum(s["tts_calls"] for s in summaries) == len(texts)
     wavs = glob.glob(str(paths.stems / "**" / "*.wav"), recursive=True)
     assert len(wavs) == len(texts)  # one file per signature: nobody's stem was replaced
-    # consistent manifests: each partition's messages written once in all, every row verifies
-    total = len(names) * 2 * 2
-    assert sum(s["messages_written"] for s in summaries) == total, summaries
-    assert sum(s["messages_skipped"] for s in summaries) == total  # the later builder found them all done
     assert not temp_files(paths)
     assert_final_files_whole(paths)
-    verify_all(paths, names)
-    print(f"[{backend}] two concurrent batches: {elapsed:.1f}s, {len(texts)} TTS calls")
+    if not uploaded:
+        # consistent manifests: each partition's messages written once in all, every row verifies
+        total = len(names) * 2 * 2
+        assert sum(s["messages_written"] for s in summaries) == total, summaries
+        assert sum(s["messages_skipped"] for s in summaries) == total  # the later builder found them all done
+        verify_all(paths, names)
+    else:
+        # every manifest is whole and verifies (a batch that planned before the upload landed
+        # writes the manifest of its own snapshot); the next batch completes the picture with
+        # no TTS call and rewrites no file of the batches' names
+        for tdir in paths.output.iterdir():
+            for ddir in tdir.iterdir():
+                assert not verify_partition(paths, tdir.name, ddir.name)[1]
+        before = message_mtimes(paths)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            last = run_full_batch(instance, resources={"paths": paths, "tts": CountingTTS(log_path=str(log))})
+        assert last.tts_calls == 0 and len(calls(log)) == len(texts)
+        after = message_mtimes(paths)
+        assert all(after[p] == m for p, m in before.items() if Path(p).stem not in {n.lower() for n in uploaded})
+        verify_all(paths, names + uploaded)
+    print(f"[{backend}] concurrent: {len(procs)} processes in {elapsed:.1f}s, {len(texts)} TTS calls")
 
 
 # -- disk full / permission denied on output ----------------------------------------------------------
