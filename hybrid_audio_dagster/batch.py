@@ -263,7 +263,7 @@ class _PoolWatch:
 
     def _watch(self) -> None:
         waited_since: float | None = None
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(1.0):
             try:
                 waiting = [p for p in self.pools if set(pool_slot_holders(self.instance, p)[2]) & self.run_ids]
             except Exception:  # noqa: BLE001 - a notice must never break the batch

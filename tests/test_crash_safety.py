@@ -419,7 +419,7 @@ def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(
 # -- kill -9 of the headless batch at several points ----------------------------------------------
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(home, tmp_path):
+def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(home, tmp_path, request):
     project = tmp_path / "project"
     paths = make_project(project, NAMES, DEVELOPERS)
     timings: dict[str, float] = {}
@@ -470,14 +470,15 @@ def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(
     assert len(after) == total
     # every stem billed once, but for syntheses whose sidecar the first kill cut off
     final = len(sidecars(paths))
-    assert billed(paths) == final + (billed_1 - stored_1) and billed_1 - stored_1 <= 2
+    # (at most one per stems worker thread: 2 x the engine's max_concurrency of 2)
+    assert billed(paths) == final + (billed_1 - stored_1) and 0 <= billed_1 - stored_1 <= 4
     assert not temp_files(paths), temp_files(paths)
     verify_all(paths, NAMES)
     with open_instance(home) as instance:
         assert instance.get_run_by_id(msg_run.run_id).status == dg.DagsterRunStatus.FAILURE
         assert not pool_slot_holders(instance, "tts")[1] and not pool_slot_holders(instance, "messages")[1]
     timings["recovery_s"] = summary["recovery_seconds"]
-    backend = "postgres" if "postgres" in (home / "dagster.yaml").read_text() else "sqlite"
+    backend = request.node.callspec.params["home"]
     print(f"[{backend}] recovered {len(durable)} of {len(on_disk)} messages on disk; rewrote {len(rewritten)}; timings",
           {k: round(v, 2) for k, v in timings.items()})
 
