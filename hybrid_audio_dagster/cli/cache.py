@@ -113,41 +113,72 @@ def cache_bulk(kind: KindOpt = None, force: Annotated[bool, typer.Option("--forc
 
 
 # -- bucket --------------------------------------------------------------------------------------
-BUCKET_JOBS = {"list": "bucket_list_job", "check": "bucket_check_job", "consistency": "bucket_consistency_job", "repair": "bucket_repair_job"}
 NOT_WIRED = "GCS is not wired in this code location"
 
 
-def _bucket(action: str, config: dict) -> dict:
-    job = BUCKET_JOBS[action]
+def _wired(job: str) -> None:
     if not STATE.client.has_job(job):
         fail(f"{NOT_WIRED} (no {job})", Exit.NOT_WIRED)
-    [r] = run_and_wait([(job, {"run_config": config, "tags": TRIGGER})], f"bucket {action}")
-    return next(iter(r.outputs.values()), {}) | {"run_id": r.run_id}
+
+
+def _on(out: dict) -> dict:
+    if out.get("enabled") is False:
+        fail(out.get("status") or "GCS is off in this deployment", Exit.NOT_WIRED)
+    return out
+
+
+def _bucket_admin(action: str, **config) -> dict:
+    _wired("bucket_admin_job")
+    [r] = run_and_wait([("bucket_admin_job", {"run_config": {"ops": {"bucket_admin": {"config": {"action": action, **config}}}},
+                                              "tags": TRIGGER})], f"bucket {action}")
+    return _on(output_of(r, "bucket_admin"))
 
 
 @bucket_app.command("list")
-def bucket_list(prefix: Annotated[str, typer.Option(help="Object-name prefix.")] = "", json_: JsonOpt = False) -> None:
-    """Objects in the bucket under a prefix."""
+def bucket_list(prefix: Annotated[str, typer.Option(help="Below the layout's prefix, e.g. stems/ or output/followup-en/.")] = "",
+                json_: JsonOpt = False) -> None:
+    """Objects in the bucket (name, size, gs:// URI)."""
     as_json(json_)
-    emit({"ok": True, **_bucket("list", {"prefix": prefix})})
+    out = _bucket_admin("list", prefix=prefix)
+    emit({"ok": True, **out}, [f"{o['size']:>9}  {o['uri']}" for o in out["objects"]] + [f"{out['count']} object(s); {out['status']}"])
 
 
 @bucket_app.command("check")
-def bucket_check(stem: str, json_: JsonOpt = False) -> None:
-    """Whether one stem (signature) is in the bucket and intact."""
+def bucket_check(stem: Annotated[str, typer.Argument(help="A stem signature or unique prefix (≥ 8 hex digits).")], json_: JsonOpt = False) -> None:
+    """Whether one stem's files are in the bucket and intact (exit 1 when not)."""
     as_json(json_)
-    emit({"ok": True, **_bucket("check", {"stem": stem})})
+    out = _bucket_admin("check", stem=stem)
+    emit({"ok": out["in_sync"], **out}, [f"{o['state']:<8} {o['uri']}  ← {o['local']}" for o in out["objects"]])
+    if not out["in_sync"]:
+        raise typer.Exit(Exit.FAILED)
 
 
 @bucket_app.command("consistency")
 def bucket_consistency(json_: JsonOpt = False) -> None:
-    """The local store and outputs compared with the bucket."""
+    """Materialize `bucket_consistency`: local stems, messages and manifests against the bucket (exit 1 when out of sync)."""
     as_json(json_)
-    emit({"ok": True, **_bucket("consistency", {})})
+    nodes = STATE.client.graphql("query { assetNodes(assetKeys: [{path: [\"bucket_consistency\"]}]) { id } }")["assetNodes"]
+    if not nodes:
+        fail(f"{NOT_WIRED} (no bucket_consistency asset)", Exit.NOT_WIRED)
+    [r] = run_and_wait([("__ASSET_JOB", {"tags": TRIGGER, "assets": ["bucket_consistency"]})], "bucket consistency")
+    md = next((m["metadata"] for m in r.materializations if m["asset"] == "bucket_consistency"), {})
+    _on({"enabled": "GCS is off" not in str(md.get("status", "")), "status": md.get("status")})
+    clean = md.get("status") == "clean"
+    emit({"ok": clean, "run_id": r.run_id, **{k: v for k, v in md.items() if isinstance(v, (int, float, str, dict, list))}},
+         [f"{k}: {v}" for k, v in md.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200])
+    if not clean:
+        raise typer.Exit(Exit.FAILED)
 
 
 @bucket_app.command("repair")
-def bucket_repair(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what it would do.")] = False, json_: JsonOpt = False) -> None:
-    """Upload what the bucket lacks or holds damaged."""
+def bucket_repair(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what it would upload, download, regenerate.")] = False,
+                  json_: JsonOpt = False) -> None:
+    """Run `bucket_repair_job`: upload what the bucket lacks or holds damaged, download what only it has."""
     as_json(json_)
-    emit({"ok": True, **_bucket("repair", {"dry_run": dry_run})})
+    _wired("bucket_repair_job")
+    [r] = run_and_wait([("bucket_repair_job", {"run_config": {"ops": {"bucket_repair": {"config": {"dry_run": dry_run}}}},
+                                               "tags": TRIGGER})], "bucket repair")
+    out = _on(next(iter(r.outputs.values()), {}))
+    counts = out.get("counts") or {}
+    emit({"ok": True, "run_id": r.run_id, "dry_run": dry_run, **out},
+         [f"{'would ' if dry_run else ''}{k}: {v}" for k, v in counts.items()] + [f"regenerate: {out.get('regenerate') or 'nothing'}"])
