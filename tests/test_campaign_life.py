@@ -226,6 +226,15 @@ def test_erasing_a_person_removes_every_file_and_row_that_names_them_and_nothing
     assert _files_naming(camp.root, [b"maria"])
     others = {p: m for p, m in outputs(camp.root).items() if p.stem != key}
     stems_before = set(camp.paths.stems.rglob("*.wav"))
+    # a writer that died left a spool holding her row (and everyone else's) next to a manifest
+    from hybrid_audio_dagster.core.messages import ManifestWriter
+
+    dev = camp.instance.get_dynamic_partitions("developers")[0]
+    manifest = manifest_path(camp.paths.output, "followup-en", dev)
+    dead = ManifestWriter(manifest, flush_rows=1)
+    for row in read_manifest(manifest):
+        dead.add(row)
+    assert dead.spool_path.exists() and b"Maria" in dead.spool_path.read_bytes()
 
     defs = build_defs(camp.resources)
     result = defs.resolve_job_def("erase_name_job").execute_in_process(
@@ -233,6 +242,8 @@ def test_erasing_a_person_removes_every_file_and_row_that_names_them_and_nothing
     )
     assert result.success
     assert _files_naming(camp.root, [b"maria"]) == []
+    assert not dead.spool_path.exists()
+    assert len(read_manifest(manifest)) == len(NAMES)  # everyone else (+ Priya, - Maria) kept
     assert key not in camp.instance.get_dynamic_partitions("names")
     assert latest_metadata(camp.instance, dg.AssetKey("name_stems"), [key]) == {}
     assert outputs(camp.root) == others  # everyone else's messages untouched

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fsutil import file_lock
-from .manifest import MANIFEST_NAME, ManifestWriter, read_manifest
+from .manifest import MANIFEST_NAME, ManifestWriter, read_manifest, recover_spools
 
 LOCK_NAME = ".manifest.lock"
 
@@ -54,16 +54,21 @@ def retire_outputs(output_root: str | Path, *, templates: Collection[str], devel
 
 
 def drop_rows(folder: Path, keep: Callable[[str], bool]) -> int:
-    """Rewrite the folder's manifest without the rows whose name key ``keep`` refuses (under
-    the partition's lock, atomically); how many rows went. Untouched when none goes."""
+    """Rewrite the folder's manifest without the rows whose name key ``keep`` refuses (call it
+    under the partition's lock); how many rows went. Rows a dead writer left in a spool are
+    folded in first (the spools hold names too), so nothing else is lost."""
     manifest = folder / MANIFEST_NAME
-    rows = read_manifest(manifest)
-    kept = [r for r in rows if keep(r["name_key"])]
-    if len(kept) != len(rows):
+    recovered = recover_spools(manifest, folder.parents[1])
+    rows = {r["name_key"]: r for r in read_manifest(manifest)}
+    rows.update(recovered.rows)
+    kept = [r for k, r in rows.items() if keep(k)]
+    if len(kept) != len(rows) or recovered.spools:
         writer = ManifestWriter(manifest)
         for row in kept:
             writer.add(row)
         writer.commit()
+        for spool in recovered.spools:
+            spool.unlink(missing_ok=True)
     return len(rows) - len(kept)
 
 
