@@ -12,6 +12,7 @@ import dagster as dg
 
 from .assets.datasets import dataset_sources, snapshot_path
 from .assets.stems import CampaignStems
+from .audit_context import run_auditor
 from .core.privacy import Erasure, erase_from_snapshot, erase_from_sources, erase_messages, erase_stems, item_of
 from .core.stems.store import engine_dirname
 from .core.templates import SegmentKind
@@ -63,6 +64,7 @@ def erase_name(context: dg.OpExecutionContext, config: EraseConfig, paths: Proje
         "sources_rewritten": len(done.sources_rewritten), "history_wiped": ", ".join(wiped),
     }
     context.log.info(f"erased one person: {summary}")
+    run_auditor(context, paths)("erase", key_hash=summary["key"], **{k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)})
     return dg.Output(summary, metadata={k: v for k, v in summary.items()})
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import dagster as dg
 
+from ..audit_context import run_auditor
 from ..core.rotation import RotationError
 from ..partitions import cycle_key, rotation_cycles_partitions
 from ..resources.paths import ProjectPaths
@@ -43,6 +44,8 @@ def rotation_advance(context: dg.AssetExecutionContext, config: RotationAdvanceC
     if new:
         context.instance.add_dynamic_partitions(rotation_cycles_partitions.name, new)
     context.log.info(plan.summary())
+    run_auditor(context, paths)("rotation_advance", tick=plan.tick, pairs=sum(len(r.names) for r in plan.requests),
+                                deferred=len(plan.deferred), replayed=plan.replayed)
     return dg.MaterializeResult(
         metadata={
             "tick": plan.tick,

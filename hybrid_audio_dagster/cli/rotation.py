@@ -1,7 +1,76 @@
-"""``rotation``: thin commands over the rotation's own assets and jobs (filled in last)."""
+"""``rotation``: thin commands over the rotation code (a ``rotation_admin_job`` run each)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
+from .client import RANGE_END_TAG, RANGE_START_TAG
+from .common import TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
+from .messages import message_info
+
 rotation_app = typer.Typer(help="The deterministic name × developer rotation.", no_args_is_help=True)
+
+
+def _admin(action: str, **config) -> dict:
+    [r] = run_and_wait([("rotation_admin_job", {"run_config": {"ops": {"rotation_admin": {"config": {"action": action, **config}}}},
+                                                "tags": TRIGGER})], f"rotation {action}")
+    return output_of(r, "rotation_admin")
+
+
+def _line(p: dict) -> str:
+    return f"{p['name']:<20} × {p['developer']:<24} {p['template']:<16} (cycle {p['cycle']}, #{p['position']})"
+
+
+@rotation_app.command("status")
+def status(json_: JsonOpt = False) -> None:
+    """Cycle, progress, retry ledger (reads only)."""
+    as_json(json_)
+    out = _admin("status")
+    emit({"ok": True, **out}, [f"{k}: {v}" for k, v in out.items() if k in (
+        "cycle", "cursor", "cycle_length", "progress_pct", "remaining", "last_pair", "advances", "retry_pending", "retry_outstanding")])
+
+
+@rotation_app.command("next-pair")
+def next_pair(json_: JsonOpt = False) -> None:
+    """The pair the rotation hands out next (no advance)."""
+    as_json(json_)
+    out = _admin("next-pair")
+    emit({"ok": True, **out}, _line(out["pair"]))
+
+
+@rotation_app.command("stream")
+def stream(limit: Annotated[int, typer.Option("--limit", "-n", help="How many pairs.")] = 10, json_: JsonOpt = False) -> None:
+    """The next LIMIT pairs, in order (no advance)."""
+    as_json(json_)
+    out = _admin("stream", limit=limit)
+    emit({"ok": True, **out}, [_line(p) for p in out["pairs"]])
+
+
+@rotation_app.command("next-script")
+def next_script(json_: JsonOpt = False) -> None:
+    """The next pair's script: every segment's text as it will be spoken (no advance)."""
+    as_json(json_)
+    out = _admin("next-script")
+    emit({"ok": True, **out}, [_line(out["pair"])] + [f"  {s['segment']:<10} {s['text']}" for s in out["script"]])
+
+
+@rotation_app.command("generate-pair")
+def generate_pair(request_id: Annotated[Optional[str], typer.Option(help="Idempotency key: the same id returns the same pair.")] = None,
+                  json_: JsonOpt = False) -> None:
+    """Advance the rotation by one pair and build its message now; prints its path."""
+    as_json(json_)
+    out = _admin("generate-pair", request_id=request_id or "")
+    if not out["ready"]:
+        fail(f"{out['name']} × {out['developer']}: {out['problem']} (the pair waits in the retry ledger)", Exit.FAILED)
+    req = out["run"]
+    key = req["partition"]
+    run_and_wait([(req["job"], {"run_config": req["run_config"], "tags": {**req["tags"], **TRIGGER, RANGE_START_TAG: key, RANGE_END_TAG: key}})],
+                 "messages")
+    info = message_info(out["template"], out["developer"], out["name"])
+    info.pop("timeline", None)
+    emit({"ok": info["verified"], **{k: out[k] for k in ("name", "developer", "template")}, **info},
+         f"{out['name']} × {out['developer']} ({out['template']}): {info['path']}  {info['duration_s']:.2f}s")
+    if not info["verified"]:
+        raise typer.Exit(Exit.FAILED)
