@@ -157,8 +157,6 @@ def test_rotation_commands(web, capsys):
     assert verify_partition(web["paths"], made["template"], made["developer"])[1] == []
     code, status = run(web, capsys, "rotation", "status")
     assert code == 0 and status["advances"] == 1 and status["cursor"] == 1
-    code, after = run(web, capsys, "rotation", "next-pair")
-    assert code == 0 and after["pair"] == streamed["pairs"][1]
 
 
 def test_generate_stems(web, capsys):
@@ -280,6 +278,8 @@ def test_bucket_consistency_repair_list_check(web, capsys):
     assert code == 0 and out["status"] == "clean", out
     code, listed = run(web, capsys, "bucket", "list", "--prefix", "stems/")
     assert code == 0 and listed["count"] >= 18 and all(o["uri"].startswith(f"gs://{BUCKET}/") for o in listed["objects"])
+    code, out = run(web, capsys, "assemble", "john", "wyndham")  # the local path, and the delivered copy's gs:// URI
+    assert code == 0 and out["uri"] == f"gs://{BUCKET}/hybrid-audio/output/followup-en/wyndham/john.wav", out
     stem = run(web, capsys, "cache", "list", "--kind", "scripts")[1]["stems"][0]
     code, checked = run(web, capsys, "bucket", "check", stem["signature"][:12])
     assert code == 0 and checked["in_sync"] and checked["objects"][0]["uri"].startswith(f"gs://{BUCKET}/")

@@ -102,7 +102,7 @@ def assemble(name: str, developer: str, template: Annotated[Optional[str], typer
     data = {"ok": info["verified"], "template": t, "developer": d, "name": n, **info, "written": md.get("written", 0),
             "run_id": run.run_id, "seconds": round(time.perf_counter() - started, 2), "picture": str(picture) if picture else None}
     emit(data, [f"{info['path']}  {info['duration_s']:.2f}s  {'verified' if info['verified'] else 'NOT VERIFIED: ' + '; '.join(info['problems'])}"]
-         + ([f"picture: {picture}"] if picture else []))
+         + ([f"delivered: {info['uri']}"] if info.get("uri") else []) + ([f"picture: {picture}"] if picture else []))
     if not info["verified"]:
         raise typer.Exit(Exit.FAILED)
 

@@ -25,6 +25,7 @@ from ..core.audio.wav import parse_wav
 from ..core.messages import manifest_path, read_manifest
 from ..core.stems import StemStore
 from ..core.templates import load_templates
+from ..resources.gcs import DeliveryResource
 from ..resources.paths import ProjectPaths
 
 MIN_PREFIX = 8
@@ -89,7 +90,7 @@ def verify_row(paths: ProjectPaths, row: dict) -> list[str]:
 
 
 @dg.op(description="One message: its path, duration, verification and (on request) its timing picture.")
-def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, paths: ProjectPaths) -> dg.Output[dict]:
+def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, paths: ProjectPaths, gcs: DeliveryResource) -> dg.Output[dict]:
     rows = {r["name_key"]: r for r in read_manifest(manifest_path(paths.output, config.template, config.developer))}
     row = rows.get(config.name)
     if row is None:
@@ -98,8 +99,11 @@ def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, path
     out = {
         "path": str(paths.output / row["path"]), "relpath": row["path"], "duration_s": round(row["duration_s"], 3),
         "frames": row["frames"], "sample_rate": row["sample_rate"], "sha256": row["sha256"],
-        "verified": not problems, "problems": problems, "timeline": json.loads(row["timeline"]),
+        "verified": not problems, "problems": problems, "timeline": json.loads(row["timeline"]), "uri": None,
     }
+    if gcs.enabled:  # the delivered copy, when the bucket has it
+        obj = gcs.layout.output_object(row["path"])
+        out["uri"] = gcs.uri(obj) if gcs.exists(obj) else None
     if config.picture:
         from ..core.messages.picture import picture_of_row, segment_labels
 
