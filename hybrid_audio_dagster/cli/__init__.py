@@ -9,7 +9,6 @@ from or written to the project's files here, except what you give (an upload) or
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Annotated, Optional
 

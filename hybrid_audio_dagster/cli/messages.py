@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .client import RANGE_END_TAG, RANGE_START_TAG
-from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, guarded, output_of, pick, project_root, run_and_wait
+from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, pick, project_root, run_and_wait
 
 generate_app = typer.Typer(help="Synthesize (or re-find) stems now: a name's, a developer's, or both.", no_args_is_help=True)
 STEM_JOB = {"name": ("name_stems_job", "name_stems", "names"), "developer": ("developer_stems_job", "developer_stems", "developers")}
@@ -119,8 +119,8 @@ def picture(name: str, developer: str, out: Annotated[Path, typer.Option("--out"
     emit({"ok": True, "picture": str(out), "message": info["path"], "segments": info["timeline"]["entries"]}, f"{out}  (of {info['path']})")
 
 
-def _plan(templates: list[str], developers: list[str], names: list[str], force: bool, requests: bool, tags: dict) -> dict:
-    config = {"templates": templates, "developers": developers, "names": names, "force": force, "requests": requests}
+def _plan(templates: list[str], developers: list[str], names: list[str], force: bool, tags: dict) -> dict:
+    config = {"templates": templates, "developers": developers, "names": names, "force": force}
     [r] = run_and_wait([("batch_plan_job", {"run_config": {"ops": {"batch_plan_op": {"config": config}}}, "tags": tags})], "plan")
     return output_of(r, "batch_plan_op")
 
@@ -142,7 +142,7 @@ def batch(template: Annotated[Optional[list[str]], typer.Option("--template", "-
     pipeline = f"cli-{uuid.uuid4().hex[:12]}"
     tags = {**TRIGGER, "hybrid_audio/pipeline": pipeline, "hybrid_audio/driver": "cli", "hybrid_audio/scope": "names" if name else "full"}
     if dry_run:
-        plan = _plan(sel["template"], sel["developer"], sel["name"], force_stems, False, tags)
+        plan = _plan(sel["template"], sel["developer"], sel["name"], force_stems, tags)
         plan.pop("requests", None)
         emit({"ok": True, "dry_run": True, **plan}, [
             f"stems to synthesize  {plan['stems_to_synthesize']}",
