@@ -139,6 +139,8 @@ def erase_messages(output_root: Path, key: str, done: Erasure) -> None:
     for wav in output_root.glob(f"*/*/{key}.wav"):
         wav.unlink()
         done.messages_removed += 1
+    for picture in output_root.glob(f"*/*/.timing-{key}-*.png"):
+        picture.unlink()
 
 
 def erase_stems(store: StemStore, texts: set[str], signatures: Iterable[tuple[str, str]], done: Erasure) -> None:

@@ -81,3 +81,5 @@ def _retire_names(folder: Path, names: Collection[str], done: Retirement) -> Non
             if wav.stem not in names and wav.is_file():
                 wav.unlink()
                 done.files += 1
+                for picture in folder.glob(f".timing-{wav.stem}-*.png"):
+                    picture.unlink()
