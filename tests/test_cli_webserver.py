@@ -65,8 +65,8 @@ def web(tmp_path_factory):
         assert server.alive(), f"dagster dev exited:\n{server.log_tail()}"
 
     try:
-        wait_until(lambda: loaded_locations(url), timeout_s=120, what="the code location to load", alive=alive)
-        yield {"url": url, "paths": paths, "home": home, "fake": fake, "tmp": tmp}
+        entries = wait_until(lambda: loaded_locations(url), timeout_s=120, what="the code location to load", alive=alive)
+        yield {"url": url, "paths": paths, "home": home, "fake": fake, "tmp": tmp, "locations": entries}
     finally:
         server.stop()
         fake.stop()
@@ -91,6 +91,11 @@ def measured(capsys, line: str) -> None:
 
 def chars_billed(fake: FakeCartesia, since: int = 0) -> int:
     return sum(len(r.json["transcript"]) for r in fake.tts_requests[since:] if r.status == 200)
+
+
+def test_dagster_dev_loads_the_code_location(web):
+    [entry] = web["locations"]
+    assert entry["name"] == "hybrid_audio" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
 
 
 def test_dry_run_reports_exactly_what_the_batch_then_sends(web, capsys):
