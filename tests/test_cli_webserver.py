@@ -111,6 +111,7 @@ def test_dry_run_reports_exactly_what_the_batch_then_sends(web, capsys):
     assert done["chars_sent"] == plan["chars"] == chars_billed(web["fake"])
     assert done["tts_calls"] == plan["stems_to_synthesize"]
     assert done["messages_written"] == plan["messages_to_write"]
+    assert len(done["stage_runs"]) == 1 + done["stem_runs"] + 1  # datasets, stems, messages: each its own run
     for template in ("followup-en", "seguimiento-es"):
         for dev in ("wyndham", "hilton-grand-vacations"):
             checked, problems = verify_partition(web["paths"], template, dev)

@@ -119,8 +119,8 @@ def picture(name: str, developer: str, out: Annotated[Path, typer.Option("--out"
     emit({"ok": True, "picture": str(out), "message": info["path"], "segments": info["timeline"]["entries"]}, f"{out}  (of {info['path']})")
 
 
-def _plan(templates: list[str], developers: list[str], names: list[str], force: bool, tags: dict) -> dict:
-    config = {"templates": templates, "developers": developers, "names": names, "force": force}
+def _plan(templates: list[str], developers: list[str], names: list[str], force: bool, tags: dict, *, requests: bool = False) -> dict:
+    config = {"templates": templates, "developers": developers, "names": names, "force": force, "requests": requests}
     [r] = run_and_wait([("batch_plan_job", {"run_config": {"ops": {"batch_plan_op": {"config": config}}}, "tags": tags})], "plan")
     return output_of(r, "batch_plan_op")
 
@@ -152,17 +152,43 @@ def batch(template: Annotated[Optional[list[str]], typer.Option("--template", "-
             f"message partitions   {plan['message_partitions']}",
         ])
         return
-    config = {"templates": sel["template"], "developers": sel["developer"], "names": sel["name"], "force": force_stems}
-    [r] = run_and_wait([("batch_job", {"run_config": {"ops": {"batch_run": {"config": config}}}, "tags": tags})], "batch",
-                       progress_tags={"hybrid_audio/pipeline": pipeline})
-    total = output_of(r, "batch_run")
+    # each stage is a normal run of its asset job, launched here through the webserver (queue,
+    # launcher, pools), once the previous stage's runs succeeded: datasets → plan → stems → messages
+    runs = run_and_wait([("datasets_job", {"tags": {**tags, "hybrid_audio/stage": "datasets"}})], "datasets")
+    plan = _plan(sel["template"], sel["developer"], sel["name"], force_stems, tags, requests=True)
+    for stage in ("stems", "messages"):
+        launches = [(r["job"], {"run_config": r["run_config"], "tags": r["tags"], "partition": r["partition"]}) for r in plan["requests"][stage]]
+        if launches:
+            runs += run_and_wait(launches, stage)
+    totals = _tally(runs)
     keys = ("messages_written", "messages_skipped", "messages_failed", "tts_calls", "chars_sent", "cache_hits", "stem_partitions",
-            "message_partitions", "stem_runs", "planned_chars")
-    data = {"ok": total.get("messages_failed", 0) == 0, **{k: total.get(k, 0) for k in keys}, "run_id": r.run_id,
-            "stage_runs": total.get("runs", []), "seconds": round(time.perf_counter() - started, 2)}
-    emit(data, [f"{k.replace('_', ' '):<20} {data[k]}" for k in (*keys, "seconds")])
+            "message_partitions", "stem_runs")
+    data = {"ok": totals["messages_failed"] == 0, **{k: totals[k] for k in keys}, "planned_chars": plan["chars"],
+            "stage_runs": [r.run_id for r in runs], "seconds": round(time.perf_counter() - started, 2)}
+    emit(data, [f"{k.replace('_', ' '):<20} {data[k]}" for k in (*keys, "planned_chars", "seconds")])
     if data["messages_failed"]:
         raise typer.Exit(Exit.FAILED)
+
+
+def _tally(runs) -> dict:
+    """The batch summary, from the stage runs' materialization metadata."""
+    out = dict.fromkeys(("messages_written", "messages_skipped", "messages_failed", "tts_calls", "chars_sent", "cache_hits",
+                         "stem_partitions", "message_partitions", "stem_runs"), 0)
+    for run in runs:
+        stems_run = False
+        for m in run.materializations:
+            md = m["metadata"]
+            if m["asset"].endswith("_stems"):
+                stems_run = True
+                out["stem_partitions"] += 1
+                for k in ("tts_calls", "cache_hits", "chars_sent"):
+                    out[k] += int(md.get(k) or 0)
+            elif m["asset"] == "messages":
+                out["message_partitions"] += 1
+                for k, label in (("messages_written", "written"), ("messages_skipped", "skipped"), ("messages_failed", "failed")):
+                    out[k] += int(md.get(label) or 0)
+        out["stem_runs"] += stems_run
+    return out
 
 
 def erase(name: str, yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False, json_: JsonOpt = False) -> None:
