@@ -44,7 +44,20 @@ for _group, _name in ((_messages.generate_app, "generate"), (_cache.cache_app, "
                       (_datasets.datasets_app, "datasets"), (_rotation.rotation_app, "rotation")):
     _guard_group(_group)
     app.add_typer(_group, name=_name)
-for _fn in (_messages.assemble, _messages.batch, _messages.picture, _messages.erase):
+def status(json_: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """The webserver's code location and how many names, developers and templates it holds."""
+    from .common import as_json, emit
+
+    as_json(json_)
+    client = STATE.client
+    repo = client.repository()
+    counts = {kind: len(client.partition_keys(asset)) for kind, asset in
+              (("names", "name_stems"), ("developers", "developer_stems"), ("templates", "script_stems"))}
+    emit({"ok": True, "location": repo["repositoryLocationName"], "loaded": True, "jobs": len(repo["jobs"]), **counts},
+         [f"{repo['repositoryLocationName']}: LOADED ({len(repo['jobs'])} jobs)"] + [f"{k:<11} {v} partitions" for k, v in counts.items()])
+
+
+for _fn in (_messages.assemble, _messages.batch, _messages.picture, _messages.erase, status):
     app.command(_fn.__name__)(guarded(_fn))
 
 
