@@ -14,6 +14,8 @@ from contextlib import ExitStack
 
 import dagster as dg
 
+from .audit_context import run_auditor
+
 from .assets.delivery import REPORT_LOG, _failure, _lock_partitions, _report_metadata
 from .assets.delivery_inventory import local_inventory, to_regenerate
 from .core.delivery import DeliveryError, write_jsonl
@@ -47,6 +49,10 @@ def bucket_repair(context: dg.OpExecutionContext, config: BucketRepairConfig, pa
                                 locate=inventory.locate)
         except DeliveryError as exc:
             raise _failure(exc, "bucket repair failed") from None
+    audit = run_auditor(context, paths)
+    for o in result.outcomes:
+        audit("gcs_repair", bucket=gcs.bucket_name, action=o.action.kind, status=o.status, object=o.action.item.object_name,
+              dry_run=config.dry_run)
     counts = result.counts()
     regenerate = to_regenerate(result.missing_everywhere, inventory)
     lines = [json.dumps({"kind": o.action.kind, "status": o.status, "category": o.action.item.category,

@@ -17,6 +17,7 @@ from .core.privacy import Erasure, erase_from_snapshot, erase_from_sources, eras
 from .core.stems.store import engine_dirname
 from .core.templates import SegmentKind
 from .partitions import names_partitions
+from .resources.gcs import DeliveryResource
 from .resources.paths import ProjectPaths
 from .resources.tts import TTSResource
 
@@ -31,7 +32,9 @@ class EraseConfig(dg.Config):
 
 
 @dg.op(description="Erases one person: dataset rows, snapshot entry, messages, manifest rows, their stems, their partition.")
-def erase_name(context: dg.OpExecutionContext, config: EraseConfig, paths: ProjectPaths, tts: TTSResource) -> dg.Output[dict]:
+def erase_name(
+    context: dg.OpExecutionContext, config: EraseConfig, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource
+) -> dg.Output[dict]:
     snapshot = snapshot_path(paths, "names")
     item = item_of(snapshot, config.name) if snapshot.exists() else None
     if item is None:
@@ -51,6 +54,12 @@ def erase_name(context: dg.OpExecutionContext, config: EraseConfig, paths: Proje
     erase_from_snapshot(snapshot, item.key, item.display)
     erase_messages(paths.output, item.key, done)
     erase_stems(campaign.store, texts, signatures, done)
+    bucket_deleted = 0
+    if gcs.enabled:  # the bucket's copies go too; the rewritten manifests replace the old ones
+        gone, manifests = done.bucket_objects(gcs.layout)
+        bucket_deleted = sum(gcs.delete(name) for name in gone)
+        for rel, name in manifests:
+            gcs.upload(paths.output / rel, name, category="manifests", relative_path=rel)
     if item.key in context.instance.get_dynamic_partitions(names_partitions.name):
         context.instance.delete_dynamic_partition(names_partitions.name, item.key)
     # Dagster's event log can't drop one partition's records (sqlite and Postgres storage
@@ -61,7 +70,7 @@ def erase_name(context: dg.OpExecutionContext, config: EraseConfig, paths: Proje
     context.instance.wipe_assets([dg.AssetKey(k) for k in wiped])
     summary = {
         **done.to_dict(), "key": hashlib.sha256(item.key.encode()).hexdigest()[:12],
-        "sources_rewritten": len(done.sources_rewritten), "history_wiped": ", ".join(wiped),
+        "sources_rewritten": len(done.sources_rewritten), "history_wiped": ", ".join(wiped), "bucket_objects_deleted": bucket_deleted,
     }
     context.log.info(f"erased one person: {summary}")
     run_auditor(context, paths)("erase", key_hash=summary["key"], **{k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)})

@@ -108,6 +108,12 @@ def test_batch_delivers_report_and_repair_then_a_fresh_checkout_needs_no_tts(gcs
     assert set(files) == set(objects), set(files) ^ set(objects)
     assert all(objects[name].md5_hash == md5(p) for name, p in files.items())
     assert first.gcs_uploaded == len(files) and first.gcs_skipped == 0
+    # every object sent is in the audit log, with its bucket and the run that sent it
+    from hybrid_audio_dagster.core import audit
+
+    uploads = [e for e in audit.read(paths.logs) if e["event"] == "gcs_upload"]
+    assert len(uploads) == len(files)
+    assert {e["object"] for e in uploads} == set(files) and all(e["bucket"] == BUCKET and e["run_id"] for e in uploads)
     for p in paths.output.rglob("manifest.parquet"):
         for row in read_manifest(p):
             assert row["gs_uri"] == f"gs://{BUCKET}/{PREFIX}/output/{row['path']}"
@@ -242,3 +248,26 @@ def test_gcs_off_delivery_and_report_say_so_and_do_nothing(tmp_path):
     [mat] = result.get_asset_materialization_events()
     assert "GCS is off" in mat.materialization.metadata["status"].value
     assert repair(instance, resources, dry_run=False) == {"enabled": False}
+
+
+def test_erasing_a_person_deletes_the_bucket_copies_too(gcs, tmp_path):
+    paths, resources, instance = project(tmp_path / "a")
+    run_full_batch(instance, resources)
+    key = next(i["key"] for i in json.loads((paths.datasets / "names.json").read_text())["items"] if i["display"] == "Maria")
+    assert any(n.endswith(f"/{key}.wav") for n in remote())
+    result = build_defs(resources).resolve_job_def("erase_name_job").execute_in_process(
+        instance=instance, run_config={"ops": {"erase_name": {"config": {"name": key}}}})
+    assert result.success
+    objects = remote()
+    assert set(objects) == set(local_files(paths))  # her messages and stems left the bucket, nothing else did
+    assert not any(n.endswith(f"/{key}.wav") for n in objects)
+    import io
+
+    import pyarrow.parquet as pq
+
+    for name, blob in objects.items():
+        if name.endswith(".json"):
+            assert b"Maria" not in blob.download_as_bytes(), name  # stem sidecars hold their text
+        elif name.endswith(".parquet"):  # the re-sent manifests
+            rows = pq.read_table(io.BytesIO(blob.download_as_bytes())).to_pylist()
+            assert rows and all(r["name"] != "Maria" for r in rows), name

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ..audit_context import run_auditor
 from ..core.delivery import DeliveryError, InventoryEntry, SyncReport, write_jsonl
 from ..core.delivery.inventory import partition_entries, stamp_manifest
 from ..core.fsutil import file_lock, safe_join
@@ -95,6 +96,7 @@ def delivered_messages(context: dg.AssetExecutionContext, paths: ProjectPaths, g
         except DeliveryError as exc:
             raise _failure(exc, f"delivery to {gcs.status_message.removeprefix('GCS on: ')} failed") from None
     _record(context, keys, owner, report, manifest_report, gcs)
+    audit_sync(run_auditor(context, paths), gcs, report, manifest_report)
     failed = report.failed + manifest_report.failed
     context.log.info(
         f"{len(keys)} partitions to {gcs.status_message.removeprefix('GCS on: ')}: "
@@ -108,6 +110,19 @@ def delivered_messages(context: dg.AssetExecutionContext, paths: ProjectPaths, g
             + "\n".join(f"- {e.relative_path}: {msg}" for e, msg in failed[:10]),
             metadata={"failed": len(failed), "uploaded": len(report.uploaded) + len(manifest_report.uploaded)},
         )
+
+
+def audit_sync(audit, gcs, *reports) -> None:
+    """One audit line per object sent, one for the objects found unchanged, one per failure."""
+    bucket = gcs.bucket_name
+    for report in reports:
+        for up in report.uploaded:
+            audit("gcs_upload", bucket=bucket, object=up.object_name, verified_by=list(up.verified_by or ()))
+        for entry, error in report.failed:
+            audit("gcs_upload_failed", bucket=bucket, path=entry.relative_path, error=error[:300])
+    unchanged = sum(len(r.skipped) for r in reports)
+    if unchanged:
+        audit("gcs_unchanged", bucket=bucket, objects=unchanged)
 
 
 def _record(context, keys: list[str], owner: dict[str, str], report: SyncReport, manifests: SyncReport,

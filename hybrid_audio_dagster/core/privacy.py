@@ -34,6 +34,10 @@ class Erasure:
     messages_removed: int = 0
     manifest_rows_removed: int = 0
     stems_removed: int = 0
+    # what went, relative to the stem store and the output folder (for the bucket's copies)
+    stem_files: list[str] = field(default_factory=list)
+    message_files: list[str] = field(default_factory=list)
+    manifests_rewritten: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -41,6 +45,11 @@ class Erasure:
             "messages_removed": self.messages_removed, "manifest_rows_removed": self.manifest_rows_removed,
             "stems_removed": self.stems_removed,
         }
+
+    def bucket_objects(self, layout) -> tuple[list[str], list[tuple[str, str]]]:
+        """(objects to delete, (manifest relative path, object) pairs to upload again)."""
+        gone = [layout.stem_object(p) for p in self.stem_files] + [layout.output_object(p) for p in self.message_files]
+        return gone, [(p, layout.output_object(p)) for p in self.manifests_rewritten]
 
 
 def _matches(kind: str, raw: object, target: str) -> bool:
@@ -135,10 +144,14 @@ def erase_messages(output_root: Path, key: str, done: Erasure) -> None:
     for manifest in sorted(output_root.glob(f"*/*/{MANIFEST_NAME}")):
         folder = manifest.parent
         with file_lock(folder / LOCK_NAME):
-            done.manifest_rows_removed += drop_rows(folder, lambda name_key: name_key != key)
+            dropped = drop_rows(folder, lambda name_key: name_key != key)
+        if dropped:
+            done.manifest_rows_removed += dropped
+            done.manifests_rewritten.append(manifest.relative_to(output_root).as_posix())
     for wav in output_root.glob(f"*/*/{key}.wav"):
         wav.unlink()
         done.messages_removed += 1
+        done.message_files.append(wav.relative_to(output_root).as_posix())
     for picture in output_root.glob(f"*/*/.timing-{key}-*.png"):
         picture.unlink()
 
@@ -160,6 +173,9 @@ def erase_stems(store: StemStore, texts: set[str], signatures: Iterable[tuple[st
                 doomed.add((engine_dir, sig))
                 break
     for engine, sig in doomed:
+        folder = store.signature_dir(engine, sig)
+        if folder.is_dir():
+            done.stem_files += [f.relative_to(store.root).as_posix() for f in folder.iterdir() if f.suffix in (".wav", ".json")]
         done.stems_removed += store.remove(engine, sig)
 
 

@@ -165,6 +165,11 @@ class DeliveryResource(dg.ConfigurableResource):
         mirror = self.get_mirror()
         return False if mirror is None else mirror.exists(object_name)
 
+    def delete(self, object_name: str) -> bool:
+        """Remove one object (privacy erase); False when absent or GCS is off."""
+        mirror = self.get_mirror()
+        return mirror.delete(object_name) if mirror is not None else False
+
     def list_objects(self, prefix: str | None = None) -> list[RemoteObject]:
         """Objects below ``prefix`` (default: the layout's prefix); ``[]`` when GCS is off."""
         mirror = self.get_mirror()

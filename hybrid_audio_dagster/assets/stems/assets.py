@@ -112,6 +112,9 @@ def materialize_stems(
         )
     _record(context, keys, missing, slots, outcomes, campaign, tts)
     if campaign.remote is not None and campaign.remote.fetched:
+        audit = run_auditor(context, paths)
+        for record in campaign.remote.fetched:
+            audit("gcs_download", bucket=gcs.bucket_name, signature=record.signature, path=record.path, kind="stem")
         context.log.info(f"{len(campaign.remote.fetched)} stems downloaded from {gcs.status_message.removeprefix('GCS on: ')}")
     calls = sum(1 for o in outcomes.values() if not o.cache_hit)
     audit("stems_run", kind=kind.value, partitions=len(keys), tts_calls=calls, cache_hits=len(by_signature) - calls,

@@ -137,6 +137,14 @@ class GCSMirror:
         """Whether ``object_name`` is in the bucket."""
         return self.stat(object_name) is not None
 
+    def delete(self, object_name: str) -> bool:
+        """Remove ``object_name`` (a privacy erase; nothing else deletes); False when absent."""
+        if self.stat(object_name) is None:
+            return False
+        blob = self._bucket.blob(object_name)
+        self._call("delete", lambda: blob.delete(retry=None, timeout=self.retry.timeout_s), object_name=object_name)
+        return True
+
     def list(self, prefix: str | None = None) -> list[RemoteObject]:
         """Every object whose name starts with ``prefix`` (default: the layout's prefix),
         sorted by name. Pages are fetched within one retried call: a failure restarts it."""
