@@ -16,6 +16,10 @@ in the same run) and writes a JSON report. Scenarios:
 5. Scaling: batch_large vs batch_small throughput and peak RSS.
 6. ``tts_piper``: the piper engine's stems/s and real-time factor against espeak-ng on the
    same texts in the same process (:mod:`bench.bench_piper`; skipped without the extra).
+7. ``scale`` (issue #12): cold stems run and no-op batch at 2k / 10k names (50k with
+   ``--scale-max 50000``) on sqlite and on a throwaway Postgres server
+   (:mod:`bench.scale_bench`): bookkeeping per name partition, ÷ the engine alone,
+   no-op messages/s and the extrapolated 1M-message no-op, peak RSS 10k ÷ 2k.
 
 Each Dagster scenario runs in its own process (:mod:`bench.dagster_bench`). Scratch files go
 below ``--scratch`` (default: the system temp dir) and are removed as the suite goes.
@@ -57,16 +61,25 @@ class Preset:
     note: str = ""
     piper_texts: int = 40
     piper_reps: int = 3
+    # scenario ``scale`` (issue #12): name counts (those <= --scale-max run), developers, templates
+    scale_names: tuple[int, ...] = (2000, 10000, 50000)
+    scale_max: int = 10000
+    scale_developers: int = 5
+    scale_templates: int = 2
+    scale_stem_ms: int = 100
+    scale_jobs: int = 1
 
 
 PRESETS = {
     # the issue's sizes: 100 × 20 = 2,000 and 500 × 20 = 10,000 messages
     "full": Preset("full", 600, 5, 30, (100, 20), (500, 20), 3, 1000, 200, 90, 3),
     "quick": Preset("quick", 150, 3, 5, (10, 4), (50, 4), 2, 100, 10, 9, 2,
-                    note="sizes far below the issue's: pass/fail is indicative only", piper_texts=12, piper_reps=2),
+                    note="sizes far below the issue's: pass/fail is indicative only", piper_texts=12, piper_reps=2,
+                    scale_names=(200, 1000), scale_max=1000, scale_developers=2),
     # for the smoke test: structure and correctness counters only
     "tiny": Preset("tiny", 12, 2, 2, (3, 2), (6, 2), 1, 6, 3, 3, 1, cartesia_latency=0.05,
-                   note="smoke-test sizes: timings are meaningless", piper_texts=3, piper_reps=1),
+                   note="smoke-test sizes: timings are meaningless", piper_texts=3, piper_reps=1,
+                   scale_names=(4,), scale_max=4, scale_developers=1, scale_stem_ms=50, scale_jobs=2),
 }
 
 
@@ -182,6 +195,29 @@ def evaluate(report: dict) -> list[dict]:
                       cart.get("body_fraction_of_ideal"), ">=", 0.9))
         out.append(_t("cartesia.max_in_flight", "Cartesia max requests in flight", cart.get("max_in_flight"), "<=",
                       sc["stems_cartesia"].get("cap")))
+    scale = sc.get("scale") or {}
+    ssum = scale.get("summary") or {}
+    if scale:
+        pg = ssum.get("postgres") or {}
+        sq = ssum.get("sqlite") or {}
+        biggest = (lambda e: e["by_names"][max(e["by_names"], key=int)] if e.get("by_names") else None)
+        pgb, sqb = biggest(pg), biggest(sq)
+        skip = (scale.get("skipped") or {}).get("postgres", "")
+        out.append(_t("scale.bookkeeping_pg", "Postgres: Dagster bookkeeping per name partition, cold stems run (ms, largest N)",
+                      pgb and pgb["bookkeeping_per_name_partition_ms"], "<=", 10.0, note=skip))
+        out.append(_t("scale.noop_1m_pg", "Postgres: no-op batch over 1M messages, EXTRAPOLATED (s)",
+                      pgb and pgb["noop_1m_extrapolated_s"], "<=", 60.0, note=skip))
+        out.append(_t("scale.memory_pg", "Postgres: peak RSS largest ÷ smallest N (flat memory)",
+                      (pg.get("memory_ratio") or {}).get("peak_rss_ratio"), "<=", 1.2, note=skip))
+        out.append(_t("scale.bookkeeping_sqlite", "sqlite: Dagster bookkeeping per name partition (ms, largest N)",
+                      sqb and sqb["bookkeeping_per_name_partition_ms"], "<=", 10.0))
+        out.append(_t("scale.noop_1m_sqlite", "sqlite: no-op batch over 1M messages, EXTRAPOLATED (s)",
+                      sqb and sqb["noop_1m_extrapolated_s"], "<=", 60.0))
+        out.append(_t("scale.memory_sqlite", "sqlite: peak RSS largest ÷ smallest N (flat memory)",
+                      (sq.get("memory_ratio") or {}).get("peak_rss_ratio"), "<=", 1.2))
+        out.append(_t("scale.noop_tts_calls", "scale no-op batches: TTS calls + files rewritten",
+                      sum(r["noop_tts_calls"] + r["noop_files_rewritten"] for e in (pg, sq) for r in (e.get("by_names") or {}).values()),
+                      "==", 0))
     scaling = report.get("scaling")
     if scaling:
         out.append(_t("scaling.throughput", "msg/s large ÷ small (within 20%)", scaling.get("throughput_ratio"), ">=", 0.8))
@@ -222,6 +258,15 @@ METHOD = {
     "noop": "the same run_full_batch again with nothing changed; files rewritten = .wav files whose mtime changed or "
             "that disappeared + messages the asset reports written; TTS calls = the stems assets' tts_calls metadata "
             "and, independently, calls of TTSResource.synthesize counted by a wrapper",
+    "scale": "bench/scale_bench.py, one fresh process per (backend, N): a project of N names x D developers x 2 tiny "
+             "templates, an instant fake TTS engine (a deterministic tone per text); sqlite = deploy/dagster.yaml, Postgres = "
+             "deploy/dagster.postgres.yaml on a throwaway server started by the bench (tests/pg.py). Cold = run_full_batch "
+             "from nothing; bookkeeping per name partition = (name_stems run wall - materialize_stems body time) / name "
+             "partitions; engine alone = the same (text, voice) pairs synthesized again in the same process without "
+             "Dagster. No-op = run_full_batch again; checked/s = messages checked / whole batch wall; stat-only baseline "
+             "= os.stat of every message WAV in the same process. 1M messages is EXTRAPOLATED: the batch's time outside "
+             "the messages run kept, the messages run scaled linearly. Peak RSS = VmHWM of the child through the cold "
+             "batch and through the no-op batch (the larger)",
     "cartesia": "the fake server (tests/cartesia_fake_server.py) in its own process on 127.0.0.1 with the given "
                 "latency and concurrency cap; name_stems over N names with force=True; max in flight as the "
                 "server counted it",
@@ -304,6 +349,42 @@ def table(report: dict) -> str:
         r = pip["ratios"]
         rows.append(("6 piper", "  ratio piper ÷ espeak-ng stems/s (1 thread / parallel)",
                      f"{_fmt(r['piper_vs_espeak_stems_per_s_sequential'], 3)} / {_fmt(r['piper_vs_espeak_stems_per_s_parallel'], 3)}"))
+    scale = sc.get("scale")
+    if scale and not scale.get("sizes"):
+        rows.append(("7 scale", "scale", f"FAILED: {scale.get('error')}"))
+    elif scale:
+        rows.append(("7 scale", f"names × {scale['developers']} developers × {scale['templates']} templates, instant fake TTS "
+                                f"({scale['stem_ms']} ms tone stems)", "sqlite | Postgres (throwaway server)"))
+        for why in (scale.get("skipped") or {}).values():
+            rows.append(("7 scale", "  Postgres", f"SKIPPED: {why}"))
+        for backend, by_n in scale["backends"].items():
+            for n, r in by_n.items():
+                if not r.get("ok"):
+                    rows.append(("7 scale", f"  {backend} {int(n):,} names", f"FAILED: {r.get('error')}"))
+        ssum = scale.get("summary") or {}
+        sizes = sorted({int(n) for e in ssum.values() if isinstance(e, dict) for n in (e.get("by_names") or {})})
+
+        def cell(n: int, fn) -> str:
+            vals = []
+            for backend in ("sqlite", "postgres"):
+                r = ((ssum.get(backend) or {}).get("by_names") or {}).get(str(n))
+                vals.append(fn(r) if r else "—")
+            return " | ".join(vals)
+
+        for n in sizes:
+            lab = f"  {n:,} names:"
+            rows.append(("7 scale", f"{lab} cold stems runs s (stems/s; ÷ engine alone)",
+                         cell(n, lambda r: f"{_fmt(r['cold_stems_s'])} s ({_fmt(r['stems_per_s'])}/s; ×{r['vs_engine_alone']:.2g})")))
+            rows.append(("7 scale", f"{lab} Dagster bookkeeping per name partition",
+                         cell(n, lambda r: f"{_fmt(r['bookkeeping_per_name_partition_ms'])} ms")))
+            rows.append(("7 scale", f"{lab} no-op batch s (messages, checked/s; ÷ stat-only)",
+                         cell(n, lambda r: f"{_fmt(r['noop_s'])} s ({r['noop_messages']:,}, {_fmt(r['noop_checked_per_s'])}/s; ×{r['noop_vs_stat_baseline']:.2g})")))
+            rows.append(("7 scale", f"{lab} no-op 1M messages (EXTRAPOLATED)",
+                         cell(n, lambda r: f"{_fmt(r['noop_1m_extrapolated_s'])} s")))
+            rows.append(("7 scale", f"{lab} peak RSS", cell(n, lambda r: f"{_fmt(r['peak_rss_mb'])} MB")))
+        mem = [f"{b} ×{_fmt((ssum.get(b) or {}).get('memory_ratio', {}).get('peak_rss_ratio'))}" for b in ("sqlite", "postgres") if b in ssum]
+        if mem:
+            rows.append(("7 scale", "  peak RSS largest ÷ smallest N", ", ".join(mem)))
     scal = report.get("scaling")
     if scal:
         rows.append(("5 scaling", f"{scal['large_messages']:,} vs {scal['small_messages']:,} messages",
@@ -322,7 +403,8 @@ def table(report: dict) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[str] | None, log=print) -> dict:
+def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[str] | None, log=print,
+              scale_max: int | None = None) -> dict:
     started = time.perf_counter()
     report: dict = {
         "schema": REPORT_SCHEMA,
@@ -385,6 +467,20 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
                     report["scenarios"][k] = v
             else:
                 report["scenarios"][c.key] = c.result
+        if want("scale"):
+            from . import scale_bench
+
+            limit = scale_max or preset.scale_max
+            sizes = [n for n in preset.scale_names if n <= limit]
+            log(f"[7] scale: {', '.join(f'{n:,}' for n in sizes)} names, sqlite and Postgres ...")
+            try:
+                report["scenarios"]["scale"] = scale_bench.run_scenario(
+                    scratch, sizes, developers=preset.scale_developers, templates=preset.scale_templates,
+                    stem_ms=preset.scale_stem_ms, jobs=preset.scale_jobs, log=log)
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                import traceback
+
+                report["scenarios"]["scale"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         if want("tts_piper") or want("piper"):
             log(f"[6] piper vs espeak-ng: {preset.piper_texts} stems × {preset.piper_reps} reps ...")
             report["scenarios"]["tts_piper"] = _run_piper(scratch, preset)
@@ -434,9 +530,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(PROJECT_ROOT)})")
     ap.add_argument("--scratch", type=Path, default=None, help="where temp projects and outputs go (default: system temp dir)")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia tts_piper")
+                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia tts_piper scale")
     ap.add_argument("--jobs", type=int, default=1, help="Dagster scenario processes at once (>1 spoils timings)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions of every scenario (overrides the preset)")
+    ap.add_argument("--scale-max", type=int, default=None,
+                    help="scale scenario: largest name count to run (default 10000; 50000 takes long)")
     args = ap.parse_args(argv)
     preset = PRESETS[args.preset or "full"]
     if args.reps:
@@ -447,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     if load > 0.5:
         print(f"note: load average {load:.2f} before starting: other processes compete for the CPU", file=sys.stderr)
     report = run_suite(preset, args.scratch, max(1, args.jobs), set(args.only) if args.only else None,
-                       log=lambda m: print(m, file=sys.stderr, flush=True))
+                       log=lambda m: print(m, file=sys.stderr, flush=True), scale_max=args.scale_max)
     text = table(report)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,15 @@ import pytest
 
 from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
 
-SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper"}
+SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper", "scale"}
 TARGET_IDS = {
     "core.vs_numpy_soundfile", "core.vs_pydub", "core.byte_identical",
     "batch.messages_per_s", "batch.vs_pydub", "batch.vs_numpy_soundfile",
     "noop.checked_per_s", "noop.tts_calls", "noop.files_rewritten",
     "cartesia.fraction_of_ideal", "cartesia.body_fraction_of_ideal", "cartesia.max_in_flight",
     "scaling.throughput", "scaling.peak_rss",
+    "scale.bookkeeping_pg", "scale.noop_1m_pg", "scale.memory_pg", "scale.bookkeeping_sqlite", "scale.noop_1m_sqlite",
+    "scale.memory_sqlite", "scale.noop_tts_calls",
 }
 
 
@@ -103,3 +105,24 @@ def test_piper_scenario_measures_both_engines(report):
     assert set(pip["summary"]) == {"piper", "espeak-ng"}
     assert pip["deterministic"] == {"piper": True, "espeak-ng": True}
     assert pip["ratios"]["piper_vs_espeak_stems_per_s_parallel"] > 0
+
+
+def test_scale_scenario_measures_both_backends(report):
+    data, stdout = report
+    scale = data["scenarios"]["scale"]
+    backends = {"sqlite"} | ({"postgres"} if "postgres" not in scale["skipped"] else set())
+    assert set(scale["backends"]) == backends
+    for backend in backends:
+        for n, r in scale["backends"][backend].items():
+            assert r["ok"] is True, (backend, n, r.get("error"), r.get("traceback"))
+            c, z = r["cold"], r["noop"]
+            assert c["name_partitions"] == r["names"] == int(n)
+            assert c["tts_calls"] == c["synthesize_calls"] > 0 and c["vs_engine_alone"] > 0
+            assert z["checked"] == r["messages"] == r["names"] * r["developers"] * r["templates"]
+            assert z["tts_calls"] == z["synthesize_calls"] == z["written"] == z["files_rewritten"] == 0
+            assert "EXTRAPOLATED" in z["extrapolation"] and z["extrapolated_1m_s"] > 0
+            assert r["peak_rss_mb"] > 0
+    for t in data["targets"]:
+        if t["id"].endswith("_pg") and "postgres" not in backends:
+            assert t["pass"] is None and t["note"]
+    assert "7 scale" in stdout and "EXTRAPOLATED" in stdout
