@@ -273,6 +273,30 @@ METHOD = {
 }
 
 
+def scale_verdict(scale: dict) -> list[str]:
+    """Plain sentences: which scale targets per-name partitions miss, with the measured numbers."""
+    out = []
+    ssum = scale.get("summary") or {}
+    for backend in ("postgres", "sqlite"):
+        e = ssum.get(backend) or {}
+        if not e.get("by_names"):
+            continue
+        n = max(e["by_names"], key=int)
+        r = e["by_names"][n]
+        bk = r["bookkeeping_per_name_partition_ms"]
+        out.append(f"{backend} {int(n):,} names: {'meets' if bk <= 10 else 'MISSES'} ≤ 10 ms/name partition ({_fmt(bk)} ms; the "
+                   f"cold name-stems run takes {_fmt(r['name_stems_run_s'])} s; the engine alone makes the same stems "
+                   f"×{_fmt(r['engine_alone_stems_per_s'] / r['stems_per_s'])} faster)")
+        x = r["noop_1m_extrapolated_s"]
+        out.append(f"{backend} {int(n):,} names: no-op 1M messages {'meets' if x <= 60 else 'MISSES'} ≤ 60 s "
+                   f"(EXTRAPOLATED {_fmt(x)} s from {r['noop_messages']:,} measured in {_fmt(r['noop_s'])} s)")
+        m = (e.get("memory_ratio") or {}).get("peak_rss_ratio")
+        if m is not None:
+            out.append(f"{backend}: memory {'flat' if m <= 1.2 else 'NOT flat'} (peak RSS ×{_fmt(m)} for ×"
+                       f"{_fmt(e['memory_ratio']['names_ratio'])} names)")
+    return out
+
+
 def table(report: dict) -> str:
     sc = report["scenarios"]
     rows: list[tuple[str, str, str]] = []
@@ -385,6 +409,8 @@ def table(report: dict) -> str:
         mem = [f"{b} ×{_fmt((ssum.get(b) or {}).get('memory_ratio', {}).get('peak_rss_ratio'))}" for b in ("sqlite", "postgres") if b in ssum]
         if mem:
             rows.append(("7 scale", "  peak RSS largest ÷ smallest N", ", ".join(mem)))
+        for line in scale_verdict(scale):
+            rows.append(("7 scale", "  verdict", line))
     scal = report.get("scaling")
     if scal:
         rows.append(("5 scaling", f"{scal['large_messages']:,} vs {scal['small_messages']:,} messages",
