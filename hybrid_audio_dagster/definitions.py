@@ -33,7 +33,9 @@ ALL_ASSETS = [
     delivered_messages, bucket_consistency,
 ]
 ALL_CHECKS = [messages_bit_exact, *STEM_CHECKS]
-ALL_SENSORS = [inbox_sensor, build_pipeline_sensor(jobs=ALL_JOBS)]
+# how often pipeline_sensor looks for pipelines waiting for their next stage (seconds)
+PIPELINE_SENSOR_INTERVAL_S = int(os.environ.get("HYBRID_AUDIO_PIPELINE_SENSOR_S") or 10)
+ALL_SENSORS = [inbox_sensor, build_pipeline_sensor(jobs=ALL_JOBS, minimum_interval_seconds=PIPELINE_SENSOR_INTERVAL_S)]
 ALL_SCHEDULES = [nightly_batch_schedule, rotation_schedule]
 
 

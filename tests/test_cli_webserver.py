@@ -93,7 +93,7 @@ def chars_billed(fake: FakeCartesia, since: int = 0) -> int:
     return sum(len(r.json["transcript"]) for r in fake.tts_requests[since:] if r.status == 200)
 
 
-def test_dagster_dev_loads_the_code_location(web):
+def test_dagster_dev_loads_the_code_location(web, capsys):
     [entry] = web["locations"]
     assert entry["name"] == "hybrid_audio" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
     code, status = run(web, capsys, "status")

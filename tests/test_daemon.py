@@ -79,6 +79,7 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
         env = {
             **os.environ, "DAGSTER_HOME": str(home), "HYBRID_AUDIO_ROOT": str(root), "TTS_ENGINE": "cartesia",
             "CARTESIA_API_KEY": KEY, "CARTESIA_BASE_URL": api.base_url, "HYBRID_AUDIO_NIGHTLY_CRON": "* * * * *",
+            "HYBRID_AUDIO_PIPELINE_SENSOR_S": "2",  # the next stage within seconds of the last one
         }
         port = free_port()
         url = f"http://127.0.0.1:{port}"

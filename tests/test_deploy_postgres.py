@@ -180,6 +180,7 @@ def deployment(postgres, tmp_path_factory):
         "HYBRID_AUDIO_WEBSERVER_PORT": str(free_port()),
         "TTS_ENGINE": "offline",
         "HYBRID_AUDIO_NIGHTLY_CRON": "* * * * *",  # the nightly batch every minute, for the scheduled-run test
+        "HYBRID_AUDIO_PIPELINE_SENSOR_S": "2",
     }
     unknown = set(exported_names(blocks["env"])) - values.keys()
     assert not unknown, f"deploy/README.md exports {sorted(unknown)}: give them a test value here"
