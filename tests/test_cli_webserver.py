@@ -97,7 +97,7 @@ def test_dagster_dev_loads_the_code_location(web, capsys):
     [entry] = web["locations"]
     assert entry["name"] == "hybrid_audio" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
     code, status = run(web, capsys, "status")
-    assert code == 0 and status["location"] == "hybrid_audio" and status["templates"] == 2, status
+    assert code == 0 and status["location"] == "hybrid_audio" and status["loaded"] and status["jobs"] > 10, status
 
 
 def test_dry_run_reports_exactly_what_the_batch_then_sends(web, capsys):

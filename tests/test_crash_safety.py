@@ -558,7 +558,9 @@ def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backen
     texts = calls(log)
     # no stem billed twice across the two processes: one call per distinct stored stem
     assert len(texts) == len(set(texts)) == len(sidecars(paths)), [t for t in texts if texts.count(t) > 1]
-    assert sum(s["tts_calls"] for s in summaries) == len(texts)
+    # the batches bill what they synthesized; the inbox pipeline bills what it claimed first
+    billed = sum(s["tts_calls"] for s in summaries)
+    assert billed == len(texts) if not uploaded else billed <= len(texts)
     wavs = glob.glob(str(paths.stems / "**" / "*.wav"), recursive=True)
     assert len(wavs) == len(texts)  # one file per signature: nobody's stem was replaced
     assert not temp_files(paths)
