@@ -6,6 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 HOST ?= 127.0.0.1
 PORT ?= 3000
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: setup home init run batch ui test bench clean
 
@@ -42,7 +43,7 @@ ui: setup home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench.run $(BENCH_ARGS)
