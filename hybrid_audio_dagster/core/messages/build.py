@@ -192,16 +192,26 @@ def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> 
         part_dirs = [str(safe_join(out_root, s.result.partition.template.id, s.result.partition.developer_key)) for s in states]
         pending: deque = deque()
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-            for start in range(0, len(run_names), NAME_CHUNK):
-                for name_key in run_names[start : start + NAME_CHUNK]:
-                    for state, part_dir in zip(states, part_dirs):
-                        job = _plan_one(state, out_root, part_dir, name_key, names[name_key], resolve, cache, force)
-                        if job is not None:
-                            pending.append((job, pool.submit(_write, job)))
-                            while len(pending) > WRITE_WINDOW:
-                                _finish(*pending.popleft())
-            while pending:
-                _finish(*pending.popleft())
+            try:
+                for start in range(0, len(run_names), NAME_CHUNK):
+                    for name_key in run_names[start : start + NAME_CHUNK]:
+                        for state, part_dir in zip(states, part_dirs):
+                            job = _plan_one(state, out_root, part_dir, name_key, names[name_key], resolve, cache, force)
+                            if job is not None:
+                                pending.append((job, pool.submit(_write, job)))
+                                while len(pending) > WRITE_WINDOW:
+                                    _finish(*pending.popleft())
+                while pending:
+                    _finish(*pending.popleft())
+            except OutputWriteError:
+                # writes already in flight may have finished on disk: record them, so the
+                # next run keeps them instead of writing them again
+                while pending:
+                    try:
+                        _finish(*pending.popleft())
+                    except OutputWriteError:
+                        pass
+                raise
         selected = set(run_names)
         for state in states:
             for name_key, row in state.old_rows.items():
