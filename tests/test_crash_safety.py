@@ -32,18 +32,16 @@ import dagster as dg
 import pytest
 
 from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.batch import (
-    DRIVER_TAG,
+from hybrid_audio_dagster.automation.stages import DRIVER_TAG
+from hybrid_audio_dagster.batch import BatchError, run_full_batch
+from hybrid_audio_dagster.run_recovery import (
     HOST_TAG,
     PID_TAG,
-    BatchError,
     busy_pools,
     ensure_pool_limits,
     free_pool_slots,
-    owner_tags,
     pool_slot_holders,
     recover_dead_runs,
-    run_full_batch,
 )
 from hybrid_audio_dagster.core.audio.wav import load_wav
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, host_id, remove_stale_temp_files
@@ -329,7 +327,8 @@ def test_a_failed_commit_keeps_the_old_manifest_and_the_spool(tmp_path, monkeypa
 HOLDER = textwrap.dedent('''
     import os, sys, time
     import dagster as dg
-    from hybrid_audio_dagster.batch import owner_tags, DRIVER_TAG
+    from hybrid_audio_dagster.automation.stages import DRIVER_TAG
+    from hybrid_audio_dagster.run_recovery import owner_tags
 
     hold_s = float(sys.argv[2])
 
