@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import contextmanager
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -227,3 +228,23 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+GCS_ENV = ("HYBRID_AUDIO_GCS_BUCKET", "HYBRID_AUDIO_GCS_PREFIX", "GOOGLE_CLOUD_PROJECT")
+
+
+@contextmanager
+def emulator_behind_proxy(folder: Path, monkeypatch, bucket: str):
+    """(emulator, proxy): a real emulator with ``bucket``, reached through a FaultProxy that
+    ``STORAGE_EMULATOR_HOST`` points at; the GCS variables unset. Both stopped afterwards."""
+    emulator = GCSEmulator(folder, default_bucket=bucket)
+    emulator.start()
+    proxy = FaultProxy(emulator.port)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    for var in GCS_ENV:
+        monkeypatch.delenv(var, raising=False)
+    try:
+        yield emulator, proxy
+    finally:
+        proxy.close()
+        emulator.stop()

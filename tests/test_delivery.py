@@ -41,7 +41,7 @@ from hybrid_audio_dagster.core.delivery import (
 from hybrid_audio_dagster.core.delivery.errors import redact
 from hybrid_audio_dagster.resources.gcs import GCS_OFF_MESSAGE, DeliveryResource, gcs_resource_from_env
 
-from .gcs_emulator import FaultProxy, GCSEmulator
+from .gcs_emulator import FaultProxy, GCSEmulator, emulator_behind_proxy
 
 BUCKET = "ha-test"
 FAST = RetrySettings(max_attempts=4, initial_wait_s=0.02, max_wait_s=0.1, budget_s=5.0, timeout_s=5.0)
@@ -103,17 +103,8 @@ class Gcs:
 
 @pytest.fixture
 def gcs(tmp_path, monkeypatch):
-    emulator = GCSEmulator(tmp_path / "emulator", default_bucket=BUCKET)
-    emulator.start()
-    proxy = FaultProxy(emulator.port)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-    for var in ("HYBRID_AUDIO_GCS_BUCKET", "HYBRID_AUDIO_GCS_PREFIX", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(var, raising=False)
-    try:
+    with emulator_behind_proxy(tmp_path / "emulator", monkeypatch, BUCKET) as (emulator, proxy):
         yield Gcs(emulator, proxy)
-    finally:
-        proxy.close()
-        emulator.stop()
 
 
 def make_tree(root: Path) -> tuple[list[InventoryEntry], dict[str, bytes]]:

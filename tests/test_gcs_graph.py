@@ -20,7 +20,7 @@ from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS, build_defs
 from hybrid_audio_dagster.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
-from tests.gcs_emulator import FaultProxy, GCSEmulator
+from tests.gcs_emulator import emulator_behind_proxy
 from tests.support import NoCallTTS, drive_pipelines, project_env, write_csv
 
 BUCKET = "ha-graph"
@@ -31,17 +31,8 @@ DEVELOPERS = ["Wyndham", "Hilton Grand Vacations"]
 
 @pytest.fixture
 def gcs(tmp_path, monkeypatch):
-    emulator = GCSEmulator(tmp_path / "emulator", default_bucket=BUCKET)
-    emulator.start()
-    proxy = FaultProxy(emulator.port)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-    for var in ("HYBRID_AUDIO_GCS_BUCKET", "HYBRID_AUDIO_GCS_PREFIX", "GOOGLE_CLOUD_PROJECT"):
-        monkeypatch.delenv(var, raising=False)
-    try:
+    with emulator_behind_proxy(tmp_path / "emulator", monkeypatch, BUCKET) as (emulator, proxy):
         yield emulator, proxy
-    finally:
-        proxy.close()
-        emulator.stop()
 
 
 def delivery(**kw) -> DeliveryResource:
