@@ -2,6 +2,7 @@
 would break multi-partition keys)."""
 
 import dagster as dg
+from sqlalchemy.exc import IntegrityError
 
 names_partitions = dg.DynamicPartitionsDefinition(name="names")
 developers_partitions = dg.DynamicPartitionsDefinition(name="developers")
@@ -34,3 +35,24 @@ rotation_cycles_partitions = dg.DynamicPartitionsDefinition(name="rotation_cycle
 
 def cycle_key(cycle: int) -> str:
     return f"cycle-{cycle:04d}"
+
+
+def add_partitions(instance: dg.DagsterInstance, name: str, keys: list[str], attempts: int = 5) -> list[str]:
+    """Add the dynamic partitions ``keys`` that are missing; returns those this call added.
+
+    Dagster's sqlite event storage reads the existing keys and then inserts the rest, so two
+    runs adding the same key at once (two batches, or a batch and an inbox ingest) make one of
+    them fail with a UNIQUE error; Postgres upserts. Re-read and retry what is still missing.
+    """
+    for attempt in range(attempts):
+        have = set(instance.get_dynamic_partitions(name))
+        missing = [k for k in dict.fromkeys(keys) if k not in have]
+        if not missing:
+            return []
+        try:
+            instance.add_dynamic_partitions(name, missing)
+            return missing
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+    return []

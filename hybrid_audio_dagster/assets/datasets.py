@@ -17,7 +17,7 @@ from ..core.datasets import DatasetItem, DatasetResult, normalize_items
 from ..core.fsutil import atomic_write_text
 from ..core.inbox import parse_file
 from ..core.templates import SegmentKind, TemplateError, load_templates
-from ..partitions import developers_partitions, names_partitions, templates_partitions
+from ..partitions import add_partitions, developers_partitions, names_partitions, templates_partitions
 from ..resources.paths import ProjectPaths
 
 KINDS = {"names": names_partitions, "developers": developers_partitions}
@@ -116,10 +116,8 @@ def sync_partitions(instance: dg.DagsterInstance, partitions_def: dg.DynamicPart
     existing = instance.get_dynamic_partitions(partitions_def.name)
     wanted = set(keys)
     have = set(existing)
-    added = [k for k in keys if k not in have]
     removed = [k for k in existing if k not in wanted]
-    if added:
-        instance.add_dynamic_partitions(partitions_def.name, added)
+    added = add_partitions(instance, partitions_def.name, [k for k in keys if k not in have])
     for key in removed:
         instance.delete_dynamic_partition(partitions_def.name, key)
     return added, removed

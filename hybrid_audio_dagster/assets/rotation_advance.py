@@ -12,7 +12,7 @@ import dagster as dg
 
 from ..audit_context import run_auditor
 from ..core.rotation import RotationError
-from ..partitions import cycle_key, rotation_cycles_partitions
+from ..partitions import add_partitions, cycle_key, rotation_cycles_partitions
 from ..resources.paths import ProjectPaths
 from ..resources.tts import TTSResource
 from ..rotation_schedule import RotationSettings, evaluate_rotation_tick
@@ -39,10 +39,7 @@ def rotation_advance(context: dg.AssetExecutionContext, config: RotationAdvanceC
         raise dg.Failure(f"cannot advance the rotation: {exc}") from None
     status = open_rotation(paths, seed=config.seed).store.status()
     cycles = sorted({cycle_key(c) for c in (plan.batch.get("cycle_before", status.cycle), plan.batch.get("cycle_after", status.cycle), status.cycle) if c is not None})
-    known = set(context.instance.get_dynamic_partitions(rotation_cycles_partitions.name))
-    new = [c for c in cycles if c not in known]
-    if new:
-        context.instance.add_dynamic_partitions(rotation_cycles_partitions.name, new)
+    add_partitions(context.instance, rotation_cycles_partitions.name, cycles)
     context.log.info(plan.summary())
     run_auditor(context, paths)("rotation_advance", tick=plan.tick, pairs=sum(len(r.names) for r in plan.requests),
                                 deferred=len(plan.deferred), replayed=plan.replayed)
