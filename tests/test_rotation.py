@@ -535,7 +535,7 @@ def test_a_crash_before_the_commit_hands_out_nothing(tmp_path: Path, monkeypatch
     def boom(path, text, **kw):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rot, "atomic_write_text", boom)
+    monkeypatch.setattr(rot.state, "atomic_write_text", boom)  # the module that writes the state file
     with pytest.raises(OSError, match="disk full"):
         store.advance(3)
     assert snapshot(tmp_path) == before
@@ -710,6 +710,7 @@ _WORKER = r"""
 import json, os, sys, time
 from pathlib import Path
 from hybrid_audio_dagster.core import rotation as r
+from hybrid_audio_dagster.core.rotation import state as r_state  # writes the state file and sidecars
 
 cfg = json.loads(sys.argv[1])
 out = Path(cfg["out"])
@@ -717,7 +718,7 @@ out = Path(cfg["out"])
 if cfg.get("crash"):
     mode, at = cfg["crash"], cfg["crash_at"]
     calls = {"n": 0}
-    real_write, real_append = r.atomic_write_text, r.RotationStore._append_audit
+    real_write, real_append = r_state.atomic_write_text, r.RotationStore._append_audit
 
     def write(path, text, **kw):
         if Path(path).name != "state.json":
@@ -738,7 +739,7 @@ if cfg.get("crash"):
         if calls["n"] == at and mode == "after_audit":
             os._exit(73)
 
-    r.atomic_write_text = write
+    r_state.atomic_write_text = write
     r.RotationStore._append_audit = append
 
 store = r.RotationStore(cfg["state"], names=cfg["names"], developers=cfg["devs"], scripts=cfg.get("scripts", ()),

@@ -1,0 +1,74 @@
+"""Deterministic, resumable rotation of name × developer pairs (and scripts).
+
+A campaign does not send every combination at once: each day it takes the next batch of
+pairs of a *cycle*, an order in which every name × developer pair appears exactly once.
+This module has two layers, neither importing Dagster:
+
+* a pure layer (:class:`PairOrder`, :class:`StreamOrder`, :class:`FeistelPermutation`)
+  that computes the i-th item of a cycle in O(1) time and memory;
+* a persistent layer (:class:`RotationStore`) holding cursors in a JSON state file,
+  advancing them under an exclusive lock, with an audit trail (JSON lines).
+
+Items are stable string keys (slugs such as ``"john"``, ``"hilton"``). Key sets are sorted
+and de-duplicated first (:class:`KeySet`), so the order never depends on input list order.
+
+The package is split by what each module holds: :mod:`.errors` (the exception
+hierarchy), :mod:`.order` (the pure layer and its guarantees G1–G8), :mod:`.batch` (the
+results: :class:`Assignment`, :class:`Batch`, :class:`RotationStatus`), :mod:`.walk`
+(walking a rotation forward from its state record), :mod:`.state` (the state file,
+membership sidecars and the locked transaction), :mod:`.ledger` (the audit trail) and
+:mod:`.store` (:class:`RotationStore` and its operations). Every public name is
+re-exported here.
+
+Operations (:class:`RotationStore`)
+-----------------------------------
+* ``advance(k, run_key_basis=...)`` → :class:`Batch`; ``next_pair()`` is ``advance(1)``
+  (the "generate pair" operation materialises what it returns). Scripts are drawn from
+  the scripts stream per pair, per batch, or not at all (``script_mode``).
+* ``preview(n)`` → lazy iterator of the next ``n`` assignments; never writes anything and
+  equals the next ``advance(n)`` if nothing else advanced meanwhile.
+* ``next_name()``, ``next_developer()``, ``next_script()`` advance single-dimension
+  streams with their own cursors, so a name-only or developer-only task (say, rendering
+  the next name stem) does not consume pairs; ``stream(kind, n)`` and
+  ``script_stream(n)`` preview them.
+* ``reset(reason=...)`` and ``seek(target, reason=...)`` move cursors on purpose, with the
+  reason in the audit trail; ``status()``, ``batch_for(run_key)``, ``last_batch()`` and
+  ``audit_records()`` read.
+"""
+
+from __future__ import annotations
+
+from .batch import Assignment, Batch, RotationStatus
+from .errors import (
+    DatasetError,
+    MissingReasonError,
+    RotationError,
+    RotationStateError,
+    RunKeyConflictError,
+    SeekError,
+)
+from .ledger import read_audit
+from .order import FeistelPermutation, KeySet, PairOrder, StreamOrder
+from .state import _MEMBER_CACHE, STATE_VERSION  # noqa: F401  (importable here as before the split)
+from .store import RotationStore, _utc_now  # noqa: F401
+from .walk import ROTATIONS, Rotation, ScriptMode  # noqa: F401
+
+
+__all__ = [
+    "Assignment",
+    "Batch",
+    "DatasetError",
+    "FeistelPermutation",
+    "KeySet",
+    "MissingReasonError",
+    "PairOrder",
+    "ROTATIONS",
+    "RotationError",
+    "RotationStateError",
+    "RotationStatus",
+    "RotationStore",
+    "RunKeyConflictError",
+    "SeekError",
+    "StreamOrder",
+    "read_audit",
+]
