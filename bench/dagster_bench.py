@@ -152,7 +152,10 @@ def make_project(root: Path, names: list[str], developers: list[str]) -> None:
     write_csv(root / "data" / "names.csv", "name", names)
     write_csv(root / "data" / "developers.csv", "developer", developers)
     (root / "templates").mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "templates" / f"{TEMPLATE_ID}.json", root / "templates")
+    # one voice: the measured campaign is N × M messages of one template, its variants left out
+    data = json.loads((PROJECT_ROOT / "templates" / f"{TEMPLATE_ID}.json").read_text(encoding="utf-8"))
+    data.pop("variants", None)
+    (root / "templates" / f"{TEMPLATE_ID}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
 def make_instance(home: Path):

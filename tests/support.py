@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,11 +17,20 @@ def write_csv(path: Path, header: str, values: list[str]) -> None:
     path.write_text(header + "\n" + "\n".join(f'"{v}"' for v in values) + "\n", encoding="utf-8")
 
 
-def make_project(root: Path, names: list[str], developers: list[str]) -> ProjectPaths:
-    """A project folder with seed datasets and the shipped templates."""
+def make_project(root: Path, names: list[str], developers: list[str], *, variants: bool = False) -> ProjectPaths:
+    """A project folder with seed datasets and the shipped templates.
+
+    The shipped templates' variants are left out unless ``variants``: the counts most tests
+    assert (messages, partitions, TTS calls) are those of one voice per template; the
+    variants' own costs and outputs are tested in tests/test_variants.py."""
     write_csv(root / "data" / "names.csv", "name", names)
     write_csv(root / "data" / "developers.csv", "developer", developers)
     shutil.copytree(PROJECT_ROOT / "templates", root / "templates")
+    if not variants:
+        for path in (root / "templates").glob("*.json"):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.pop("variants", None) is not None:
+                path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
     return ProjectPaths(root=str(root))
 
 
@@ -44,14 +54,14 @@ def pack(samples: np.ndarray, fmt: str) -> bytes:
     return v.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
 
 
-def project_env(root: Path, names: list[str], developers: list[str]):
+def project_env(root: Path, names: list[str], developers: list[str], *, variants: bool = False):
     """(root, paths, resources with the offline engine, an ephemeral instance)."""
     import dagster as dg
 
     from hybrid_audio_dagster.resources.budget import SpendGuardResource
     from hybrid_audio_dagster.resources.gcs import DeliveryResource
 
-    paths = make_project(root, names, developers)
+    paths = make_project(root, names, developers, variants=variants)
     resources = {"paths": paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
     return root, paths, resources, dg.DagsterInstance.ephemeral()
 

@@ -20,6 +20,8 @@ from hybrid_audio_dagster.core.templates import (
     load_template,
     load_templates,
     parse_template,
+    split_variant_key,
+    variant_key,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +37,11 @@ BROKEN = Path(__file__).resolve().parent / "broken_templates"
 def test_every_shipped_template_validates() -> None:
     loaded = load_templates(TEMPLATES)
     files = sorted(p.stem for p in TEMPLATES.glob("*.json"))
-    assert sorted(loaded) == files and files, "one template per file, keyed by id"
+    assert sorted({t.base_id for t in loaded.values()}) == files and files, "one template per file, keyed by id"
+    declared = {variant_key(f, v) for f in files for v in load_template(TEMPLATES / f"{f}.json").variants}
+    assert set(loaded) == set(files) | declared, "plus one entry per declared variant"
     for tid, t in loaded.items():
-        assert t.id == tid
+        assert t.id == tid and not t.variants
         assert t.segments_of(SegmentKind.NAME), f"{tid}: no name segment"
         # every segment renders, leaving no placeholder behind
         for s in t.segments:
@@ -48,7 +52,7 @@ def test_every_shipped_template_validates() -> None:
 
 def test_load_templates_relative_path(monkeypatch) -> None:
     monkeypatch.chdir(REPO_ROOT)
-    assert set(load_templates("templates")) == {p.stem for p in TEMPLATES.glob("*.json")}
+    assert set(load_templates("templates")) == set(load_templates(TEMPLATES))
 
 
 def test_followup_en_shape() -> None:
@@ -107,6 +111,22 @@ BROKEN_CASES = {
     "unbalanced-brace": ("segments[0].text", "unbalanced"),
     "unclosed-placeholder": ("segments[1].text", "unbalanced"),
     "id-not-file-name": ("id", "file name"),
+    "id-with-variant-separator": ("id", "'--'"),
+    # variants: strict, before any TTS call, naming the variant and its field
+    "variant-unknown-segment": ("variants.soft_warm.segments.outro", "no segment"),
+    "variant-both-placeholders": ("variants.soft_warm.segments.greeting", "both"),
+    "variant-adds-placeholder": ("variants.soft_warm.segments.close", "keeps each segment's placeholder"),
+    "variant-drops-placeholder": ("variants.soft_warm.segments.greeting", "keeps each segment's placeholder"),
+    "variant-bad-name": ("variants.Soft Warm", "variant name"),
+    "variant-name-double-separator": ("variants.soft--warm", "variant name"),
+    "variant-speed-too-slow": ("variants.soft_warm.voice.speed", "0.6"),
+    "variant-unknown-emotion": ("variants.soft_warm.voice.emotion", "ecstatic"),
+    "variant-null-speed": ("variants.soft_warm.voice.speed", "number"),
+    "variant-overrides-nothing": ("variants.soft_warm", "overrides nothing"),
+    "variant-unknown-field": ("variants.soft_warm.language", "not permitted"),
+    "variant-transition-after-last": ("variants.soft_warm.transitions.close", "last segment"),
+    "variant-bad-text": ("variants.soft_warm.segments.close", "whitespace"),
+    "too-many-variants": ("variants", "at most 8"),
     # not a field: the whole file is unreadable
     "not-json": (None, "not valid JSON"),
     "trailing-garbage": (None, "not valid JSON"),
@@ -274,3 +294,62 @@ def test_signature_tracks_everything_that_shapes_audio() -> None:
     changed = json.loads(json.dumps(base))
     changed["voice"]["speed"] = 1.1
     assert parse_template(json.dumps(changed)).signature() != sig
+
+
+# --------------------------------------------------------------------------------------
+# variants: each one a template of its own under "<id>--<variant>"
+# --------------------------------------------------------------------------------------
+
+
+def _with_variants(**variants) -> Template:
+    base = _template().model_dump(exclude={"variants"})
+    return Template.model_validate({**base, "variants": variants})
+
+
+def test_a_variant_overrides_only_what_it_declares() -> None:
+    t = _with_variants(
+        soft={"voice": {"speed": 0.9, "emotion": "calm"}, "timing": {"sentence_ms": 700},
+              "segments": {"close": "Take care!"}, "transitions": {"greeting": {"crossfade_ms": 20}}},
+    )
+    v = t.expand()["t--soft"]
+    assert v.id == "t--soft" and (v.base_id, v.variant_name) == ("t", "soft") and not v.variants
+    assert v.voice.model_dump() == {**t.voice.model_dump(), "speed": 0.9, "emotion": "calm"}
+    assert v.timing.model_dump() == {**t.timing.model_dump(), "sentence_ms": 700}
+    assert [s.text for s in v.segments] == [s.text for s in t.segments[:-1]] + ["Take care!"]
+    assert v.transition_after(0, "Hey Ana,") == (Boundary.CLAUSE, 0, 20)
+    assert v.transition_after(2, "Hilton timeshare.") == (Boundary.SENTENCE, 700, 0)
+    assert v.voice_settings().language == t.language and v.language == t.language
+
+
+def test_expand_keeps_the_template_and_adds_one_key_per_variant() -> None:
+    t = _with_variants(b={"timing": {"lead_ms": 10}}, a={"voice": {"volume": 1.5}})
+    out = t.expand()
+    assert list(out) == ["t", "t--a", "t--b"]
+    assert out["t"].model_dump(exclude={"variants"}) == t.model_dump(exclude={"variants"}) and not out["t"].variants
+    assert len({x.signature() for x in out.values()}) == 3
+
+
+def test_declaring_variants_changes_neither_the_template_nor_its_signature() -> None:
+    plain = _template()
+    t = _with_variants(soft={"voice": {"speed": 0.9}})
+    assert t.signature() == plain.signature() == t.expand()["t"].signature()
+    data = json.loads((TEMPLATES / "followup-en.json").read_text())
+    assert data["variants"], "the shipped template declares variants"
+    without = {k: v for k, v in data.items() if k != "variants"}
+    assert parse_template(json.dumps(data)).signature() == parse_template(json.dumps(without)).signature()
+
+
+def test_variant_keys_never_collide_with_template_ids() -> None:
+    assert split_variant_key("followup-en--soft_warm") == ("followup-en", "soft_warm")
+    assert split_variant_key("followup-en") == ("followup-en", None)
+    assert split_variant_key(variant_key("a-", "b")) == ("a-", "b")  # an id may end in '-'
+    with pytest.raises(TemplateError, match="'--'"):
+        parse_template(json.dumps({**_template().model_dump(mode="json", exclude={"variants"}), "id": "t--soft"}))
+
+
+def test_shipped_followup_en_variants() -> None:
+    loaded = load_templates(TEMPLATES)
+    base, soft, fast = loaded["followup-en"], loaded["followup-en--soft_warm"], loaded["followup-en--fast_assertive"]
+    assert soft.voice.speed < base.voice.speed and soft.timing.sentence_ms > base.timing.sentence_ms
+    assert fast.voice.speed == base.voice.speed and fast.timing.sentence_ms < base.timing.sentence_ms
+    assert [s.kind for s in soft.segments] == [s.kind for s in base.segments] == [s.kind for s in fast.segments]

@@ -9,79 +9,80 @@ placeholder kind, which decides which stem family it belongs to:
 
 A segment with both placeholders would cost one TTS call per name × developer pair, the
 very thing stems exist to avoid, so it is refused: split it into two segments.
+
+A template may declare named **variants** (``"variants": {"soft_warm": {...}}``) that
+override its voice, its timing, its transitions and, by segment id, segment texts (each
+keeping the segment's placeholder kind). A variant is a template of its own everywhere
+downstream: :func:`load_templates` returns it under the key ``<template id>--<variant>``
+(:data:`VARIANT_SEP`; a template id may not contain ``--``, so no key can be both), with its
+own stems, outputs and partitions; stems whose text and voice are unchanged keep the base's
+signatures, so they are shared, not synthesized again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from .audio.timing import Boundary, TimingRules, classify_boundary
 from .tts.base import VoiceSettings
-from .tts.cartesia import EMOTIONS as CARTESIA_EMOTIONS
 
-SCHEMA_VERSION = 1
-PLACEHOLDERS = ("name", "developer")
-MAX_PAUSE_MS = 5000
-MAX_CROSSFADE_MS = 200
-MAX_SEGMENT_CHARS = 500
-# One list of emotions for the schema and the Cartesia client: a template the API would
-# refuse is refused at validation, before any TTS money is spent.
-EMOTIONS = CARTESIA_EMOTIONS
-_ID = r"^[a-z0-9][a-z0-9_-]{0,47}$"
-_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+from .template_fields import (
+    EMOTIONS,
+    MAX_CROSSFADE_MS,
+    MAX_PAUSE_MS,
+    MAX_SEGMENT_CHARS,
+    MAX_VARIANT_NAME,
+    MAX_VARIANTS,
+    PLACEHOLDERS,
+    SCHEMA_VERSION,
+    VARIANT_NAME_RE,
+    VARIANT_SEP,
+    ID_PATTERN,
+    Emotion,
+    PauseMs,
+    SegmentKind,
+    SegmentText,
+    Speed,
+    Strict,
+    TransitionOverride,
+    VoiceId,
+    Volume,
+    kind_of,
+)
+from .template_variants import TimingOverride, Variant, VoiceOverride, split_variant_key, variant_key
+
+__all__ = [
+    "EMOTIONS", "MAX_CROSSFADE_MS", "MAX_PAUSE_MS", "MAX_SEGMENT_CHARS", "MAX_VARIANTS", "PLACEHOLDERS", "SCHEMA_VERSION",
+    "VARIANT_SEP", "LoadedTemplate", "Segment", "SegmentKind", "Template", "TemplateError", "Timing", "TimingOverride",
+    "TransitionOverride", "Variant", "Voice", "VoiceOverride", "load_template", "load_templates", "parse_template",
+    "split_variant_key", "variant_key",
+]
 
 
 class TemplateError(ValueError):
     """A template file is invalid; the message names the file and every offending field."""
 
 
-class SegmentKind(StrEnum):
-    NAME = "name"
-    DEVELOPER = "developer"
-    SCRIPT = "script"
+class Voice(Strict):
+    id: VoiceId = None
+    speed: Speed = 1.0
+    volume: Volume = 1.0
+    emotion: Emotion = None
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Voice(_Strict):
-    id: str | None = Field(default=None, description="Cartesia voice UUID; offline engines ignore it")
-    speed: Annotated[float, Field(ge=0.6, le=1.5)] = 1.0
-    volume: Annotated[float, Field(ge=0.5, le=2.0)] = 1.0
-    emotion: str | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _uuid(cls, v: str | None) -> str | None:
-        if v is not None and not _UUID_RE.match(v):
-            raise ValueError(f"{v!r} is not a lowercase UUID")
-        return v
-
-    @field_validator("emotion")
-    @classmethod
-    def _emotion(cls, v: str | None) -> str | None:
-        if v is not None and v not in EMOTIONS:
-            raise ValueError(f"unknown emotion {v!r} (known: {', '.join(sorted(EMOTIONS))})")
-        return v
-
-
-class Timing(_Strict):
-    sentence_ms: Annotated[int, Field(ge=0, le=MAX_PAUSE_MS)] = 450
-    clause_ms: Annotated[int, Field(ge=0, le=MAX_PAUSE_MS)] = 200
-    phrase_ms: Annotated[int, Field(ge=0, le=MAX_PAUSE_MS)] = 60
-    lead_ms: Annotated[int, Field(ge=0, le=MAX_PAUSE_MS)] = 0
-    tail_ms: Annotated[int, Field(ge=0, le=MAX_PAUSE_MS)] = 0
+class Timing(Strict):
+    sentence_ms: PauseMs = 450
+    clause_ms: PauseMs = 200
+    phrase_ms: PauseMs = 60
+    lead_ms: PauseMs = 0
+    tail_ms: PauseMs = 0
 
     def rules(self) -> TimingRules:
         # called for every transition of every message: a pydantic dump each time cost ~4%
@@ -93,48 +94,13 @@ def _timing_rules(sentence_ms: int, clause_ms: int, phrase_ms: int, lead_ms: int
     return TimingRules(sentence_ms, clause_ms, phrase_ms, lead_ms, tail_ms)
 
 
-class TransitionOverride(_Strict):
-    pause_ms: Annotated[int, Field(ge=0, le=MAX_PAUSE_MS)] | None = None
-    crossfade_ms: Annotated[int, Field(ge=0, le=MAX_CROSSFADE_MS)] = 0
-
-    @model_validator(mode="after")
-    def _pause_or_crossfade(self) -> TransitionOverride:
-        if self.crossfade_ms and self.pause_ms:
-            raise ValueError("a transition is either a pause or a crossfade: set pause_ms to 0 or crossfade_ms to 0")
-        return self
-
-
-class Segment(_Strict):
-    id: Annotated[str, Field(pattern=_ID)]
-    text: Annotated[str, Field(min_length=1, max_length=MAX_SEGMENT_CHARS)]
-
-    @field_validator("text")
-    @classmethod
-    def _text(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text is empty")
-        if v != v.strip():
-            raise ValueError("text has leading or trailing whitespace")
-        found = _PLACEHOLDER_RE.findall(v)
-        unknown = [p for p in found if p not in PLACEHOLDERS]
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {', '.join('{' + p + '}' for p in unknown)}; allowed: {{name}}, {{developer}}")
-        stray = _PLACEHOLDER_RE.sub("", v)
-        if "{" in stray or "}" in stray:
-            raise ValueError("unbalanced '{' or '}'")
-        if len(set(found)) > 1:
-            raise ValueError("uses both {name} and {developer}: that costs one TTS call per pair; split it into two segments")
-        if len(found) > 1:
-            raise ValueError(f"repeats the placeholder {{{found[0]}}}")
-        return v
+class Segment(Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    text: SegmentText
 
     @property
     def kind(self) -> SegmentKind:
-        if "{name}" in self.text:
-            return SegmentKind.NAME
-        if "{developer}" in self.text:
-            return SegmentKind.DEVELOPER
-        return SegmentKind.SCRIPT
+        return kind_of(self.text)
 
     def render(self, *, name: str | None = None, developer: str | None = None) -> str:
         """Fill the placeholder by plain replacement (never ``str.format``: data is not code)."""
@@ -149,9 +115,9 @@ class Segment(_Strict):
         return self.text
 
 
-class Template(_Strict):
+class Template(Strict):
     schema_version: Literal[1]
-    id: Annotated[str, Field(pattern=_ID)]
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
     version: Annotated[int, Field(ge=1)]
     language: Annotated[str, Field(pattern=r"^[a-z]{2}$")]
     description: str = ""
@@ -161,6 +127,14 @@ class Template(_Strict):
     transitions: dict[str, TransitionOverride] = Field(
         default_factory=dict, description="keyed by the id of the segment the transition follows"
     )
+    variants: dict[str, Variant] = Field(default_factory=dict, description="named variants, see the module docstring")
+
+    @field_validator("id")
+    @classmethod
+    def _no_variant_separator(cls, v: str) -> str:
+        if VARIANT_SEP in v:
+            raise ValueError(f"{v!r} contains {VARIANT_SEP!r}, which separates a template id from a variant name")
+        return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Template:
@@ -177,7 +151,70 @@ class Template(_Strict):
                 raise ValueError(f"transitions.{key}: the last segment has no transition after it (use timing.tail_ms)")
         if not any(s.kind is SegmentKind.NAME for s in self.segments):
             raise ValueError("segments: no segment uses {name}; the message would not be personal")
+        self._check_variants()
         return self
+
+    def _check_variants(self) -> None:
+        if len(self.variants) > MAX_VARIANTS:
+            raise ValueError(f"variants: {len(self.variants)} declared, at most {MAX_VARIANTS}")
+        by_id = {s.id: s for s in self.segments}
+        for name, variant in self.variants.items():
+            where = f"variants.{name}"
+            if len(name) > MAX_VARIANT_NAME or not VARIANT_NAME_RE.match(name):
+                raise ValueError(
+                    f"{where}: a variant name is lowercase letters and digits, words joined by one '_' or '-', "
+                    f"at most {MAX_VARIANT_NAME} characters (e.g. soft_warm)"
+                )
+            if not variant.overrides_something():
+                raise ValueError(f"{where}: overrides nothing (set voice, timing, transitions or segments)")
+            for sid, text in variant.segments.items():
+                if sid not in by_id:
+                    raise ValueError(f"{where}.segments.{sid}: no segment with that id (known: {', '.join(by_id)})")
+                base, new = by_id[sid].kind, kind_of(text)
+                if new is not base:
+                    raise ValueError(
+                        f"{where}.segments.{sid}: the text is a {new.value} segment but {sid!r} is a {base.value} segment; "
+                        "a variant keeps each segment's placeholder ({name}, {developer} or none)"
+                    )
+            for key in variant.transitions:
+                if key not in by_id:
+                    raise ValueError(f"{where}.transitions.{key}: no segment with that id")
+                if key == self.segments[-1].id:
+                    raise ValueError(f"{where}.transitions.{key}: the last segment has no transition after it (use timing.tail_ms)")
+            try:
+                self.variant(name)
+            except ValidationError as exc:  # e.g. a null speed: the merged template is invalid
+                raise ValueError("; ".join(f"{where}.{part}" for part in _format_errors(exc).split("; "))) from None
+
+    # -- variants ----------------------------------------------------------------------
+    @property
+    def base_id(self) -> str:
+        """The id of the template file this template comes from (itself unless a variant)."""
+        return split_variant_key(self.id)[0]
+
+    @property
+    def variant_name(self) -> str | None:
+        """The variant's name, or None for a template as its file declares it."""
+        return split_variant_key(self.id)[1]
+
+    def variant(self, name: str) -> Template:
+        """The template ``name`` makes of this one, keyed ``<id>--<name>``, without variants."""
+        v = self.variants[name]
+        data = self.model_dump(exclude={"variants"})
+        data["voice"].update(v.voice.model_dump(exclude_unset=True))
+        data["timing"].update(v.timing.model_dump(exclude_unset=True))
+        data["segments"] = [{"id": s["id"], "text": v.segments.get(s["id"], s["text"])} for s in data["segments"]]
+        data["transitions"].update({k: t.model_dump() for k, t in v.transitions.items()})
+        if v.description:
+            data["description"] = v.description
+        return Template.model_validate(data).model_copy(update={"id": variant_key(self.id, name)})
+
+    def expand(self) -> dict[str, Template]:
+        """This template (without its variants) and each variant, keyed by template key."""
+        out = {self.id: self.model_copy(update={"variants": {}}) if self.variants else self}
+        for name in sorted(self.variants):
+            out[variant_key(self.id, name)] = self.variant(name)
+        return out
 
     # -- derived -----------------------------------------------------------------------
     def voice_settings(self) -> VoiceSettings:
@@ -206,8 +243,11 @@ class Template(_Strict):
         return boundary, pause, 0
 
     def signature(self) -> str:
-        """sha256 of the canonical JSON: changes whenever anything that shapes audio changes."""
-        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """sha256 of the canonical JSON: changes whenever anything that shapes audio changes.
+
+        Variants are left out: declaring one changes neither the template's nor its
+        messages' signatures (a variant's own signature covers its key and its values)."""
+        canon = json.dumps(self.model_dump(mode="json", exclude={"variants"}), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
@@ -251,7 +291,8 @@ def load_template(path: str | Path) -> Template:
 
 
 def load_templates(directory: str | Path) -> dict[str, Template]:
-    """Load every ``*.json`` template of ``directory``, sorted by id. Any invalid file fails all."""
+    """Every template of ``directory``'s ``*.json`` files and each of their variants, keyed
+    by template key (``<id>`` and ``<id>--<variant>``), sorted. Any invalid file fails all."""
     directory = Path(directory)
     files = sorted(directory.glob("*.json"))
     if not files:
@@ -264,7 +305,7 @@ def load_templates(directory: str | Path) -> dict[str, Template]:
         except TemplateError as exc:
             errors.append(str(exc))
             continue
-        out[t.id] = t
+        out.update(t.expand())
     if errors:
         raise TemplateError("\n".join(errors))
     return out
