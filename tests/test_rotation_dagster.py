@@ -310,7 +310,7 @@ def test_generate_next_pair(env):
 
 
 def test_pairs_of_a_tick_that_failed_after_advancing_are_not_lost(env, monkeypatch):
-    import hybrid_audio_dagster.rotation_schedule as rs
+    import hybrid_audio_dagster.rotation_ledger as rs  # where _plan_requests looks stem_problems up
 
     def broken(*args, **kwargs):
         raise RuntimeError("instance unavailable")
