@@ -7,6 +7,8 @@ It implements what the client uses, as documented (and as SDK ``cartesia==4.2.0`
   a little noise whose length grows with the transcript (``0.15 s + 0.06 s/char``), at the
   requested sample rate and encoding, deterministic per transcript.
 * ``GET /voices`` (``limit``, ``starting_after`` cursor paging) and ``GET /voices/{id}``.
+* ``/pronunciation-dicts/`` (create, list, get, update, delete) and ``pronunciation_dict_id``
+  on ``/tts/bytes``: see tests/cartesia_fake_dicts.py (``FakeCartesia.dicts``).
 
 Errors look like the API's (>= 2026-03-01): ``{"error_code", "title", "message",
 "request_id"}`` with 400 for malformed requests and 422 for out-of-range values.
@@ -35,6 +37,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+
+from .cartesia_fake_dicts import DictError, FakeDicts
 
 KNOWN_VERSIONS = frozenset({"2024-06-10", "2024-11-13", "2025-04-16", "2026-03-01", "2026-08-14"})
 SAMPLE_RATES = frozenset({8000, 16000, 22050, 24000, 44100, 48000})
@@ -232,6 +236,7 @@ class FakeCartesia:
         self.concurrency_cap = concurrency_cap
         self.echo_key_in_errors = echo_key_in_errors
         self.voices = {v["id"]: dict(v) for v in voices}
+        self.dicts = FakeDicts()
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -480,8 +485,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ routes
 
+    def _dicts(self, rec: RecordedRequest) -> None:
+        try:
+            self._check_common(rec)
+            if rec.body and rec.json is None:
+                raise _ApiError(400, "invalid_request", "invalid JSON body")
+            status, payload = self.fake.dicts.handle(self.command, rec.path, rec.query, rec.json)
+        except _ApiError as e:
+            self._error(rec, e.status, e.code, e.message)
+        except DictError as e:
+            self._error(rec, e.status, e.code, e.message)
+        else:
+            self._send(rec, status, json.dumps(payload).encode(), "application/json")
+
+    def do_PATCH(self) -> None:  # noqa: N802 - stdlib naming
+        rec = self._read()
+        if rec.path.startswith("/pronunciation-dicts"):
+            self._dicts(rec)
+        else:
+            self._error(rec, 404, "not_found", f"No route for PATCH {rec.path}")
+
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
+        self.do_PATCH()
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         rec = self._read()
+        if rec.path.startswith("/pronunciation-dicts"):
+            self._dicts(rec)
+            return
         try:
             self._check_common(rec)
             if rec.path == "/voices":
@@ -517,6 +548,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         rec = self._read()
+        if rec.path.startswith("/pronunciation-dicts"):
+            self._dicts(rec)
+            return
         if rec.path != "/tts/bytes":
             self._error(rec, 404, "not_found", f"No route for POST {rec.path}")
             return
@@ -531,7 +565,11 @@ class _Handler(BaseHTTPRequestHandler):
                         f"Concurrency limit of {fake.concurrency_cap} exceeded for your plan",
                     )
                 body = _check_tts_body(rec.body, self.headers.get("Content-Type", ""))
+                body["transcript"] = fake.dicts.apply(body["transcript"], body.get("pronunciation_dict_id"))
             except _ApiError as e:
+                self._error(rec, e.status, e.code, e.message)
+                return
+            except DictError as e:
                 self._error(rec, e.status, e.code, e.message)
                 return
             self._tts(rec, body, fake._next_scripted())

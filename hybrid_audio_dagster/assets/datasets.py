@@ -16,6 +16,9 @@ import dagster as dg
 from ..core.datasets import DatasetItem, DatasetResult, normalize_items
 from ..core.fsutil import atomic_write_text
 from ..core.inbox import parse_file
+from ..core.pronounce.columns import pronunciations_of
+from ..core.pronounce.lexicon import LexiconError, apply_lexicon, load_lexicon
+from ..core.pronounce.spec import Say
 from ..core.templates import SegmentKind, TemplateError, load_templates
 from ..partitions import add_partitions, developers_partitions, names_partitions, templates_partitions
 from ..resources.paths import ProjectPaths
@@ -48,6 +51,19 @@ def read_snapshot(paths: ProjectPaths, kind: str) -> dict[str, str]:
         raise FileNotFoundError(f"no {kind} dataset snapshot at {path}: materialize the {kind}_dataset asset first")
     data = json.loads(path.read_text(encoding="utf-8"))
     return {item["key"]: item["display"] for item in data["items"]}
+
+
+def read_says(paths: ProjectPaths, kind: str) -> dict[str, tuple[Say, ...]]:
+    """slug → the pronunciations its stems apply, for the items that have some (none
+    before the first materialization)."""
+    path = snapshot_path(paths, kind)
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {item["key"]: tuple(Say(t, p) for t, p in item["say"]) for item in data["items"] if item.get("say")}
+
+
+LEXICON_FILE = "lexicon.csv"  # in data/: the shared pronunciations (brands), see core/pronounce/lexicon.py
 
 
 WITHDRAWN_FILE = ".withdrawn.json"  # in data/store/<kind>/: sha256 prefixes of withdrawn uploads
@@ -100,11 +116,24 @@ def build_dataset(paths: ProjectPaths, kind: str):
     """Parse and normalise every source of ``kind`` into one DatasetResult."""
     sources = dataset_sources(paths, kind)
     values: list[str] = []
+    pronunciations: list[object] = []
     for src in sources:
-        values += parse_file(src, filename=src.name, role=kind).values
-    return normalize_items(
-        kind, values, source=",".join(p.name for p in sources) or "<none>", existing=previous_items(paths, kind)
+        data = src.read_bytes()
+        parsed = parse_file(data, filename=src.name, role=kind)
+        values += parsed.values
+        try:
+            pronunciations += pronunciations_of(parsed, data)
+        except ValueError as exc:
+            raise dg.Failure(str(exc)) from None
+    try:
+        lexicon = load_lexicon(paths.data / LEXICON_FILE)
+    except LexiconError as exc:
+        raise dg.Failure(f"the pronunciation lexicon is refused: {exc}") from None
+    result = normalize_items(
+        kind, values, source=",".join(p.name for p in sources) or "<none>", existing=previous_items(paths, kind),
+        pronunciations=pronunciations,
     )
+    return apply_lexicon(result, lexicon)
 
 
 def sync_partitions(instance: dg.DagsterInstance, partitions_def: dg.DynamicPartitionsDefinition, keys: list[str]) -> tuple[list[str], list[str]]:
@@ -138,6 +167,10 @@ def _dataset_asset(kind: str):
             f"| {r.row} | {_esc(r.value)} | {r.reason} |" for r in result.rejects[:200]
         )
         preview = "\n".join(f"| `{i.key}` | {_esc(i.display)} |" for i in result.items[:50])
+        said = [i for i in result.items if i.say]
+        said_md = "\n".join(
+            f"| `{i.key}` | {_esc(i.display)} | {_esc('; '.join(f'{t} → {p}' for t, p in i.say))} |" for i in said[:200]
+        )
         return dg.MaterializeResult(
             metadata={
                 "items": len(result.items),
@@ -155,6 +188,10 @@ def _dataset_asset(kind: str):
                     ) if stored_uploads(paths, kind) else "none"
                 ),
                 "preview": dg.MetadataValue.md("| key | display |\n|---|---|\n" + preview),
+                "pronounced": len(said),
+                "pronunciations": dg.MetadataValue.md(
+                    "| key | display | says |\n|---|---|---|\n" + said_md if said_md else "none"
+                ),
                 "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects_md if rejects_md else "none"),
             },
             data_version=dg.DataVersion(result.fingerprint),

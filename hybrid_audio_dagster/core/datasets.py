@@ -117,14 +117,32 @@ class InvalidValueError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetItem:
-    """An accepted value: ``key`` is the slug, ``display`` the text that will be spoken."""
+    """An accepted value: ``key`` is the slug, ``display`` the text that will be spoken.
+
+    ``pronunciation`` is the row's own (validated, canonical: a respelling or ``/IPA/``);
+    ``say`` the substitutions its stems apply (its own pronunciation, else the lexicon's
+    words it holds) as ``(text, pronunciation)`` pairs. Slugs, paths and metadata use
+    ``display`` only. Both are left out of :meth:`to_dict` when empty.
+    """
 
     key: str
     display: str
     row: int  # 1-based row/line/item number in the source
+    pronunciation: str | None = None
+    say: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d: dict[str, Any] = {"key": self.key, "display": self.display, "row": self.row}
+        if self.pronunciation:
+            d["pronunciation"] = self.pronunciation
+        if self.say:
+            d["say"] = [list(s) for s in self.say]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DatasetItem:
+        say = tuple((str(t), str(p)) for t, p in d.get("say") or ())
+        return cls(d["key"], d["display"], d["row"], d.get("pronunciation"), say)
 
 
 @dataclass(frozen=True)
@@ -175,15 +193,16 @@ class DatasetResult:
         return cls(
             kind=data["kind"],
             source=data["source"],
-            items=tuple(DatasetItem(**i) for i in data["items"]),
+            items=tuple(DatasetItem.from_dict(i) for i in data["items"]),
             rejects=tuple(Reject(**r) for r in data.get("rejects", ())),
         )
 
 
 def dataset_fingerprint(kind: str, items: Iterable[DatasetItem]) -> str:
-    """sha256 of the kind and the sorted (key, display) pairs: independent of row order."""
+    """sha256 of the kind and the sorted (key, display) pairs: independent of row order.
+    An item's pronunciations join its pair only when it has some (plain lists keep theirs)."""
     payload = json.dumps(
-        {"kind": kind, "items": sorted([i.key, i.display] for i in items)},
+        {"kind": kind, "items": sorted([i.key, i.display] + ([[list(s) for s in i.say]] if i.say else []) for i in items)},
         ensure_ascii=False,
         separators=(",", ":"),
     )
@@ -444,6 +463,7 @@ def normalize_items(
     source: str,
     rows: Iterable[int] | None = None,
     existing: Iterable[DatasetItem] = (),
+    pronunciations: Iterable[object] | None = None,
 ) -> DatasetResult:
     """Validate, clean, de-duplicate and slug ``raw_values``.
 
@@ -453,20 +473,37 @@ def normalize_items(
     ``rows`` gives the 1-based source row of each value (default: 1, 2, 3, ...). Non-string
     values are rejected (``not_text``; ``None`` is ``empty``) rather than raising, so parsed
     JSON can be passed as is.
+
+    ``pronunciations`` (optional, one per value; ``None``/empty for none) are validated by
+    :func:`.pronounce.spec.parse_pronunciation`: a bad one rejects its row
+    (``bad_pronunciation``, ``bad_respelling``, ``bad_ipa``, ``pronunciation_too_long``).
+    The items carry it; :func:`.pronounce.lexicon.says_for` turns it into ``say``.
     """
+    from .pronounce.spec import PronunciationError, parse_pronunciation
+
     _require_kind(kind)
     values = list(raw_values)
     row_numbers = list(rows) if rows is not None else list(range(1, len(values) + 1))
     if len(row_numbers) != len(values):
         raise ValueError(f"{len(values)} values but {len(row_numbers)} row numbers")
+    prons = list(pronunciations) if pronunciations is not None else [None] * len(values)
+    if len(prons) != len(values):
+        raise ValueError(f"{len(values)} values but {len(prons)} pronunciations")
+    own: dict[int, str] = {}
     accepted: list[tuple[int, str]] = []
     folded: list[str] = []
     rejects: list[Reject] = []
     first_row: dict[str, tuple[int, str]] = {}
-    for row, raw in zip(row_numbers, values):
+    for row, raw, raw_pron in zip(row_numbers, values, prons):
         display, problem = _check(kind, raw)
         if problem:
             rejects.append(Reject(row, preview(raw), problem[0], problem[1]))
+            continue
+        try:
+            pron = parse_pronunciation(raw_pron)
+        except PronunciationError as exc:
+            msg = f"pronunciation {preview(raw_pron, 40)!r}: {exc.message}"
+            rejects.append(Reject(row, preview(raw), exc.code, msg))
             continue
         key = fold(display)
         if key in first_row:
@@ -475,10 +512,15 @@ def normalize_items(
             rejects.append(Reject(row, preview(raw), "duplicate", msg, duplicate_of=first))
             continue
         first_row[key] = (row, display)
+        if pron is not None:
+            own[row] = pron.value
         accepted.append((row, display))
         folded.append(key)
     keep = {fold(i.display): i.key for i in existing}
     keys = _assign_keys([d for _, d in accepted], folded, keep)
-    items = tuple(DatasetItem(key, display, row) for key, (row, display) in zip(keys, accepted))
+    items = tuple(
+        DatasetItem(key, display, row, own.get(row), ((display, own[row]),) if row in own else ())
+        for key, (row, display) in zip(keys, accepted)
+    )
     rejects.sort(key=lambda r: r.row)
     return DatasetResult(kind=kind, source=source, items=items, rejects=tuple(rejects))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..core.tts.base import StemContract, TTSEngine, VoiceSettings
+from ..core.tts.base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
 from ..core.tts.cartesia import (
     DEFAULT_BASE_URL,
     DEFAULT_CARTESIA_VERSION,
@@ -72,9 +72,21 @@ class TTSResource(dg.ConfigurableResource):
         """The stem contract for ``voice`` (validates the settings; no synthesis)."""
         return self._engine().contract(voice)
 
-    def synthesize(self, text: str, voice: VoiceSettings) -> bytes:
-        """Speak ``text``; return a complete, validated WAV matching ``contract(voice)``."""
-        return self._engine().synthesize(text, voice)
+    def synthesize(self, text: str, voice: VoiceSettings, *, say: tuple = ()) -> bytes:
+        """Speak ``text``; return a complete, validated WAV matching ``contract(voice)``
+        (with ``say``, the pronunciations of its words: ``pronunciation_contract``'s)."""
+        engine = self._engine()
+        return engine.synthesize(text, voice, say=say) if say else engine.synthesize(text, voice)
+
+    def pronunciation_contract(self, contract: StemContract) -> StemContract:
+        """The contract of a stem whose text has pronunciations (no network)."""
+        return pronounced_contract(self._engine(), contract)
+
+    def prepare_pronunciations(self, say: tuple) -> dict[str, Any]:
+        """Make the engine ready to say ``say`` before a run's syntheses (Cartesia: its
+        pronunciation dictionary in step); what was done, safe for metadata."""
+        prepare = getattr(self._engine(), "prepare_pronunciations", None)
+        return prepare(say) if prepare is not None and say else {}
 
     def describe(self) -> dict[str, Any]:
         """Settings safe to attach as asset metadata (never a credential)."""
@@ -211,6 +223,10 @@ class CartesiaTTSResource(TTSResource):
     backoff_base_s: float = CartesiaConfig.backoff_base_s
     backoff_max_s: float = CartesiaConfig.backoff_max_s
     max_concurrency: int = Field(default=3, ge=1, le=64, description="Requests in flight per run (plan cap).")
+    pronunciation_dict_name: str = Field(
+        default=CartesiaConfig.pronunciation_dict_name, description="The project's pronunciation dictionary, found by name."
+    )
+    pronunciation_dict_id: str | None = Field(default=None, description="Pin an existing pronunciation dictionary by id.")
 
     _client: CartesiaClient | None = PrivateAttr(default=None)
 
@@ -234,6 +250,8 @@ class CartesiaTTSResource(TTSResource):
             backoff_base_s=self.backoff_base_s,
             backoff_max_s=self.backoff_max_s,
             max_concurrency=self.max_concurrency,
+            pronunciation_dict_name=self.pronunciation_dict_name,
+            pronunciation_dict_id=self.pronunciation_dict_id,
         )
 
     def _engine(self) -> CartesiaClient:
@@ -275,6 +293,7 @@ class CartesiaTTSResource(TTSResource):
             "sample_rate": config.sample_rate,
             "encoding": config.encoding,
             "max_concurrency": config.max_concurrency,
+            "pronunciation_dict": config.pronunciation_dict_id or config.pronunciation_dict_name,
         }
 
 
@@ -320,6 +339,8 @@ def tts_resource_from_env(env: Mapping[str, str]) -> TTSResource:
         overrides["base_url"] = env["CARTESIA_BASE_URL"].strip()
     if (env.get("CARTESIA_VOICE_ID") or "").strip():
         overrides["default_voice_id"] = env["CARTESIA_VOICE_ID"].strip()
+    if (env.get("CARTESIA_PRONUNCIATION_DICT_ID") or "").strip():
+        overrides["pronunciation_dict_id"] = env["CARTESIA_PRONUNCIATION_DICT_ID"].strip()
     resource = CartesiaTTSResource(api_key=dg.EnvVar("CARTESIA_API_KEY"), **overrides)
     try:
         resource.cartesia_config()  # fail at load time, not in the middle of a run

@@ -82,15 +82,23 @@ def materialize_stems(
     audit = run_auditor(context, paths)
     if config.force:
         audit("forced_regeneration", kind=kind.value, partitions=len(keys), stems=len(to_make))
+    said = tuple(sorted({x for sig in to_make for x in by_signature[sig][0].say}))
+    if said:  # Cartesia: its pronunciation dictionary in step before the first request
+        try:
+            done = tts.prepare_pronunciations(said)
+        except TTSError as exc:
+            raise dg.Failure(f"pronunciations could not be prepared: {exc}") from None
+        context.log.info(f"{len(said)} pronunciations ready for {len(to_make)} stems: {done}")
     outcomes: dict[str, StemOutcome] = {sig: StemOutcome(rec, True, 0) for sig, rec in known.items() if rec is not None}
     errors: dict[str, str] = {}
 
     def work(sig: str) -> tuple[str, StemOutcome | str]:
         first = by_signature[sig][0]
-        contract = campaign.contract_for(first.voice)
+        contract = campaign.contract_for(first.voice, bool(first.say))
         try:
             return sig, campaign.store.obtain(
-                first.text, first.voice, tts, contract=contract, force=config.force, on_tts=lambda e: audit("tts_call", **e)
+                first.text, first.voice, tts, contract=contract, force=config.force, on_tts=lambda e: audit("tts_call", **e),
+                say=first.say,
             )
         except (TTSError, AudioError, OSError, ValueError) as exc:
             return sig, f"{first.partition} {first.slot} {first.text[:40]!r}: {exc}"

@@ -16,6 +16,8 @@ import dagster as dg
 from ...cache_index import latest_metadata
 from ...core.delivery.stem_cache import RemoteStemFetcher
 from ...core.stems import ContractCache, MissingStemError, Freshness, Slot, StemIndex, StemRecord, StemStore, assess, render_slots
+from ...core.pronounce.lexicon import says_in_text
+from ...core.pronounce.spec import Say
 from ...core.stems.identity import stem_signature
 from ...core.templates import SegmentKind, Template, load_templates
 from ...resources.paths import ProjectPaths
@@ -23,6 +25,7 @@ from ...resources.paths import ProjectPaths
 STEM_ASSETS = {SegmentKind.NAME: "name_stems", SegmentKind.DEVELOPER: "developer_stems", SegmentKind.SCRIPT: "script_stems"}
 STEMS_META = "stems"  # signature → stored stem record
 SLOTS_META = "slots"  # slot ("<template>/<segment>") → signature
+DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}
 
 
 def describe_missing(errors: Iterable[MissingStemError], limit: int = 20) -> str:
@@ -53,7 +56,9 @@ class CampaignStems:
         # the bucket as a cache tier when GCS is on: stems missing here are downloaded, not synthesized
         self.remote = RemoteStemFetcher(gcs.get_mirror, self.store) if gcs is not None and gcs.enabled else None
         self.index = StemIndex(self.store, fetch=self.remote)
-        self.contract_for = ContractCache(tts.contract)
+        self.contract_for = ContractCache(tts.contract, getattr(tts, "pronunciation_contract", None))
+        self.paths = paths
+        self._says: dict[SegmentKind, dict[str, tuple[Say, ...]]] = {}
         self.templates = dict(templates) if templates is not None else load_templates(paths.templates)
         self.recorded: dict[SegmentKind, dict[str, set[str]]] = {k: {} for k in SegmentKind}
         self._slot_sigs: dict[SegmentKind, dict[str, dict[str, str]]] = {k: {} for k in SegmentKind}
@@ -76,15 +81,24 @@ class CampaignStems:
             self._slot_sigs[kind][partition] = dict(md.get(SLOTS_META) or {})
         return self
 
-    def signature(self, template: Template, text: str) -> tuple[str, str]:
-        """(signature, engine) of ``text`` spoken with ``template``'s voice."""
-        contract = self.contract_for(template.voice_settings())
-        return stem_signature(text, contract), contract.engine
+    def says(self, kind: SegmentKind) -> dict[str, tuple[Say, ...]]:
+        """key → pronunciations of the kind's items, from the dataset snapshot (read once)."""
+        if kind not in self._says:
+            from ..datasets import read_says
+
+            self._says[kind] = {} if kind is SegmentKind.SCRIPT else read_says(self.paths, DATASET_OF[kind])
+        return self._says[kind]
+
+    def signature(self, template: Template, text: str, say: tuple[Say, ...] = ()) -> tuple[str, str]:
+        """(signature, engine) of ``text`` spoken with ``template``'s voice (and ``say``)."""
+        contract = self.contract_for(template.voice_settings(), bool(say))
+        return stem_signature(text, contract, say), contract.engine
 
     def resolve(self, kind: SegmentKind, owner: str, template: Template, segment_id: str, text: str, *, deep: bool = False) -> StemRecord:
         """The stored stem for a rendered segment, or :class:`MissingStemError` naming the
         stem partition to materialize (never an older stem of another signature)."""
-        sig, engine = self.signature(template, text)
+        says = self.says(kind).get(owner, ())
+        sig, engine = self.signature(template, text, says_in_text(text, says) if says else ())
         record = self.index.lookup(sig, engine, deep=deep)
         if record is None:
             slot = f"{template.id}/{segment_id}"
@@ -94,7 +108,7 @@ class CampaignStems:
         return record
 
     def slots(self, kind: SegmentKind, keys: Iterable[str], displays: Mapping[str, str]) -> tuple[list[Slot], list[str]]:
-        return render_slots(kind, keys, self.templates, displays, self.contract_for)
+        return render_slots(kind, keys, self.templates, displays, self.contract_for, self.says(kind))
 
     def freshness(self, kind: SegmentKind, keys: list[str], displays: Mapping[str, str], *, deep: bool = False) -> Freshness:
         """Which of ``keys`` need a stems run, and what that run would synthesize."""

@@ -4,6 +4,11 @@ The signature covers the text, the engine's contract (engine and its version or 
 version, endpoint, voice, model, language, speed, volume, emotion, rate, encoding) and the
 trim settings applied before the stem is stored. Same signature, same audio: a stem is
 synthesized once per signature and never billed twice.
+
+A stem whose text holds a word with a pronunciation (a dataset row's ``pronunciation``, or a
+lexicon entry) also carries ``"say"``: the substitutions, written text → pronunciation, that
+apply to its text. The key is absent for every other stem, so a plain name keeps the
+signature it always had, and a changed respelling changes exactly the stems that say it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import hashlib
 import json
 from functools import lru_cache
 
+from collections.abc import Iterable
+
 from ..audio.trim import DEFAULT_THRESHOLD_DBFS, DEFAULT_ZERO_DBFS
+from ..pronounce.spec import Say
 from ..tts.base import StemContract
 
 # bumped when the identity's shape changes, so old and new signatures never collide
@@ -20,9 +28,13 @@ SIGNATURE_VERSION = 2
 TRIM_SETTINGS = {"threshold_dbfs": DEFAULT_THRESHOLD_DBFS, "zero_dbfs": DEFAULT_ZERO_DBFS}
 
 
-def stem_identity(text: str, contract: StemContract) -> dict:
+def stem_identity(text: str, contract: StemContract, say: Iterable[Say] = ()) -> dict:
     """The JSON-serialisable identity of the audio for ``text`` under ``contract``."""
-    return {"v": SIGNATURE_VERSION, "text": text, "contract": contract.to_dict(), "trim": TRIM_SETTINGS}
+    identity = {"v": SIGNATURE_VERSION, "text": text, "contract": contract.to_dict(), "trim": TRIM_SETTINGS}
+    entries = sorted(s.to_list() for s in say)
+    if entries:
+        identity["say"] = entries
+    return identity
 
 
 def signature_of_identity(identity: dict) -> str:
@@ -32,6 +44,6 @@ def signature_of_identity(identity: dict) -> str:
 
 
 @lru_cache(maxsize=65536)
-def stem_signature(text: str, contract: StemContract) -> str:
+def stem_signature(text: str, contract: StemContract, say: tuple[Say, ...] = ()) -> str:
     """The signature of ``text`` under ``contract`` (memoised: contracts are hashable)."""
-    return signature_of_identity(stem_identity(text, contract))
+    return signature_of_identity(stem_identity(text, contract, say))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ..pronounce.lexicon import says_in_text
+from ..pronounce.spec import Say
 from ..templates import SegmentKind, Template
 from ..tts.base import StemContract, VoiceSettings
 from .identity import stem_signature
@@ -59,17 +61,33 @@ class StemIndex:
 
 
 class ContractCache:
-    """One contract per voice: engines validate settings in ``contract`` (memoised here)."""
+    """One contract per voice: engines validate settings in ``contract`` (memoised here).
 
-    def __init__(self, contract: Callable[[VoiceSettings], StemContract]) -> None:
+    ``pronounced`` turns a voice's contract into that of a stem with pronunciations (the
+    engine's ``pronunciation_contract``); asked only for such stems."""
+
+    def __init__(
+        self,
+        contract: Callable[[VoiceSettings], StemContract],
+        pronounced: Callable[[StemContract], StemContract] | None = None,
+    ) -> None:
         self._contract = contract
-        self._by_voice: dict[VoiceSettings, StemContract] = {}
+        self._pronounced = pronounced
+        self._by_voice: dict[tuple[VoiceSettings, bool], StemContract] = {}
 
-    def __call__(self, voice: VoiceSettings) -> StemContract:
-        c = self._by_voice.get(voice)
+    def __call__(self, voice: VoiceSettings, pronounced: bool = False) -> StemContract:
+        c = self._by_voice.get((voice, pronounced))
         if c is None:
-            c = self._by_voice[voice] = self._contract(voice)
+            c = self._contract(voice) if not pronounced else self._pronounce(self(voice))
+            self._by_voice[(voice, pronounced)] = c
         return c
+
+    def _pronounce(self, contract: StemContract) -> StemContract:
+        if self._pronounced is None:
+            from ..tts.base import PronunciationUnsupportedError
+
+            raise PronunciationUnsupportedError(f"the {contract.engine} engine cannot apply pronunciations")
+        return self._pronounced(contract)
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,7 @@ class Slot:
     voice: VoiceSettings
     signature: str
     engine: str
+    say: tuple[Say, ...] = ()  # the pronunciations its text uses (part of the signature)
 
 
 def render_slots(
@@ -89,9 +108,13 @@ def render_slots(
     keys: Iterable[str],
     templates: Mapping[str, Template],
     displays: Mapping[str, str],
-    contract_for: Callable[[VoiceSettings], StemContract],
+    contract_for: Callable[..., StemContract],
+    says: Mapping[str, tuple[Say, ...]] | None = None,
 ) -> tuple[list[Slot], list[str]]:
-    """Every slot of ``keys`` with its signature; and the keys no dataset or template has."""
+    """Every slot of ``keys`` with its signature; and the keys no dataset or template has.
+
+    ``says``: key → the item's pronunciations; a slot gets those its rendered text holds."""
+    says = says or {}
     slots: list[Slot] = []
     missing: list[str] = []
     for key in keys:
@@ -113,7 +136,9 @@ def render_slots(
             contract = contract_for(voice)
             for seg in tpl.segments_of(kind):
                 text = seg.render(**arg)
-                slots.append(Slot(key, f"{tpl.id}/{seg.id}", text, voice, stem_signature(text, contract), contract.engine))
+                say = says_in_text(text, says.get(key, ())) if key in says else ()
+                c = contract_for(voice, True) if say else contract
+                slots.append(Slot(key, f"{tpl.id}/{seg.id}", text, voice, stem_signature(text, c, say), c.engine, say))
     return slots, missing
 
 

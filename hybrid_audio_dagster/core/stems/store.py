@@ -31,6 +31,7 @@ from ..audio.errors import FormatMismatchError
 from ..audio.trim import TrimRange, find_trim
 from ..audio.wav import PcmAudio, load_wav
 from ..fsutil import atomic_write_bytes, atomic_write_text, file_lock
+from ..pronounce.spec import Say
 from ..tts.base import StemContract, TTSEngine, VoiceSettings
 from .identity import TRIM_SETTINGS, signature_of_identity, stem_identity, stem_signature
 
@@ -204,13 +205,13 @@ class StemStore:
         with file_lock(self.signature_dir(engine, signature) / ".claim"):
             yield
 
-    def put(self, text: str, contract: StemContract, wav: bytes) -> StemRecord:
+    def put(self, text: str, contract: StemContract, wav: bytes, say: tuple[Say, ...] = ()) -> StemRecord:
         """Validate and trim ``wav`` (the engine's answer for ``text``), store it, record it.
 
         Validation happens before anything is written, so a bad TTS response never becomes
         a stem. An existing file with the same content is reused, never rewritten.
         """
-        signature = stem_signature(text, contract)
+        signature = stem_signature(text, contract, say)
         source = f"TTS audio for {text[:40]!r}"
         audio = load_wav(wav, source)
         expected = (contract.sample_rate, contract.channels, contract.encoding)
@@ -237,7 +238,7 @@ class StemStore:
             chars=len(text),
             created_at=time.time(),
         )
-        sidecar = {"record": record.to_dict(), "identity": stem_identity(text, contract)}
+        sidecar = {"record": record.to_dict(), "identity": stem_identity(text, contract, say)}
         atomic_write_text(path.with_suffix(".json"), json.dumps(sidecar, ensure_ascii=False, sort_keys=True), fsync=True)
         return record
 
@@ -251,6 +252,7 @@ class StemStore:
         known: StemRecord | None = None,
         force: bool = False,
         on_tts: Callable[[dict], None] | None = None,
+        say: tuple[Say, ...] = (),
     ) -> StemOutcome:
         """The stem for ``text``: ``known`` or a stored one if it verifies, else a synthesis.
 
@@ -258,9 +260,10 @@ class StemStore:
         once the claim is held: two runs that need the same new stem bill it once.
         ``on_tts`` (the audit) gets ``{engine, chars, latency_ms, attempts, hit, ok[, error]}``
         for each synthesis and for each hit found under the claim; never the text.
+        ``say``: the pronunciations of the text (``contract`` must then be the pronounced one).
         """
         contract = contract or engine.contract(voice)
-        signature = stem_signature(text, contract)
+        signature = stem_signature(text, contract, say)
         if not force and known is not None and known.signature == signature and self.verify(known):
             return StemOutcome(known, cache_hit=True, chars_sent=0)
         with self.claim(contract.engine, signature):
@@ -272,7 +275,7 @@ class StemStore:
                     return StemOutcome(found, cache_hit=True, chars_sent=0)
             started = time.perf_counter()
             try:
-                wav = engine.synthesize(text, voice)
+                wav = engine.synthesize(text, voice, say=say) if say else engine.synthesize(text, voice)
             except Exception as exc:
                 if on_tts is not None:
                     on_tts({"engine": contract.engine, "chars": len(text), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
@@ -281,7 +284,7 @@ class StemStore:
             if on_tts is not None:
                 on_tts({"engine": contract.engine, "chars": len(text), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
                         "attempts": getattr(engine, "last_attempts", 1), "hit": False, "ok": True})
-            return StemOutcome(self.put(text, contract, wav), cache_hit=False, chars_sent=len(text))
+            return StemOutcome(self.put(text, contract, wav, say), cache_hit=False, chars_sent=len(text))
 
     def remove(self, engine: str, signature: str) -> int:
         """Delete every file of ``signature`` (privacy erase); returns how many were removed."""

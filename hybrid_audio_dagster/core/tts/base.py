@@ -45,9 +45,16 @@ class StemContract:
     # where the audio comes from, for network engines (scheme://host[:port][/path]): stems
     # from a test or staging endpoint must never count as production hits
     endpoint: str = ""
+    # how the engine applies pronunciations ("espeak-phonemes-1", "cartesia-dict:<id>"); set
+    # only on the contract of a stem that has some, and left out of ``to_dict`` when empty so
+    # the signatures of every other stem stay what they were
+    pronunciation: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["pronunciation"]:
+            del d["pronunciation"]
+        return d
 
 
 class TTSError(Exception):
@@ -70,5 +77,20 @@ class TTSEngine(Protocol):
         """Speak ``text`` and return the bytes of a WAV file matching ``contract(voice)``.
 
         Raises :class:`TTSError` (or a subclass) on failure; never returns partial audio.
+        Engines that apply pronunciations also take ``say=`` (a tuple of
+        :class:`~..pronounce.spec.Say`) and have ``pronunciation_contract(contract)``, the
+        contract of a stem spoken with them; callers pass ``say`` only when it is not empty.
         """
         ...
+
+
+class PronunciationUnsupportedError(TTSError):
+    """The engine cannot apply a pronunciation the data asks for."""
+
+
+def pronounced_contract(engine: object, contract: StemContract) -> StemContract:
+    """The contract of a stem with pronunciations spoken by ``engine`` (see :class:`TTSEngine`)."""
+    method = getattr(engine, "pronunciation_contract", None)
+    if method is None:
+        raise PronunciationUnsupportedError(f"the {contract.engine} engine cannot apply pronunciations")
+    return method(contract)

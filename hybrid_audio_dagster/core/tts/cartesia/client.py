@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -31,6 +32,7 @@ from .config import (
     _check_voice_id,
     plausible_duration_range,
 )
+from .dictionary import PronunciationDictionary
 from .errors import (
     CartesiaAPIError,
     CartesiaBadAudioError,
@@ -88,6 +90,9 @@ class CartesiaClient:
             transport=transport,
             follow_redirects=False,  # a redirect would carry the key to another host
         )
+        self.dictionary = PronunciationDictionary(
+            self, name=config.pronunciation_dict_name, pinned_id=config.pronunciation_dict_id
+        )
 
     def __repr__(self) -> str:
         c = self.config
@@ -123,7 +128,15 @@ class CartesiaClient:
             endpoint=c.endpoint,
         )
 
-    def build_request(self, text: str, voice: VoiceSettings) -> dict[str, Any]:
+    def pronunciation_contract(self, contract: StemContract) -> StemContract:
+        """The contract of a stem spoken with the project's pronunciation dictionary."""
+        return dataclasses.replace(contract, pronunciation=self.dictionary.label)
+
+    def prepare_pronunciations(self, say: tuple) -> dict[str, Any]:
+        """Put ``say``'s items into the dictionary (create or update); id, version, counts."""
+        return self.dictionary.ensure(say)
+
+    def build_request(self, text: str, voice: VoiceSettings, *, pronunciation_dict_id: str | None = None) -> dict[str, Any]:
         """The JSON body of ``POST /tts/bytes`` for ``text`` (validated; nothing is sent)."""
         if not isinstance(text, str) or not text.strip():
             raise CartesiaConfigError("transcript is empty")
@@ -144,9 +157,11 @@ class CartesiaClient:
         if voice.emotion is not None:
             generation["emotion"] = voice.emotion
         body["generation_config"] = generation
+        if pronunciation_dict_id:
+            body["pronunciation_dict_id"] = pronunciation_dict_id
         return body
 
-    def synthesize(self, text: str, voice: VoiceSettings) -> bytes:
+    def synthesize(self, text: str, voice: VoiceSettings, *, say: tuple = ()) -> bytes:
         """Speak ``text``; return a canonical WAV (exact PCM frames received, clean header).
 
         Raises:
@@ -155,7 +170,8 @@ class CartesiaClient:
             CartesiaRetryExhaustedError: every attempt hit a retryable failure.
             CartesiaBadAudioError: the answer was not valid audio in the requested format.
         """
-        body = self.build_request(text, voice)
+        dict_id = self.dictionary.ensure(say)["dictionary_id"] if say else None  # no request when in step
+        body = self.build_request(text, voice, pronunciation_dict_id=dict_id)
         lo, hi = plausible_duration_range(text, voice.speed)
         bytes_per_second = self.config.sample_rate * (4 if self.config.encoding == "pcm_f32le" else 2)
         max_bytes = int(hi * bytes_per_second) + _WAV_HEADER_ALLOWANCE

@@ -62,6 +62,7 @@ _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # sonic-3, sonic-3.5, dated snapshots such as sonic-3-2025-10-27. generation_config only
 # exists from Sonic-3 on, so older models would silently ignore speed/volume/emotion.
 _MODEL_RE = re.compile(r"^sonic-(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:-\d{4}-\d{2}-\d{2})?$")
+_DICT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _LOCALE_RE = re.compile(r"^(?P<lang>[a-z]{2})-[A-Za-z]{2,4}$")
 _TAG_RE = re.compile(r"<[^>]*>")
 _BREAK_RE = re.compile(r"<break\s+time\s*=\s*[\"']?\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s)\s*[\"']?\s*/?>", re.I)
@@ -100,6 +101,8 @@ class CartesiaConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
     max_concurrency: int = 3
+    pronunciation_dict_name: str = "hybrid-audio"  # the project's dictionary, found by name
+    pronunciation_dict_id: str | None = None  # or pinned to an existing dictionary
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -137,6 +140,10 @@ class CartesiaConfig:
             raise CartesiaConfigError("backoff_max_s must be >= backoff_base_s")
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 20:
             raise CartesiaConfigError(f"max_retries must be an integer in [0, 20], got {self.max_retries!r}")
+        if not isinstance(self.pronunciation_dict_name, str) or not _DICT_NAME_RE.match(self.pronunciation_dict_name):
+            raise CartesiaConfigError(f"pronunciation_dict_name must be 1-64 letters, digits, '-', '_' or '.', got {self.pronunciation_dict_name!r}")
+        if self.pronunciation_dict_id is not None and not _DICT_NAME_RE.match(str(self.pronunciation_dict_id)):
+            raise CartesiaConfigError(f"pronunciation_dict_id must be 1-64 letters, digits, '-', '_' or '.', got {self.pronunciation_dict_id!r}")
         if not isinstance(self.max_concurrency, int) or not 1 <= self.max_concurrency <= 64:
             raise CartesiaConfigError(f"max_concurrency must be an integer in [1, 64], got {self.max_concurrency!r}")
 
