@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from .assets.rotation import rotation_seed
+from .assets.rotation import rotation_seed, rotation_templates
 from .automation.stages import MESSAGES_JOB
 from .partitions import message_partition_key
 
@@ -37,6 +37,9 @@ class RotationSettings:
     Attributes:
         batch_size: pairs per tick (K); None reads ``HYBRID_AUDIO_ROTATION_BATCH`` (default 50).
         seed: the rotation seed; None reads ``HYBRID_AUDIO_ROTATION_SEED`` (default constant).
+        templates: the template keys the scripts stream draws from (``<id>*``: a template and
+            its variants, an A/B stream); None reads ``HYBRID_AUDIO_ROTATION_TEMPLATES``;
+            empty means every template and variant.
         max_attempts: failed runs after which a pair is abandoned (reported, not retried).
         launch_grace_s: a request without any run this long after it was issued is
             treated as a failed attempt ("never launched").
@@ -44,6 +47,7 @@ class RotationSettings:
 
     batch_size: int | None = None
     seed: str | None = None
+    templates: tuple[str, ...] | None = None
     max_attempts: int = 5
     launch_grace_s: float = 3600.0
 
@@ -63,6 +67,9 @@ class RotationSettings:
 
     def resolved_seed(self) -> str:
         return rotation_seed() if self.seed is None else self.seed
+
+    def resolved_templates(self) -> list[str]:
+        return rotation_templates() if self.templates is None else list(self.templates)
 
 
 # --------------------------------------------------------------------------- requests

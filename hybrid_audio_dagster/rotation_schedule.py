@@ -111,7 +111,7 @@ def evaluate_rotation_tick(
                 return plan
         now = _parse_time(tick) or datetime.now(timezone.utc)
         reconciled = reconcile(instance, ledger, now=now, settings=settings, tick=tick)
-        rotation = open_rotation(paths, seed=settings.resolved_seed())
+        rotation = open_rotation(paths, seed=settings.resolved_seed(), templates=settings.resolved_templates())
         batch = rotation.store.advance(
             settings.resolved_batch_size(), run_key_basis=f"rotation_schedule:{tick}", script_mode="pair",
             actor="rotation_schedule",
@@ -195,6 +195,7 @@ def advance_request(when: datetime, settings: RotationSettings = RotationSetting
         job_name=ADVANCE_JOB,
         run_config={"ops": {"rotation_advance": {"config": {
             "tick": tick, "batch_size": settings.resolved_batch_size(), "seed": settings.resolved_seed(),
+            "templates": settings.resolved_templates(),
             "max_attempts": settings.max_attempts, "launch_grace_s": settings.launch_grace_s,
         }}}},
         tags={"hybrid_audio/pipeline": pipeline, "hybrid_audio/stage": "advance", "hybrid_audio/driver": "daemon",

@@ -4,8 +4,10 @@
 State lives under ``<root>/data/rotation/``:
 
 * ``state.json`` (+ ``.lock``, ``.members/``): the :class:`~..core.rotation.RotationStore`
-  built from the current dataset snapshots (name and developer slugs) and the template ids
-  (its scripts); the audit trail is ``<root>/logs/rotation_audit.jsonl``;
+  built from the current dataset snapshots (name and developer slugs) and the template keys
+  (its scripts: every template and variant, or those ``HYBRID_AUDIO_ROTATION_TEMPLATES``
+  picks, e.g. ``followup-en,followup-en--soft_warm`` for an A/B test); the audit trail is
+  ``<root>/logs/rotation_audit.jsonl``;
 * ``retry_ledger.json`` (+ ``.lock``): what the rotation schedule launched and what must be
   launched again (see :class:`RetryLedger` and :mod:`..rotation_schedule`).
 
@@ -31,13 +33,15 @@ import dagster as dg
 from ..partitions import cycle_key, rotation_cycles_partitions
 
 from ..core.fsutil import atomic_write_text, file_lock
-from ..core.rotation import Assignment, RotationError, RotationStore, read_audit
+from ..core.rotation import Assignment, DatasetError, RotationError, RotationStore, read_audit, script_counts
+from ..core.template_variants import select_keys
 from ..core.templates import Template, load_templates
 from ..resources.paths import ProjectPaths
 from .datasets import read_snapshot, snapshot_path
 
 DEFAULT_SEED = "hybrid-audio"
 SEED_ENV = "HYBRID_AUDIO_ROTATION_SEED"
+TEMPLATES_ENV = "HYBRID_AUDIO_ROTATION_TEMPLATES"
 PREVIEW_ROWS = 20
 LEDGER_VERSION = 1
 KEEP_TICKS = 64  # tick plans remembered for idempotent re-evaluation
@@ -59,6 +63,19 @@ def rotation_seed(env: Mapping[str, str] | None = None) -> str:
     return env.get(SEED_ENV) or DEFAULT_SEED
 
 
+def rotation_templates(env: Mapping[str, str] | None = None) -> list[str]:
+    """The configured template selection: ``HYBRID_AUDIO_ROTATION_TEMPLATES``, comma- or
+    space-separated; empty means every template and variant.
+
+    An entry is a template key or ``<id>*``: ``followup-en,followup-en--soft_warm`` makes the
+    scripts stream an A/B test of the template against that variant (the two strictly
+    alternate, pair after pair); ``followup-en*`` takes the template and every variant of it.
+    Read when used, like the seed; a change applies from the next scripts cycle.
+    """
+    env = os.environ if env is None else env
+    return [p for p in (env.get(TEMPLATES_ENV) or "").replace(",", " ").split() if p]
+
+
 @dataclass(frozen=True)
 class Rotation:
     """The rotation store with the current datasets it was opened with (display text too)."""
@@ -66,7 +83,10 @@ class Rotation:
     store: RotationStore
     names: dict[str, str]  # slug -> display
     developers: dict[str, str]
-    templates: dict[str, Template]
+    templates: dict[str, Template]  # every template and variant (the scripts are some of them)
+    scripts: tuple[str, ...] = ()  # the template keys the scripts stream draws from
+    selection: tuple[str, ...] = ()  # HYBRID_AUDIO_ROTATION_TEMPLATES as read ((): all)
+    unmatched: tuple[str, ...] = ()  # entries of the selection that match no template now
 
     def describe(self, a: Assignment) -> dict[str, Any]:
         """An assignment with display names (JSON-safe)."""
@@ -85,26 +105,37 @@ class Rotation:
         return [self.describe(a) for a in self.store.preview(n, script_mode="pair")]
 
 
-def open_rotation(paths: ProjectPaths, *, seed: str | None = None, fsync: bool = True) -> Rotation:
-    """The rotation store over the current snapshots and templates.
+def open_rotation(paths: ProjectPaths, *, seed: str | None = None, templates: list[str] | None = None,
+                  fsync: bool = True) -> Rotation:
+    """The rotation store over the current snapshots and templates (``templates``: the
+    selection of :func:`rotation_templates`, read from the environment when None).
 
     Raises ``FileNotFoundError`` when a dataset snapshot does not exist yet (materialize
     the dataset assets first) and :class:`~..core.rotation.DatasetError` when a dataset or
-    the templates are empty.
+    the templates are empty, or when the selection matches none of the templates. Entries
+    of the selection that match nothing (a variant removed since) are left out and listed
+    in :attr:`Rotation.unmatched`: a removed variant leaves the stream like a removed
+    template.
     """
     names = read_snapshot(paths, "names")
     developers = read_snapshot(paths, "developers")
-    templates = load_templates(paths.templates)
+    loaded = load_templates(paths.templates)
+    selection = rotation_templates() if templates is None else list(templates)
+    scripts, unmatched = select_keys(loaded, selection) if selection else (list(loaded), [])
+    if not scripts:
+        raise DatasetError(
+            f"{TEMPLATES_ENV}={','.join(selection)!r} matches no template or variant (known: {', '.join(loaded)})"
+        )
     store = RotationStore(
         rotation_dir(paths) / "state.json",
         names=names,
         developers=developers,
-        scripts=templates,
+        scripts=scripts,
         seed=rotation_seed() if seed is None else seed,
         audit_path=paths.logs / "rotation_audit.jsonl",
         fsync=fsync,
     )
-    return Rotation(store, names, developers, templates)
+    return Rotation(store, names, developers, loaded, tuple(scripts), tuple(selection), tuple(unmatched))
 
 
 # --------------------------------------------------------------------------- retry ledger
@@ -260,6 +291,19 @@ def ledger_table(ledger: dict[str, Any], limit: int = 50) -> str:
     return head + "\n".join(rows[:limit]) + more
 
 
+def variants_table(rotation: Rotation, counts, cycle: int) -> str:
+    """One row per template key the stream draws from (or has handed out): the per-variant
+    counts of the current cycle and of all time."""
+    this = counts.in_cycle(cycle)
+    keys = list(rotation.scripts) + sorted(k for k in counts.total if k not in rotation.scripts)
+    body = "\n".join(
+        f"| `{k}` | {rotation.templates[k].variant_name or '(template)' if k in rotation.templates else 'removed'} | "
+        f"{'yes' if k in rotation.scripts else 'no'} | {this.get(k, 0)} | {counts.total.get(k, 0)} |"
+        for k in keys
+    )
+    return "| template | variant | in the stream | this cycle | total |\n|---|---|---|---|---|\n" + body
+
+
 def rotation_status_metadata(paths: ProjectPaths, *, preview: int = PREVIEW_ROWS, seed: str | None = None) -> dict[str, Any]:
     """Metadata of the rotation (what the asset records); reads only, never advances."""
     rotation = open_rotation(paths, seed=seed)
@@ -271,18 +315,26 @@ def rotation_status_metadata(paths: ProjectPaths, *, preview: int = PREVIEW_ROWS
     last_tick = ticks[-1][1] if ticks else None
     progress = 100.0 * status.cursor / status.cycle_length if status.cycle_length else 0.0
     datasets = store.datasets
+    audit = read_audit(store.audit_path)
+    counts = script_counts(audit)
     return {
         "cycle": status.cycle,
         "cursor": status.cursor,
         "cycle_length": status.cycle_length,
         "progress_pct": round(progress, 2),
         "remaining": status.remaining,
-        "skipped": skipped_in_cycle(read_audit(store.audit_path), status.cycle),
+        "skipped": skipped_in_cycle(audit, status.cycle),
         "seed": status.seed,
         "configured_seed": status.configured_seed,
         "dataset_changed": status.dataset_changed,
         "last_pair": " × ".join(status.last) if status.last else "none yet",
         "advances": status.seq,
+        "rotation_templates": dg.MetadataValue.json(list(rotation.scripts)),
+        "template_counts": dg.MetadataValue.json(counts.in_cycle(status.cycle)),
+        "template_counts_total": dg.MetadataValue.json(dict(sorted(counts.total.items()))),
+        "template_counts_by_cycle": dg.MetadataValue.json(counts.to_dict()["by_cycle"]),
+        "variants": dg.MetadataValue.md(variants_table(rotation, counts, status.cycle)),
+        **({"rotation_templates_unmatched": dg.MetadataValue.json(list(rotation.unmatched))} if rotation.unmatched else {}),
         "preview": dg.MetadataValue.md(preview_table(rows)),
         "fingerprints": dg.MetadataValue.json(
             {
@@ -327,9 +379,11 @@ def rotation_cycle(context: dg.AssetExecutionContext, config: RotationCycleConfi
     metadata["status"] = "current" if key == current else ("complete" if key < current else "not started")
     metadata["runs_launched"] = dg.MetadataValue.json(launched[-500:])
     metadata["runs_launched_count"] = len(launched)
-    if key != current:  # progress fields describe the current cycle only
+    if key != current:  # progress fields describe the current cycle only; the counts, this one
         for label in ("cursor", "progress_pct", "remaining", "preview"):
             metadata.pop(label, None)
+        by_cycle = metadata["template_counts_by_cycle"].value
+        metadata["template_counts"] = dg.MetadataValue.json(by_cycle.get(str(int(key.rsplit("-", 1)[1])), {}))
     context.log.info(
         f"{key} ({metadata['status']}): {len(launched)} runs launched; current cycle {metadata['cycle']} at "
         f"{metadata['cursor'] if 'cursor' in metadata else metadata['cycle_length']}/{metadata['cycle_length']}"

@@ -28,8 +28,13 @@ def status(json_: JsonOpt = False) -> None:
     """Cycle, progress, retry ledger (reads only)."""
     as_json(json_)
     out = _admin("status")
-    emit({"ok": True, **out}, [f"{k}: {v}" for k, v in out.items() if k in (
-        "cycle", "cursor", "cycle_length", "progress_pct", "remaining", "last_pair", "advances", "retry_pending", "retry_outstanding")])
+    lines = [f"{k}: {v}" for k, v in out.items() if k in (
+        "cycle", "cursor", "cycle_length", "progress_pct", "remaining", "last_pair", "advances", "retry_pending", "retry_outstanding")]
+    # the per-variant counts of the A/B stream: this cycle, then all time
+    this, total = out.get("template_counts") or {}, out.get("template_counts_total") or {}
+    lines += [f"template {k}: {this.get(k, 0)} this cycle, {total.get(k, 0)} in all"
+              for k in list(out.get("rotation_templates") or []) + sorted(set(total) - set(out.get("rotation_templates") or []))]
+    emit({"ok": True, **out}, lines)
 
 
 @rotation_app.command("next-pair")

@@ -4,6 +4,8 @@ segment texts (pure). :meth:`~.templates.Template.variant` applies one; a varian
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import Field
 
 from .template_fields import VARIANT_SEP, Emotion, PauseMs, SegmentText, Speed, Strict, TransitionOverride, VoiceId, Volume
@@ -50,3 +52,23 @@ def split_variant_key(key: str) -> tuple[str, str | None]:
     """(template id, variant name or None) of a template key."""
     base, sep, variant = key.rpartition(VARIANT_SEP)
     return (base, variant) if sep else (key, None)
+
+
+def select_keys(keys: Iterable[str], selection: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The template keys ``selection`` picks, in ``keys`` order, and the entries it names that
+    match nothing. An entry is a key (``followup-en``: the template as its file declares it;
+    ``followup-en--soft_warm``: that variant) or ``<id>*`` (``followup-en*``: the template and
+    every variant of it, an A/B/… test of all its variants)."""
+    keys = list(keys)
+    picked: set[str] = set()
+    unmatched: list[str] = []
+    for entry in (s.strip() for s in selection):
+        if not entry:
+            continue
+        family = entry.endswith("*")
+        base = entry[:-1]
+        hits = [k for k in keys if (split_variant_key(k)[0] == base if family else k == entry)]
+        picked.update(hits)
+        if not hits:
+            unmatched.append(entry)
+    return [k for k in keys if k in picked], unmatched

@@ -17,8 +17,9 @@ hierarchy), :mod:`.order` (the pure layer and its guarantees G1–G8), :mod:`.ba
 results: :class:`Assignment`, :class:`Batch`, :class:`RotationStatus`), :mod:`.walk`
 (walking a rotation forward from its state record), :mod:`.state` (the state file,
 membership sidecars and the locked transaction), :mod:`.ledger` (the audit trail) and
-:mod:`.store` (:class:`RotationStore` and its operations). Every public name is
-re-exported here.
+:mod:`.store` (:class:`RotationStore` and its operations), :mod:`.counts` (pairs per
+script from the audit trail: the per-variant counts of an A/B stream). Every public name
+is re-exported here.
 
 Operations (:class:`RotationStore`)
 -----------------------------------
@@ -34,11 +35,24 @@ Operations (:class:`RotationStore`)
 * ``reset(reason=...)`` and ``seek(target, reason=...)`` move cursors on purpose, with the
   reason in the audit trail; ``status()``, ``batch_for(run_key)``, ``last_batch()`` and
   ``audit_records()`` read.
+
+A/B streams
+-----------
+The scripts are opaque keys; given the variants of one template (``followup-en``,
+``followup-en--soft_warm``, …) the scripts stream is an A/B/… test that inherits the
+stream guarantees: each stream cycle is a seeded permutation of the variants and a cycle
+never starts with the variant the last one ended on (G6), so with ``script_mode="pair"``
+two variants strictly alternate (A B A B …, across cycles and restarts), and with ``v``
+variants every aligned block of ``v`` scripts holds each once, so the variants' counts
+differ by at most 1 at every point while the membership is unchanged. Which pair gets
+which variant depends only on the seed, the memberships and the cursors (G7), never on
+timing. :func:`script_counts` reads the per-variant counts back from the audit trail.
 """
 
 from __future__ import annotations
 
 from .batch import Assignment, Batch, RotationStatus
+from .counts import ScriptCounts, script_counts
 from .errors import (
     DatasetError,
     MissingReasonError,
@@ -68,7 +82,9 @@ __all__ = [
     "RotationStatus",
     "RotationStore",
     "RunKeyConflictError",
+    "ScriptCounts",
     "SeekError",
     "StreamOrder",
     "read_audit",
+    "script_counts",
 ]
