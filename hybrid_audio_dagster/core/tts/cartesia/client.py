@@ -8,7 +8,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -37,18 +37,17 @@ from .errors import (
     CartesiaAPIError,
     CartesiaBadAudioError,
     CartesiaConfigError,
-    CartesiaNotFoundError,
     CartesiaRequestError,
     CartesiaRetryExhaustedError,
-    CartesiaVoiceNotFoundError,
     _STATUS_ERRORS,
 )
 from .http import _Answer, _content_type, _header_request_id, _parse_error_body, _retry_after_seconds
+from .voices import VoicesMixin
 
 log = logging.getLogger(__name__)
 
 
-class CartesiaClient:
+class CartesiaClient(VoicesMixin):
     """Thread-safe Cartesia TTS client implementing :class:`~.base.TTSEngine`.
 
     Args:
@@ -177,56 +176,6 @@ class CartesiaClient:
         max_bytes = int(hi * bytes_per_second) + _WAV_HEADER_ALLOWANCE
         answer = self._call("POST", "/tts/bytes", json_body=body, accept="audio/wav", max_body=max_bytes)
         return self._check_audio(answer, lo, hi)
-
-    # ------------------------------------------------------------------ voices
-
-    def check_voice(self, voice_id: str | None = None) -> dict[str, Any]:
-        """Fetch ``GET /voices/{id}`` (default voice if None) and return the voice object.
-
-        Raises:
-            CartesiaVoiceNotFoundError: the id is unknown to this account.
-        """
-        vid = _check_voice_id(voice_id if voice_id is not None else self.config.default_voice_id)
-        try:
-            answer = self._call("GET", f"/voices/{vid}", accept="application/json", max_body=_ERROR_BODY_LIMIT * 16)
-        except CartesiaNotFoundError as exc:
-            raise CartesiaVoiceNotFoundError(
-                f"Cartesia voice {vid} not found for this API key ({exc.api_message or 'no details'}; "
-                f"request_id={exc.request_id})",
-                status=exc.status,
-                error_code=exc.error_code,
-                title=exc.title,
-                api_message=exc.api_message,
-                request_id=exc.request_id,
-                method="GET",
-                path=f"/voices/{vid}",
-            ) from None
-        voice = self._json(answer)
-        if not isinstance(voice, dict) or str(voice.get("id", "")).lower() != vid:
-            raise CartesiaRequestError(f"GET /voices/{vid} returned an unexpected object", status=answer.status)
-        return voice
-
-    def iter_voices(self, *, page_size: int = 100, q: str | None = None) -> Iterator[dict[str, Any]]:
-        """Yield every voice visible to the key (``GET /voices``, cursor paging)."""
-        if not 1 <= page_size <= 100:
-            raise CartesiaConfigError(f"page_size must be in [1, 100], got {page_size!r}")
-        after: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": page_size}
-            if after:
-                params["starting_after"] = after
-            if q:
-                params["q"] = q
-            page = self._json(
-                self._call("GET", "/voices", params=params, accept="application/json", max_body=_ERROR_BODY_LIMIT * 64)
-            )
-            data = page.get("data") if isinstance(page, dict) else None
-            if not isinstance(data, list):
-                raise CartesiaRequestError("GET /voices returned no 'data' list")
-            yield from data
-            if not data or not page.get("has_more", len(data) == page_size):
-                return
-            after = data[-1]["id"]
 
     # ------------------------------------------------------------------ internals
 
