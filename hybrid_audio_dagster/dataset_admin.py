@@ -40,6 +40,7 @@ from .core.inbox import (
     ingest,
     write_report,
 )
+from .core.pronounce.columns import with_pronunciations
 from .resources.paths import ProjectPaths
 
 # Row-level reasons that do not make the inbox refuse a whole file: a repeated value and a
@@ -129,6 +130,7 @@ def validate(
     if filename is None:
         raise TypeError("validate(bytes) needs filename=")
     ingested = ingest(data if data is not None else source, filename=filename, role=role, max_bytes=max_bytes, max_rows=max_rows)
+    ingested = with_pronunciations(ingested, data)  # bad pronunciations are row rejects too
     report = ingested.report
     if strict and report.ok:
         bad = [r for r in report.rejects if r.reason not in BENIGN_REJECTS]

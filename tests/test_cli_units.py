@@ -58,6 +58,13 @@ def test_webserver_down_is_one_line_and_exit_3(capsys):
 def test_bad_input_is_refused_before_any_request(capsys):
     assert cli(["--url", f"http://127.0.0.1:{free_port()}", "cache", "invalidate", "xyz"]) == 2
     assert "not a stem signature" in capsys.readouterr().err
+    url = f"http://127.0.0.1:{free_port()}"
+    assert cli(["--url", url, "generate", "name", "Siobhán", "--pronunciation", "shi_VAWN"]) == 2
+    err = capsys.readouterr().err
+    assert "bad_respelling" in err and "'_' is not allowed" in err
+    assert cli(["--url", url, "generate", "name", "Siobhán", "-p", "/ʃɪ🙂/"]) == 2
+    assert "bad_ipa" in capsys.readouterr().err
+    assert cli(["--url", url, "generate", "name", "Siobhán", "-p", "shi-VAWN", "--force"]) == 2
     assert cli(["--url", "ftp://nowhere", "cache", "summary"]) == 2
 
 

@@ -279,3 +279,76 @@ def test_cartesia_dictionary_kept_in_step_on_the_loopback_server(said_project, m
         assert second.tts_calls == len(server.tts_requests) == name_segments(paths)
         assert all("Siobhán" in r.json["transcript"] and r.json["pronunciation_dict_id"] == d["id"] for r in server.tts_requests)
         assert key not in json.dumps([r.json for r in server.requests], default=str)
+
+
+# ------------------------------------------------------------------------- the preview
+
+
+def preview(paths, tts, instance, **config):
+    from hybrid_audio_dagster.definitions import build_defs
+
+    defs = build_defs({"paths": paths, "tts": tts})
+    job = defs.resolve_job_def("stem_preview_job")
+    result = job.execute_in_process(instance=instance, run_config={"ops": {"stem_preview": {"config": config}}}, raise_on_error=False)
+    return result, (result.output_for_node("stem_preview") if result.success else None)
+
+
+def test_preview_stores_the_stems_the_batch_then_reuses(said_project, tmp_path):
+    paths = said_project
+    log = tmp_path / "calls.jsonl"
+    tts = SayCountingTTS(log_path=str(log))
+    instance = dg.DagsterInstance.ephemeral()
+    run_full_batch(instance, {"paths": paths, "tts": tts})
+    log.unlink()
+
+    result, out = preview(paths, tts, instance, name="siobhan", pronunciation="shee-VAWN")
+    assert result.success and out["key"] == "siobhan" and out["name"] == "Siobhán"
+    assert out["tts_calls"] == len(out["stems"]) == name_segments(paths) == len(logged(log))
+    for row in out["stems"]:
+        assert Path(row["path"]).is_file() and Path(row["path"]).parent.name == row["signature"]
+        assert row["say"] == [["Siobhán", "shee-VAWN"]]
+    assert not result.get_asset_materialization_events()  # a preview records no asset
+    # adopting the tried respelling costs nothing more: the batch finds the preview's stems
+    log.unlink()
+    write_names(paths, [(n, "shee-VAWN" if n == "Siobhán" else p) for n, p in NAMES])
+    after = run_full_batch(instance, {"paths": paths, "tts": tts})
+    assert after.tts_calls == 0 and not log.exists() and after.messages_written > 0
+
+    again = preview(paths, tts, instance, name="siobhan", pronunciation="")[1]  # the dataset's own, already stored
+    assert again["tts_calls"] == 0 and {r["signature"] for r in again["stems"]} == {r["signature"] for r in out["stems"]}
+
+
+def test_preview_takes_a_new_name_and_refuses_bad_input(said_project, tmp_path):
+    paths = said_project
+    tts = SayCountingTTS(log_path=str(tmp_path / "calls.jsonl"))
+    instance = dg.DagsterInstance.ephemeral()
+    result, out = preview(paths, tts, instance, name="Niamh", pronunciation="NEEV", template="followup-en")
+    assert result.success and out["key"] is None and len(out["stems"]) == 1 and out["stems"][0]["text"].count("Niamh") == 1
+    for name, pron, says in (("../../etc/passwd", "NEEV", "name refused (path_like)"),
+                             ("=cmd()", "NEEV", "name refused (formula_injection)"),
+                             ("Niamh", "NEEV<", "pronunciation refused (bad_respelling)")):
+        result, _ = preview(paths, tts, instance, name=name, pronunciation=pron)
+        assert not result.success and says in failure(result)
+    assert not (tmp_path / "calls.jsonl").read_text().count("etc")
+
+
+def failure(result) -> str:
+    return " ".join(e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+
+
+# ------------------------------------------------------------------------------ uploads
+
+
+def test_an_upload_with_a_bad_pronunciation_is_refused_with_the_row():
+    from hybrid_audio_dagster import dataset_admin
+
+    ok = dataset_admin.validate("name,Pronunciation\nSiobhán,shi-VAWN\nJohn,\n".encode(), filename="names_new.csv")
+    assert ok.report.ok and ok.ingested.result.items[0].pronunciation == "shi-VAWN"
+    bad = dataset_admin.validate("name;pronunciation\nSiobhán;shi-VAWN\nZoë;ZOH ee 3\n".encode(), filename="names_new.csv")
+    assert not bad.report.ok and "bad_respelling" in bad.report.problem_message
+    (reject,) = bad.report.rejects
+    assert reject.row == 3 and "'3' is not allowed" in reject.message
+    two = dataset_admin.validate(b"name,pronunciation,ipa\nZoe,ZOH-ee,zoi\n", filename="names_new.csv")
+    assert not two.report.ok and "several pronunciation columns" in two.report.problem_message
+    as_json = dataset_admin.validate(json.dumps([{"name": "Zoë", "ipa": "ˈzoʊ.i"}, {"name": "Ana"}]).encode(), filename="names.json")
+    assert as_json.report.ok and as_json.ingested.result.items[0].pronunciation == "/ˈzoʊ.i/"

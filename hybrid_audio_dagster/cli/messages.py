@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from .client import RANGE_END_TAG, RANGE_START_TAG
-from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, pick, project_root, run_and_wait
+from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, pick, project_root, run_and_wait, slugish
 
 generate_app = typer.Typer(help="Synthesize (or re-find) stems now: a name's, a developer's, or both.", no_args_is_help=True)
 STEM_JOB = {"name": ("name_stems_job", "name_stems", "names"), "developer": ("developer_stems_job", "developer_stems", "developers")}
@@ -38,12 +38,43 @@ def _stem_report(rows: list[dict]) -> None:
     emit({"ok": True, "stems": rows}, [f"{r['kind']:<9} {r['partition']:<20} {r['duration_s']:>6.2f}s  {r['signature'][:12]}  {r['path']}" for r in rows])
 
 
+PronunciationOpt = Annotated[Optional[str], typer.Option(
+    "--pronunciation", "-p", help="Preview the name said this way: a respelling (shi-VAWN) or /IPA/ (''"
+    " = the dataset's own); stems are stored by signature, no partition is recorded, any name is accepted.")]
+
+
 @generate_app.command("name")
-def generate_name(name: str, force: ForceOpt = False, json_: JsonOpt = False) -> None:
-    """Stems of one name (every template's name segments)."""
+def generate_name(name: str, force: ForceOpt = False, pronunciation: PronunciationOpt = None,
+                  template: Annotated[Optional[str], typer.Option(help="Only this template (preview).")] = None,
+                  json_: JsonOpt = False) -> None:
+    """Stems of one name (every template's name segments); with --pronunciation, a preview."""
     as_json(json_)
-    key = pick("name", name, STATE.client.partition_keys("name_stems"))
-    _stem_report(_stems("name", [key], force))
+    if pronunciation is None:
+        if template:
+            fail("--template goes with --pronunciation (a preview)", Exit.REFUSED)
+        key = pick("name", name, STATE.client.partition_keys("name_stems"))
+        _stem_report(_stems("name", [key], force))
+        return
+    from ..core.pronounce.spec import PronunciationError, parse_pronunciation
+
+    if force:
+        fail("--force does not go with --pronunciation (a preview reuses stored stems)", Exit.REFUSED)
+    try:
+        parse_pronunciation(pronunciation)  # refused here, before a run is launched or a character billed
+    except PronunciationError as exc:
+        fail(f"pronunciation {pronunciation!r} refused ({exc.code}): {exc.message}", Exit.REFUSED)
+    known = STATE.client.partition_keys("name_stems")
+    key = name if name in known else slugish(name) if slugish(name) in known else name
+    config = {"name": key, "pronunciation": pronunciation, "template": template or ""}
+    run = run_and_wait([("stem_preview_job", {"run_config": {"ops": {"stem_preview": {"config": config}}}, "tags": TRIGGER})],
+                       "stem_preview")[0]
+    out = output_of(run, "stem_preview")
+    rows = [{"kind": "name", "partition": out.get("key") or "(preview)", **r, "run_id": run.run_id} for r in out.get("stems", [])]
+    said = "; ".join(f"{t} → {p}" for t, p in out.get("pronunciation", [])) or "as written"
+    emit({"ok": True, "name": out.get("name"), "pronunciation": out.get("pronunciation"), "tts_calls": out.get("tts_calls"),
+          "stems": rows},
+         [f"{out.get('name')} said {said}: {out.get('tts_calls', 0)} TTS call(s)"]
+         + [f"{r['template']}/{r['segment']:<10} {r['duration_s']:>6.2f}s  {r['signature'][:12]}  {r['path']}" for r in rows])
 
 
 @generate_app.command("developer")

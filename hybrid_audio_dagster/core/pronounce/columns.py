@@ -78,3 +78,28 @@ def pronunciations_of(parsed, data: bytes) -> tuple[object, ...]:
                 value = _ipa_column(key, item[key])
         out.append(value)
     return tuple(out)
+
+
+def with_pronunciations(ingested, data: bytes | None):
+    """``ingested`` (an upload's ``Ingested``) re-judged with its pronunciation column, so
+    a bad pronunciation is a row reject in the upload's report; unchanged without one."""
+    from dataclasses import replace
+
+    from ..datasets import normalize_items
+    from ..inbox import Ingested, Report
+
+    parsed = ingested.parsed
+    if parsed is None or data is None:
+        return ingested
+    try:
+        prons = pronunciations_of(parsed, data)
+    except ValueError as exc:  # two pronunciation columns: the whole file is refused
+        report = replace(ingested.report, status="rejected", problem_code="ambiguous_column", problem_message=str(exc),
+                         fingerprint=None)
+        return Ingested(report=report)
+    if not any(p not in (None, "") for p in prons):
+        return ingested
+    result = normalize_items(parsed.role, parsed.values, source=parsed.filename, rows=parsed.rows, pronunciations=prons)
+    if parsed.rejects:
+        result = replace(result, rejects=tuple(sorted((*result.rejects, *parsed.rejects), key=lambda r: r.row)))
+    return Ingested(report=Report.from_result(parsed, result), parsed=parsed, result=result)
