@@ -16,6 +16,8 @@ in the same run) and writes a JSON report. Scenarios:
 5. Scaling: batch_large vs batch_small throughput and peak RSS.
 6. ``tts_piper``: the piper engine's stems/s and real-time factor against espeak-ng on the
    same texts in the same process (:mod:`bench.bench_piper`; skipped without the extra).
+8. ``partitions`` (issue #12, the alternative): Dagster bookkeeping per name with one partition
+   per name vs name groups (:mod:`bench.partition_bench`).
 7. ``scale`` (issue #12): cold stems run and no-op batch at 2k / 10k names (50k with
    ``--scale-max 50000``) on sqlite and on a throwaway Postgres server
    (:mod:`bench.scale_bench`): bookkeeping per name partition, ÷ the engine alone,
@@ -68,6 +70,9 @@ class Preset:
     scale_templates: int = 2
     scale_stem_ms: int = 100
     scale_jobs: int = 1
+    # scenario ``partitions`` (issue #12): per-name partitions vs name groups, Dagster bookkeeping only
+    partitions_per_name: tuple[int, ...] = (1000,)
+    partitions_grouped: tuple[int, ...] = (10000, 50000)
 
 
 PRESETS = {
@@ -75,11 +80,13 @@ PRESETS = {
     "full": Preset("full", 600, 5, 30, (100, 20), (500, 20), 3, 1000, 200, 90, 3),
     "quick": Preset("quick", 150, 3, 5, (10, 4), (50, 4), 2, 100, 10, 9, 2,
                     note="sizes far below the issue's: pass/fail is indicative only", piper_texts=12, piper_reps=2,
-                    scale_names=(200, 1000), scale_max=1000, scale_developers=2),
+                    scale_names=(200, 1000), scale_max=1000, scale_developers=2,
+                    partitions_per_name=(200,), partitions_grouped=(2000, 10000)),
     # for the smoke test: structure and correctness counters only
     "tiny": Preset("tiny", 12, 2, 2, (3, 2), (6, 2), 1, 6, 3, 3, 1, cartesia_latency=0.05,
                    note="smoke-test sizes: timings are meaningless", piper_texts=3, piper_reps=1,
-                   scale_names=(4,), scale_max=4, scale_developers=1, scale_stem_ms=50, scale_jobs=2),
+                   scale_names=(4,), scale_max=4, scale_developers=1, scale_stem_ms=50, scale_jobs=2,
+                   partitions_per_name=(3,), partitions_grouped=(20,)),
 }
 
 
@@ -218,6 +225,11 @@ def evaluate(report: dict) -> list[dict]:
         out.append(_t("scale.noop_tts_calls", "scale no-op batches: TTS calls + files rewritten",
                       sum(r["noop_tts_calls"] + r["noop_files_rewritten"] for e in (pg, sq) for r in (e.get("by_names") or {}).values()),
                       "==", 0))
+    part = sc.get("partitions") or {}
+    for backend in ("sqlite", "postgres") if part else ():
+        out.append(_t(f"partitions.grouped_{backend}", f"{backend}: Dagster bookkeeping per name with name groups (ms, largest N)",
+                      ((part.get("summary") or {}).get(backend) or {}).get("grouped_ms"), "<=", 10.0,
+                      note=(part.get("skipped") or {}).get(backend, "")))
     scaling = report.get("scaling")
     if scaling:
         out.append(_t("scaling.throughput", "msg/s large ÷ small (within 20%)", scaling.get("throughput_ratio"), ">=", 0.8))
@@ -411,6 +423,10 @@ def table(report: dict) -> str:
             rows.append(("7 scale", "  peak RSS largest ÷ smallest N", ", ".join(mem)))
         for line in scale_verdict(scale):
             rows.append(("7 scale", "  verdict", line))
+    if sc.get("partitions"):
+        from .partition_bench import table_rows
+
+        rows += table_rows(sc["partitions"], _fmt)
     scal = report.get("scaling")
     if scal:
         rows.append(("5 scaling", f"{scal['large_messages']:,} vs {scal['small_messages']:,} messages",
@@ -507,6 +523,15 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
                 import traceback
 
                 report["scenarios"]["scale"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        if want("partitions"):
+            from . import partition_bench
+
+            log(f"[8] partitions: per-name {list(preset.partitions_per_name)} vs name groups {list(preset.partitions_grouped)} ...")
+            try:
+                report["scenarios"]["partitions"] = partition_bench.run_scenario(
+                    scratch, per_name=list(preset.partitions_per_name), grouped=list(preset.partitions_grouped), log=log)
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                report["scenarios"]["partitions"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         if want("tts_piper") or want("piper"):
             log(f"[6] piper vs espeak-ng: {preset.piper_texts} stems × {preset.piper_reps} reps ...")
             report["scenarios"]["tts_piper"] = _run_piper(scratch, preset)
@@ -556,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(PROJECT_ROOT)})")
     ap.add_argument("--scratch", type=Path, default=None, help="where temp projects and outputs go (default: system temp dir)")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia tts_piper scale")
+                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia tts_piper scale partitions")
     ap.add_argument("--jobs", type=int, default=1, help="Dagster scenario processes at once (>1 spoils timings)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions of every scenario (overrides the preset)")
     ap.add_argument("--scale-max", type=int, default=None,

@@ -15,7 +15,7 @@ import pytest
 
 from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
 
-SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper", "scale"}
+SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper", "scale", "partitions"}
 TARGET_IDS = {
     "core.vs_numpy_soundfile", "core.vs_pydub", "core.byte_identical",
     "batch.messages_per_s", "batch.vs_pydub", "batch.vs_numpy_soundfile",
@@ -24,6 +24,7 @@ TARGET_IDS = {
     "scaling.throughput", "scaling.peak_rss",
     "scale.bookkeeping_pg", "scale.noop_1m_pg", "scale.memory_pg", "scale.bookkeeping_sqlite", "scale.noop_1m_sqlite",
     "scale.memory_sqlite", "scale.noop_tts_calls",
+    "partitions.grouped_sqlite", "partitions.grouped_postgres",
 }
 
 
@@ -126,3 +127,19 @@ def test_scale_scenario_measures_both_backends(report):
         if t["id"].endswith("_pg") and "postgres" not in backends:
             assert t["pass"] is None and t["note"]
     assert "7 scale" in stdout and "EXTRAPOLATED" in stdout
+
+
+def test_partitions_scenario_compares_layouts_per_name(report):
+    data, stdout = report
+    part = data["scenarios"]["partitions"]
+    backends = {"sqlite"} | ({"postgres"} if "postgres" not in part["skipped"] else set())
+    for c in part["cases"]:
+        assert c["ok"] is True, c.get("error")
+        assert c["materializations_recorded"] == c["partitions"]  # one per partition, in the real instance
+        if c["layout"] == "per-name":
+            assert c["partitions"] == c["names"]
+        else:
+            assert c["partitions"] < c["names"] and c["names_per_partition_max"] > 1
+    assert {(c["backend"], c["layout"]) for c in part["cases"]} == {(b, lay) for b in backends for lay in ("per-name", "grouped")}
+    assert set(part["summary"]) == backends and all(e["grouped_vs_per_name"] > 0 for e in part["summary"].values())
+    assert "8 partitions" in stdout

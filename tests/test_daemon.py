@@ -20,6 +20,7 @@ import pytest
 from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.resources.paths import ProjectPaths
 from tests.cartesia_fake_server import FakeCartesia
+from tests.support import make_project
 from tests.servers import ServerProcess, free_port, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,10 +71,7 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
     home, root = tmp_path / "home", tmp_path / "project"
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "names.csv").write_text("name\nJohn\nMaria\nZoë\n", encoding="utf-8")
-    (root / "data" / "developers.csv").write_text("developer\nWyndham\nHilton Grand Vacations\n", encoding="utf-8")
-    shutil.copytree(ROOT / "templates", root / "templates")
+    make_project(root, ["John", "Maria", "Zoë"], ["Wyndham", "Hilton Grand Vacations"])  # the templates without variants
 
     with FakeCartesia(KEY) as api:
         env = {
