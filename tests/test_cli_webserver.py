@@ -311,6 +311,27 @@ def _strings_in_sqlite(path: Path):
         con.close()
 
 
+def test_generate_name_previews_a_pronunciation(web, capsys):
+    """`generate name --pronunciation`: the name's stem said that way, through Cartesia's
+    dictionary, stored by signature; the second preview is a cache hit; a bad one is refused."""
+    fake = web["fake"]
+    billed = len(fake.tts_requests)
+    code, out = run(web, capsys, "generate", "name", "zoe", "--pronunciation", "ZOH-ee", "--template", "followup-en")
+    assert code == 0, out
+    (stem,) = out["stems"]
+    assert stem["say"] == [["Zoë", "ZOH-ee"]] and out["tts_calls"] == 1
+    assert Path(stem["path"]).is_relative_to(web["paths"].stems)
+    assert hashlib.sha256(Path(stem["path"]).read_bytes()).hexdigest() == stem["sha256"]
+    assert len(fake.tts_requests) == billed + 1
+    request = fake.tts_requests[-1].json
+    (d,) = fake.dicts.dicts.values()
+    assert request["pronunciation_dict_id"] == d["id"] and {"text": "Zoë", "pronunciation": "ZOH-ee"} in d["items"]
+    code, again = run(web, capsys, "generate", "name", "zoe", "--pronunciation", "ZOH-ee", "--template", "followup-en")
+    assert code == 0 and again["tts_calls"] == 0 and again["stems"][0]["signature"] == stem["signature"]
+    code, err = run(web, capsys, "generate", "name", "zoe", "--pronunciation", "zoh_ee")
+    assert code == 2 and "bad_respelling" in err["error"] and len(fake.tts_requests) == billed + 1
+
+
 def test_audit_log_is_json_lines_and_never_holds_the_key(web, capsys):
     paths: ProjectPaths = web["paths"]
     events = list(audit.read(paths.logs))  # raises on a line that is not JSON
