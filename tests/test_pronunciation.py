@@ -352,3 +352,29 @@ def test_an_upload_with_a_bad_pronunciation_is_refused_with_the_row():
     assert not two.report.ok and "several pronunciation columns" in two.report.problem_message
     as_json = dataset_admin.validate(json.dumps([{"name": "Zoë", "ipa": "ˈzoʊ.i"}, {"name": "Ana"}]).encode(), filename="names.json")
     assert as_json.report.ok and as_json.ingested.result.items[0].pronunciation == "/ˈzoʊ.i/"
+
+
+def test_cartesia_dictionary_errors_are_typed_and_never_hold_the_key():
+    from hybrid_audio_dagster.core.tts.cartesia import CartesiaAuthError, CartesiaClient, CartesiaConfig, CartesiaNotFoundError
+    from tests.cartesia_fake_server import FakeCartesia
+
+    key, wrong = "sk_car_dict_key_0123456789abcdef", "sk_car_WRONG_dict_key_987654321"
+    say = (Say("Siobhán", "shi-VAWN"),)
+    with FakeCartesia(key, echo_key_in_errors=True) as server:
+        with CartesiaClient(CartesiaConfig(base_url=server.base_url, max_retries=0), wrong) as client:
+            with pytest.raises(CartesiaAuthError) as err:
+                client.prepare_pronunciations(say)
+            assert wrong not in str(err.value) and wrong not in repr(err.value.__dict__)
+        pinned = CartesiaConfig(base_url=server.base_url, max_retries=0, pronunciation_dict_id="pdict_gone")
+        with CartesiaClient(pinned, key) as client:
+            assert client.pronunciation_contract(client.contract(EN)).pronunciation == "cartesia-dict:pdict_gone"
+            with pytest.raises(CartesiaNotFoundError):
+                client.synthesize("Hey Siobhán,", EN, say=say)
+        assert not server.tts_requests  # nothing billed without the dictionary
+        with CartesiaClient(CartesiaConfig(base_url=server.base_url), key) as client:
+            first = client.prepare_pronunciations(say)
+            again = client.prepare_pronunciations(say)
+            assert first["created"] and first["version"] == again["version"] and again["changed"] == 0
+            calls = len(server.requests)
+            client.synthesize("Hey Siobhán,", EN, say=say)
+            assert len(server.requests) == calls + 1  # in step: only the synthesis

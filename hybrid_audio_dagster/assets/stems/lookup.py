@@ -103,7 +103,7 @@ class CampaignStems:
         if record is None:
             slot = f"{template.id}/{segment_id}"
             had = self._slot_sigs[kind].get(owner, {}).get(slot)
-            reason = "missing" if had is None else "stale (text, voice or engine changed since it was made)"
+            reason = "missing" if had is None else "stale (text, pronunciation, voice or engine changed since it was made)"
             raise MissingStemError(STEM_ASSETS[kind], owner, slot, reason)
         return record
 
