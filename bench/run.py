@@ -86,7 +86,7 @@ PRESETS = {
     "tiny": Preset("tiny", 12, 2, 2, (3, 2), (6, 2), 1, 6, 3, 3, 1, cartesia_latency=0.05,
                    note="smoke-test sizes: timings are meaningless", piper_texts=3, piper_reps=1,
                    scale_names=(4,), scale_max=4, scale_developers=1, scale_stem_ms=50, scale_jobs=2,
-                   partitions_per_name=(3,), partitions_grouped=(20,)),
+                   partitions_per_name=(3,), partitions_grouped=(200,)),
 }
 
 
