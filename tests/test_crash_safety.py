@@ -406,8 +406,12 @@ def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
         assert recover_dead_runs(instance).runs == []  # idempotent
         assert free_pool_slots(instance, run.run_id) == 0
-        t.join(60)  # the waiting stage gets the slot and completes
-        assert waiter and waiter[0].success, "the waiting run did not complete within 60 s of the recovery"
+        # the waiting stage gets the slot and completes: Dagster re-checks a blocked claim at
+        # most every 15 s; the margin is for a loaded 2-core machine
+        t.join(150)
+        assert waiter and waiter[0].success, (
+            f"the waiting run did not complete within 150 s of the recovery; tts pool (limit, holders, pending): "
+            f"{pool_slot_holders(instance, 'tts')}")
         assert pool_slot_holders(instance, "tts")[1] == []
         print(f"recover_dead_runs: {recovery_s * 1000:.0f} ms; waiter done {time.monotonic() - t0:.1f}s after it")
     finally:

@@ -18,6 +18,7 @@ from hybrid_audio_dagster.assets.rotation import RetryLedger, open_rotation, rot
 from hybrid_audio_dagster.automation.pipeline import rotation_requests
 from hybrid_audio_dagster.automation.stages import STAGE_TAG
 from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.cli import common as cli_common
 from hybrid_audio_dagster.cli import rotation as cli_rotation
 from hybrid_audio_dagster.core.rotation import DatasetError, RotationStore, read_audit, script_counts
 from hybrid_audio_dagster.core.template_variants import select_keys
@@ -197,6 +198,9 @@ def test_ab_rotation_alternates_the_variants_and_counts_them(env, monkeypatch, c
 
     # `hybrid-audio rotation status` prints them (its admin run returns this metadata)
     monkeypatch.setattr(cli_rotation, "_admin", lambda action, **config: _plain(rotation_status_metadata(env.paths)))
+    # the app's callback resets the CLI state per invocation; called directly, start from text mode
+    # (an earlier CLI test in this process may have left --json on)
+    monkeypatch.setattr(cli_common.STATE, "json", False)
     capsys.readouterr()
     cli_rotation.status(json_=False)
     printed = capsys.readouterr().out
