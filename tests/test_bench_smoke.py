@@ -15,6 +15,8 @@ import pytest
 
 from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
 
+pytestmark = pytest.mark.slow  # every scenario at tiny size: ~1.5-3 min
+
 SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper", "scale", "partitions"}
 TARGET_IDS = {
     "core.vs_numpy_soundfile", "core.vs_pydub", "core.byte_identical",
