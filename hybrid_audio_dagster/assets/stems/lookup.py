@@ -63,6 +63,11 @@ class CampaignStems:
         self.recorded: dict[SegmentKind, dict[str, set[str]]] = {k: {} for k in SegmentKind}
         self._slot_sigs: dict[SegmentKind, dict[str, dict[str, str]]] = {k: {} for k in SegmentKind}
         self.records: dict[SegmentKind, dict[str, list[StemRecord]]] = {k: {} for k in SegmentKind}
+        # found stems by (kind, owner, template, segment, text, deep): a messages run resolves a
+        # name's stems once per developer partition and again after its preflight; the store is
+        # write-once, so a stem found once stays valid for this object's short life (misses are
+        # never kept)
+        self._resolved: dict[tuple, StemRecord] = {}
 
     def load(self, kind: SegmentKind, partitions: Iterable[str]) -> CampaignStems:
         """Read the latest records of ``partitions`` of the kind's stem asset (bulk)."""
@@ -97,6 +102,10 @@ class CampaignStems:
     def resolve(self, kind: SegmentKind, owner: str, template: Template, segment_id: str, text: str, *, deep: bool = False) -> StemRecord:
         """The stored stem for a rendered segment, or :class:`MissingStemError` naming the
         stem partition to materialize (never an older stem of another signature)."""
+        memo = (kind, owner, template.id, segment_id, text, deep)
+        found = self._resolved.get(memo)
+        if found is not None:
+            return found
         says = self.says(kind).get(owner, ())
         sig, engine = self.signature(template, text, says_in_text(text, says) if says else ())
         record = self.index.lookup(sig, engine, deep=deep)
@@ -105,6 +114,7 @@ class CampaignStems:
             had = self._slot_sigs[kind].get(owner, {}).get(slot)
             reason = "missing" if had is None else "stale (text, pronunciation, voice or engine changed since it was made)"
             raise MissingStemError(STEM_ASSETS[kind], owner, slot, reason)
+        self._resolved[memo] = record
         return record
 
     def slots(self, kind: SegmentKind, keys: Iterable[str], displays: Mapping[str, str]) -> tuple[list[Slot], list[str]]:
