@@ -194,3 +194,21 @@ def environment(scratch: Path) -> dict:
 
 def dump_json(obj: object) -> str:
     return json.dumps(obj, indent=1, sort_keys=False, default=str)
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def run_child(out: str | os.PathLike, measure, **on_error) -> int:
+    """Run a bench child's measurement and leave its result (or the error, with ``on_error``'s
+    fields) as JSON in ``out`` for the parent; the exit status says which."""
+    import traceback
+
+    try:
+        result = measure()
+        result.setdefault("ok", True)
+    except Exception as exc:  # noqa: BLE001 - the parent reads the error from the JSON
+        result = {**on_error, "ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    result["process_peak_rss_mb"] = peak_rss_mb()
+    Path(out).write_text(json.dumps(result, indent=1, default=str))
+    return 0 if result["ok"] else 1

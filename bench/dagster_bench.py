@@ -42,6 +42,7 @@ from .common import (
     median,
     peak_rss_mb,
     reset_peak_rss,
+    run_child,
     spread,
     synthetic_developers,
     synthetic_names,
@@ -662,15 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
-    try:
-        run = {"batch-setup": scenario_batch_setup, "batch-measure": scenario_batch_measure, "stems": scenario_stems}
-        result = run[args.scenario](args)
-        result["ok"] = True
-    except Exception as exc:  # noqa: BLE001 - the parent reads the error from the JSON
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    result["process_peak_rss_mb"] = peak_rss_mb()
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str))
-    return 0 if result["ok"] else 1
+    run = {"batch-setup": scenario_batch_setup, "batch-measure": scenario_batch_measure, "stems": scenario_stems}
+    return run_child(args.out, lambda: run[args.scenario](args))
 
 
 if __name__ == "__main__":

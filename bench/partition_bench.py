@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import PROJECT_ROOT, peak_rss_mb, synthetic_names
+from .common import PROJECT_ROOT, peak_rss_mb, run_child, synthetic_names
 
 GROUP_KEY_LEN = 2
 SLOTS = ("greeting", "greeting-alt")  # two name slots per name, as two templates give
@@ -279,15 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
-    try:
-        res = child(args)
-    except Exception as exc:  # noqa: BLE001 - the parent reports it
-        import traceback
-
-        res = {"ok": False, "backend": args.backend, "layout": args.layout, "names": args.names,
-               "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    args.out.write_text(json.dumps(res, indent=1))
-    return 0 if res.get("ok") else 1
+    return run_child(args.out, lambda: child(args), backend=args.backend, layout=args.layout, names=args.names)
 
 
 if __name__ == "__main__":

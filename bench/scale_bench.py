@@ -33,11 +33,10 @@ import struct
 import sys
 import threading
 import time
-import traceback
 import warnings
 from pathlib import Path
 
-from .common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, rss_mb, synthetic_developers, synthetic_names, write_csv
+from .common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, run_child, rss_mb, synthetic_developers, synthetic_names, write_csv
 
 SAMPLE_RATE = 22050
 ONE_MILLION = 1_000_000
@@ -453,14 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
-    try:
-        result = run(args)
-        result["ok"] = True
-    except Exception as exc:  # noqa: BLE001 - the parent reads the error from the JSON
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    result["process_peak_rss_mb"] = peak_rss_mb()
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str))
-    return 0 if result["ok"] else 1
+    return run_child(args.out, lambda: run(args))
 
 
 if __name__ == "__main__":
