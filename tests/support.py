@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
 
@@ -128,3 +129,14 @@ def calls(log_path) -> list[str]:
 
     p = Path(log_path)
     return p.read_text(encoding="utf-8").splitlines() if p.exists() else []
+
+
+def all_messages_verified(paths: ProjectPaths, instance) -> int:
+    """Every message of every templates × developers partition verifies bit-exactly; how many."""
+    total = 0
+    for tid in instance.get_dynamic_partitions("templates"):
+        for dev in instance.get_dynamic_partitions("developers"):
+            checked, problems = verify_partition(paths, tid, dev)
+            assert problems == []
+            total += checked
+    return total

@@ -8,14 +8,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.assets.stems import script_stems_current
 from hybrid_audio_dagster.batch import run_full_batch
 from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
 from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
 from hybrid_audio_dagster.resources.paths import ProjectPaths
-from tests.support import project_env, write_csv
+from tests.support import all_messages_verified, project_env, write_csv
 
 NAMES = ["John", "Maria", "José", "Zoë", "O'Brien", "李雷", "Ann|Marie"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham", "Marriott Vacation Club"]
@@ -44,16 +43,6 @@ def distinct_texts(paths: ProjectPaths) -> int:
             else:
                 texts.add((t.language, s.text))
     return len(texts)
-
-
-def all_messages_verified(paths: ProjectPaths, instance: dg.DagsterInstance) -> int:
-    total = 0
-    for tid in instance.get_dynamic_partitions("templates"):
-        for dev in instance.get_dynamic_partitions("developers"):
-            checked, problems = verify_partition(paths, tid, dev)
-            assert problems == []
-            total += checked
-    return total
 
 
 def test_full_batch_costs_one_call_per_distinct_text_and_verifies(project):
@@ -181,7 +170,6 @@ def test_definitions_load():
     }
     assert partitioned["dataset_uploads"].name == "uploads"
     assert partitioned["rotation_cycle"].name == "rotation_cycles"
-
 
 
 def test_stems_through_cartesia_server_and_cache(project, monkeypatch):

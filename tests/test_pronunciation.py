@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.batch import run_full_batch
 from hybrid_audio_dagster.core.datasets import dataset_fingerprint, normalize_items
 from hybrid_audio_dagster.core.pronounce import (
@@ -25,7 +24,7 @@ from hybrid_audio_dagster.core.stems.identity import TRIM_SETTINGS, signature_of
 from hybrid_audio_dagster.core.tts.base import VoiceSettings
 from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
 from hybrid_audio_dagster.resources.tts import OfflineTTSResource
-from tests.support import make_project
+from tests.support import all_messages_verified, make_project
 
 EN = VoiceSettings(language="en")
 
@@ -200,16 +199,6 @@ def stem_sidecars(paths) -> list[dict]:
     return [json.loads(p.read_text(encoding="utf-8"))["identity"] for p in Path(paths.stems).rglob("*.json")]
 
 
-def all_verified(paths, instance) -> int:
-    total = 0
-    for tid in instance.get_dynamic_partitions("templates"):
-        for dev in instance.get_dynamic_partitions("developers"):
-            checked, problems = verify_partition(paths, tid, dev)
-            assert problems == []
-            total += checked
-    return total
-
-
 def test_respelling_change_resynthesizes_only_that_names_stems(said_project, tmp_path):
     paths = said_project
     log = tmp_path / "calls.jsonl"
@@ -229,7 +218,7 @@ def test_respelling_change_resynthesizes_only_that_names_stems(said_project, tmp
     sig_said = {i["text"]: signature_of_identity(i) for i in identities if i.get("say") == [["Siobhán", "shi-VAWN"]]}
     contract = EspeakEngine().contract(EN)
     assert stem_signature("Hey Siobhán,", contract) not in sig_said.values()
-    written = all_verified(paths, instance)
+    written = all_messages_verified(paths, instance)
     assert written == first.messages_written
 
     log.unlink()
@@ -239,7 +228,7 @@ def test_respelling_change_resynthesizes_only_that_names_stems(said_project, tmp
     assert second.tts_calls == len(again) == name_segments(paths)  # her stems, one per name segment
     assert all("Siobhán" in text and say == [["Siobhán", "SHEE-vohn"]] for text, say in again)
     assert second.messages_written == len(DEVELOPERS) * len(instance.get_dynamic_partitions("templates"))
-    all_verified(paths, instance)
+    all_messages_verified(paths, instance)
 
     log.unlink()
     third = run_full_batch(instance, resources)
