@@ -107,6 +107,8 @@ def _metadata(r: PartitionResult) -> dict:
         "status": f"partial: {len(r.failed)} failed" if r.failed else "complete",
         "written": r.written,
         "skipped": r.skipped,
+        # True: skipped whole (inputs fingerprint unchanged, every file intact), no message planned
+        "unchanged_partition": r.unchanged,
         "failed": len(r.failed),
         "messages": r.messages,
         "audio_seconds": round(r.audio_s, 2),

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import pyarrow.parquet as pq
 
 from ..audio.wav import load_wav
-from ..messages.manifest import MANIFEST_NAME, ManifestWriter, read_manifest
+from ..messages.manifest import MANIFEST_NAME, ManifestWriter, read_fingerprint, read_manifest
 from ..stems.identity import signature_of_identity
 from ..stems.store import StemRecord
 from .layout import InventoryEntry
@@ -87,6 +87,7 @@ def stamp_manifest(folder: str | Path, uris: Mapping[str, str | None]) -> tuple[
     manifest (temp file, then rename) only when a value changes. The caller holds the
     partition's ``.manifest.lock``. Returns (rewritten, rows)."""
     path = Path(folder) / MANIFEST_NAME
+    fingerprint, _ = read_fingerprint(path)  # a gs:// URI is no input of a message: it stays valid
     rows = read_manifest(path)
     changed = False
     for row in rows:
@@ -99,7 +100,7 @@ def stamp_manifest(folder: str | Path, uris: Mapping[str, str | None]) -> tuple[
         try:
             for row in rows:
                 writer.add(row)
-            writer.commit()
+            writer.commit(fingerprint=fingerprint)
         except BaseException:
             writer.abort()
             raise

@@ -35,6 +35,7 @@ from ..audio.wav import PcmAudio, parse_wav
 from ..fsutil import file_lock, is_fatal_write_error, safe_join
 from ..stems import MissingStemError, StemRecord, StemStore
 from ..templates import SegmentKind, Template
+from .fingerprint import names_digest, partition_fingerprint, unchanged_partition
 from .manifest import MANIFEST_NAME, ManifestWriter, file_matches, manifest_path, read_manifest, recover_spools
 from .retire import LOCK_NAME
 from .plan import MessagePlan, MessagePlanner, build_message, message_relpath
@@ -76,6 +77,7 @@ class PartitionResult:
     messages: int = 0  # rows in the committed manifest
     audio_s: float = 0.0  # seconds of audio the manifest holds
     preview: list[dict] = field(default_factory=list)  # first rows of the current manifest
+    unchanged: bool = False  # skipped whole: its fingerprint matched and every file is intact
 
 
 class StemCache:
@@ -135,6 +137,24 @@ class _State:
     writer: ManifestWriter
     template_signature: str
     spools: list[Path] = field(default_factory=list)  # recovered spools, removed after the commit
+    fingerprint: str | None = None  # what the committed manifest may carry (a run over every name)
+
+
+class _Fingerprints:
+    """Partition fingerprints of one run; the names digest is computed once per template."""
+
+    def __init__(self, names: Mapping[str, str], resolve: Resolve) -> None:
+        self.names = names
+        self.resolve = resolve
+        self._digests: dict[str, str | None] = {}
+
+    def of(self, p: Partition, planner: MessagePlanner) -> str | None:
+        tpl = p.template
+        if tpl.id not in self._digests:
+            self._digests[tpl.id] = names_digest(
+                tpl, self.names, lambda key, seg, text: self.resolve(SegmentKind.NAME, key, tpl, seg.id, text))
+        digest = self._digests[tpl.id]
+        return digest and partition_fingerprint(tpl, p.developer_key, p.developer, planner.fixed_fragments, digest)
 
 
 @dataclass
@@ -174,6 +194,10 @@ def build_partitions(
 
 
 def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> list[PartitionResult]:
+    # a run over every name may skip an unchanged partition whole, and may vouch for the
+    # manifest it commits (see .fingerprint); a restricted run does neither
+    fingerprints = _Fingerprints(names, resolve) if set(run_names) == set(names) else None
+    results: list[PartitionResult] = []
     try:
         for p in parts:
             mpath = manifest_path(out_root, p.template.id, p.developer_key)
@@ -182,13 +206,21 @@ def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> 
                 return resolve(kind, _owner(kind, p, ""), p.template, segment_id, text)
 
             planner = MessagePlanner(p.template, developer_key=p.developer_key, developer=p.developer, stem_for=stem_for)
+            _remove_manifest_temps(mpath)
+            fingerprint = fingerprints.of(p, planner) if fingerprints else None
+            if fingerprint and not force:
+                same = unchanged_partition(mpath, out_root, fingerprint, expected_rows=len(names), preview_rows=PREVIEW_ROWS)
+                if same is not None:
+                    results.append(PartitionResult(p, mpath, skipped=same.rows, messages=same.rows, audio_s=same.audio_s,
+                                                   preview=same.preview, unchanged=True))
+                    continue
             old = {r["name_key"]: r for r in read_manifest(mpath)}
             # under the partition's lock: every spool here is a dead or failed writer's
             found = recover_spools(mpath, out_root)
             old.update(found.rows)
-            _remove_manifest_temps(mpath)
             result = PartitionResult(p, mpath, recovered=len(found.rows))
-            states.append(_State(result, planner, old, ManifestWriter(mpath), p.template.signature(), found.spools))
+            results.append(result)
+            states.append(_State(result, planner, old, ManifestWriter(mpath), p.template.signature(), found.spools, fingerprint))
         part_dirs = [str(safe_join(out_root, s.result.partition.template.id, s.result.partition.developer_key)) for s in states]
         pending: deque = deque()
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
@@ -218,7 +250,8 @@ def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> 
                 if name_key not in selected and name_key in names:
                     _keep(state, row)
                     state.result.carried += 1
-            state.writer.commit()
+            # every row was planned by this run and is current: the manifest may say so
+            state.writer.commit(fingerprint=None if state.result.failed else state.fingerprint)
             state.result.messages = state.writer.rows
             for spool in state.spools:  # their rows are in the manifest now
                 spool.unlink(missing_ok=True)
@@ -226,7 +259,7 @@ def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> 
         for state in states:
             state.writer.abort(keep_progress=True)  # finished messages stay recoverable
         raise
-    return [s.result for s in states]
+    return results
 
 
 def _remove_manifest_temps(mpath: Path) -> None:

@@ -63,6 +63,9 @@ class ManifestRow:
     gs_uri: str | None = None
 
 
+FINGERPRINT_KEY = b"hybrid_audio.partition_fingerprint"
+
+
 def manifest_path(output_root: str | Path, template_id: str, developer_key: str) -> Path:
     return safe_join(output_root, template_id, developer_key, MANIFEST_NAME)
 
@@ -72,6 +75,19 @@ def read_manifest(path: str | Path, columns: list[str] | None = None) -> list[di
     if not path.exists():
         return []
     return pq.read_table(path, columns=columns).to_pylist()
+
+
+def read_fingerprint(path: str | Path) -> tuple[str | None, int]:
+    """The manifest's partition fingerprint (``None`` if it has none) and its row count,
+    from the parquet footer alone (no row is read)."""
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return None, 0
+    kv = meta.metadata or {}
+    # the footer keeps the arrow schema serialized; our key sits beside it
+    raw = kv.get(FINGERPRINT_KEY)
+    return (raw.decode() if raw else None), meta.num_rows
 
 
 def file_matches(root: str | Path, row: Mapping) -> bool:
@@ -148,13 +164,17 @@ class ManifestWriter:
                 raise _named(exc, self._spool_path, "writing the manifest spool") from None
             self._buf = []
 
-    def commit(self) -> None:
+    def commit(self, *, fingerprint: str | None = None) -> None:
         """Write the manifest from the spool and rename it over the old one. On failure the
-        old manifest is untouched and the spool stays for the next writer to recover."""
+        old manifest is untouched and the spool stays for the next writer to recover.
+
+        ``fingerprint`` (see :mod:`.fingerprint`) goes into the file's schema metadata, in the
+        same rename as the rows: only a writer that knows every row is current passes one."""
         self._flush(sync=True)
         self._spool.close()
+        schema = MANIFEST_SCHEMA.with_metadata({FINGERPRINT_KEY: fingerprint.encode()}) if fingerprint else MANIFEST_SCHEMA
         try:
-            with pq.ParquetWriter(self._tmp, MANIFEST_SCHEMA) as writer, open(self._spool_path, "rb") as spool:
+            with pq.ParquetWriter(self._tmp, schema) as writer, open(self._spool_path, "rb") as spool:
                 if not self.rows:
                     writer.write_table(MANIFEST_SCHEMA.empty_table())
                 while True:

@@ -48,8 +48,13 @@ class MessagePlan:
 StemLookup = Callable[[SegmentKind, str, str], StemRecord]
 
 
+def stem_fragment(segment_id: str, stem: StemRecord) -> str:
+    """A segment's part of a message's input signature: which stem, trimmed how."""
+    return json.dumps([segment_id, stem.sha256, stem.trim_start, stem.trim_end], separators=(",", ":"))
+
+
 def _fragment(p: PlannedSegment) -> str:
-    return json.dumps([p.segment_id, p.stem.sha256, p.stem.trim_start, p.stem.trim_end], separators=(",", ":"))
+    return stem_fragment(p.segment_id, p.stem)
 
 
 class MessagePlanner:
@@ -72,6 +77,11 @@ class MessagePlanner:
                 planned = PlannedSegment(seg.id, seg.kind, text, stem_for(seg.kind, seg.id, text))
                 self._fixed[i] = (planned, _fragment(planned))
         self._transitions: dict[tuple[int, str, int], tuple[Transition, str]] = {}
+
+    @property
+    def fixed_fragments(self) -> tuple[str, ...]:
+        """What the developer and script segments put into every message's input signature."""
+        return tuple(self._fixed[i][1] for i in sorted(self._fixed))
 
     def _transition(self, i: int, text: str, rate: int) -> tuple[Transition, str]:
         # the pause after a segment depends only on its position, its text's boundary and
