@@ -203,3 +203,64 @@ def test_stamping_gs_uris_keeps_the_fingerprint(camp):
     changed, _ = stamp_manifest(mpath.parent, {r["path"]: f"gs://b/{r['path']}" for r in rows})
     assert changed and read_fingerprint(mpath)[0] == fingerprint
     assert {r["gs_uri"] for r in read_manifest(mpath)} == {f"gs://b/{r['path']}" for r in rows}
+
+
+def test_the_fingerprint_moves_with_every_input_of_a_message():
+    from dataclasses import replace
+
+    from hybrid_audio_dagster.core.messages.fingerprint import names_digest, partition_fingerprint
+    from hybrid_audio_dagster.core.templates import load_templates
+    from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
+    from tests.test_messages_core import fake_record
+
+    tpl = load_templates(PROJECT_ROOT / "templates")["followup-en"]
+    names = {"john": "John", "maria": "Maria"}
+    stems = {}
+
+    def resolve(key, seg, text):
+        return stems.get(text) or fake_record(text)
+
+    base_names = names_digest(tpl, names, resolve)
+    assert names_digest(tpl, dict(reversed(list(names.items()))), resolve) == base_names  # order-free
+    fixed = ("[\"intro\",\"abc\",1,2]",)
+    base = partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, base_names)
+    john_text = next(s.render(name="John") for s in tpl.segments if s.kind.value == "name")
+    stems[john_text] = replace(fake_record(john_text), trim_end=fake_record(john_text).trim_end - 1)
+    trimmed = names_digest(tpl, names, resolve)
+    stems.clear()
+    slower = tpl.model_copy(update={"timing": tpl.timing.model_copy(update={"sentence_ms": 500})})
+    variants = {
+        "name text": partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, names_digest(tpl, {**names, "john": "Jon"}, resolve)),
+        "name key": partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, names_digest(tpl, {"jon": "John", "maria": "Maria"}, resolve)),
+        "a name more": partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, names_digest(tpl, {**names, "zoe": "Zoë"}, resolve)),
+        "a name stem's trim": partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, trimmed),
+        "developer text": partition_fingerprint(tpl, "wyndham", "Wyndham Destinations", fixed, base_names),
+        "developer key": partition_fingerprint(tpl, "wyndham-2", "Wyndham", fixed, base_names),
+        "a fixed stem": partition_fingerprint(tpl, "wyndham", "Wyndham", ("[\"intro\",\"abd\",1,2]",), base_names),
+        "timing": partition_fingerprint(slower, "wyndham", "Wyndham", fixed, base_names),
+    }
+    assert all(v != base for v in variants.values()), [k for k, v in variants.items() if v == base]
+    assert len(set(variants.values())) == len(variants)
+    assert partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, base_names) == base  # deterministic
+
+
+def test_a_manifest_is_regrouped_into_few_row_groups_however_small_its_spool_chunks(tmp_path):
+    import pyarrow.parquet as pq
+
+    from hybrid_audio_dagster.core.messages import ManifestWriter
+    from hybrid_audio_dagster.core.messages.manifest import FIRST_GROUP_ROWS, ROW_GROUP_ROWS, read_column
+
+    n = ROW_GROUP_ROWS + 100
+    writer = ManifestWriter(tmp_path / MANIFEST_NAME, flush_rows=3)  # a spool chunk every 3 rows
+    rows = [{"name_key": f"n{i:05d}", "name": f"N{i}", "path": f"t/d/n{i:05d}.wav", "frames": i, "sample_rate": 22050,
+             "duration_s": 1.0, "bytes": 44 + i, "mtime_ns": i, "sha256": "0" * 64, "input_signature": "1" * 64,
+             "template_signature": "2" * 64, "timeline": "{}", "gs_uri": None} for i in range(n)]
+    for row in rows:
+        writer.add(row)
+    writer.commit(fingerprint="f" * 64)
+    meta = pq.read_metadata(tmp_path / MANIFEST_NAME)
+    assert meta.num_rows == n and meta.num_row_groups == 3  # 16, 4096, the rest
+    assert meta.row_group(0).num_rows == FIRST_GROUP_ROWS and meta.row_group(1).num_rows == ROW_GROUP_ROWS
+    assert read_manifest(tmp_path / MANIFEST_NAME) == rows  # order and values kept
+    assert read_column(tmp_path / MANIFEST_NAME, "name_key") == [r["name_key"] for r in rows]
+    assert read_fingerprint(tmp_path / MANIFEST_NAME) == ("f" * 64, n)

@@ -89,9 +89,10 @@ def unchanged_partition(manifest: Path, output_root: str, fingerprint: str, *, e
         return None
     file = pq.ParquetFile(manifest)
     table = file.read(columns=["path", "bytes", "mtime_ns", "duration_s"])
+    stat, join = os.stat, os.path.join  # the hot loop: one stat per message
     for rel, size, mtime in zip(table["path"].to_pylist(), table["bytes"].to_pylist(), table["mtime_ns"].to_pylist()):
         try:
-            st = os.stat(os.path.join(output_root, rel))
+            st = stat(join(output_root, rel))
         except OSError:
             return None
         if st.st_size != size or st.st_mtime_ns != mtime:

@@ -64,6 +64,8 @@ class ManifestRow:
 
 
 FINGERPRINT_KEY = b"hybrid_audio.partition_fingerprint"
+FIRST_GROUP_ROWS = 16  # the first row group: enough for a partition's preview, read alone
+ROW_GROUP_ROWS = 4096  # rows per later row group (a row is ~2.7 KB with its timeline)
 
 
 def manifest_path(output_root: str | Path, template_id: str, developer_key: str) -> Path:
@@ -75,6 +77,15 @@ def read_manifest(path: str | Path, columns: list[str] | None = None) -> list[di
     if not path.exists():
         return []
     return pq.read_table(path, columns=columns).to_pylist()
+
+
+def read_column(path: str | Path, column: str) -> list:
+    """One column of a manifest as a list (``[]`` if there is no manifest): far cheaper than
+    rows as dicts when a caller needs only, say, the name keys."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return pq.ParquetFile(path).read(columns=[column]).column(0).to_pylist()
 
 
 def read_fingerprint(path: str | Path) -> tuple[str | None, int]:
@@ -177,12 +188,23 @@ class ManifestWriter:
             with pq.ParquetWriter(self._tmp, schema) as writer, open(self._spool_path, "rb") as spool:
                 if not self.rows:
                     writer.write_table(MANIFEST_SCHEMA.empty_table())
+                # spool chunks are as small as the flush interval made them; a row group per
+                # chunk would leave thousands of them (a 9 MB footer every reader parses), so
+                # rows are regrouped: a small first group (the preview reads only it), then
+                # groups of ROW_GROUP_ROWS (bounded memory: ~11 MB of rows at most)
+                pending: list[dict] = []
+                target = FIRST_GROUP_ROWS
                 while True:
                     try:
-                        chunk = pickle.load(spool)  # our own spool file, written above
+                        pending.extend(pickle.load(spool))  # our own spool file, written above
                     except EOFError:
                         break
-                    writer.write_table(pa.Table.from_pylist(chunk, schema=MANIFEST_SCHEMA))
+                    while len(pending) >= target:
+                        writer.write_table(pa.Table.from_pylist(pending[:target], schema=MANIFEST_SCHEMA))
+                        del pending[:target]
+                        target = ROW_GROUP_ROWS
+                if pending:
+                    writer.write_table(pa.Table.from_pylist(pending, schema=MANIFEST_SCHEMA))
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
