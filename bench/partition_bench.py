@@ -20,7 +20,9 @@ metadata nor a run's memory grows with the campaign.
 One fresh process per (backend, layout, N): ``python -m bench.partition_bench --backend B
 --layout L --names N --home H --out F``. Each materializes every partition in one run
 (``BackfillPolicy.single_run``, as the stem assets do) and reports the run's wall time minus
-the asset body's own time, per name; and the peak RSS of the process. Postgres cases run on a
+the asset body's own time (building the metadata), per name; and the peak RSS of the process.
+``add_asset_metadata`` counts as bookkeeping: it validates the partition key by loading every
+dynamic partition of the asset from storage, O(partitions) per call. Postgres cases run on a
 throwaway server (:mod:`tests.pg`), with and without Dagster's own ``DAGSTER_EVENT_BATCH_SIZE``
 event batching.
 """
@@ -115,16 +117,20 @@ def child(args: argparse.Namespace) -> dict:
         members = {slug: [(slug, display)] for slug, display in zip(slugs, displays)}
     keys = sorted(members)
     partitions = dg.DynamicPartitionsDefinition(name=f"bench_{args.layout.replace('-', '_')}")
-    body_s = [0.0]
+    body_s, add_s = [0.0], [0.0]
 
     @dg.asset(partitions_def=partitions, backfill_policy=dg.BackfillPolicy.single_run())
     def bench_stems(context: dg.AssetExecutionContext) -> None:
-        t0 = time.perf_counter()
+        # the body's own work is building the metadata; add_asset_metadata is Dagster's
+        # bookkeeping (it loads every dynamic partition of the asset to validate the key)
         for key in context.partition_keys:
+            t0 = time.perf_counter()
             group = members[key]
             md = _group_metadata(group, dg) if args.layout == "grouped" else _per_name_metadata(*group[0], dg)
+            body_s[0] += time.perf_counter() - t0
+            t0 = time.perf_counter()
             context.add_asset_metadata(md, partition_key=key)
-        body_s[0] += time.perf_counter() - t0
+            add_s[0] += time.perf_counter() - t0
 
     with dg.DagsterInstance.from_config(args.home) as instance:
         instance.add_dynamic_partitions(partitions.name, keys)
@@ -148,6 +154,7 @@ def child(args: argparse.Namespace) -> dict:
             "names_per_partition_mean": args.names / len(keys), "run_s": wall, "body_s": body_s[0],
             "bookkeeping_per_name_ms": overhead * 1000 / args.names,
             "bookkeeping_per_partition_ms": overhead * 1000 / len(keys),
+            "add_metadata_s": add_s[0], "add_metadata_per_partition_ms": add_s[0] * 1000 / len(keys),
             "materializations_recorded": len(recorded), "peak_rss_mb": peak}
 
 
@@ -155,12 +162,14 @@ def child(args: argparse.Namespace) -> dict:
 
 
 GROUPS_PER_RUN = 10  # name groups per run: bounds a run's metadata, so memory stays flat as N grows
-CASES = (  # (backend, layout, DAGSTER_EVENT_BATCH_SIZE, which size list)
-    ("sqlite", "per-name", 0, "per_name"),
-    ("postgres", "per-name", 0, "per_name"),
-    ("postgres", "per-name", 1000, "per_name"),
-    ("sqlite", "grouped", 0, "grouped"),
-    ("postgres", "grouped", 0, "grouped"),
+CASES = (  # (backend, layout, DAGSTER_EVENT_BATCH_SIZE, which size list, connection)
+    ("sqlite", "per-name", 0, "per_name", "direct"),
+    ("postgres", "per-name", 0, "per_name", "direct"),
+    ("postgres", "per-name", 1000, "per_name", "direct"),
+    # the deployment levers at once: PgBouncer (transaction pooling, md5 client auth) + event batching
+    ("postgres", "per-name", 1000, "per_name", "pgbouncer"),
+    ("sqlite", "grouped", 0, "grouped", "direct"),
+    ("postgres", "grouped", 0, "grouped", "direct"),
 )
 
 
@@ -171,31 +180,43 @@ def run_scenario(scratch: Path, *, per_name: list[int], grouped: list[int], log=
 
     sys.path.insert(0, str(PROJECT_ROOT))
     from tests.pg import PgServer, pg_bindir, write_postgres_home
+    from tests.pgbouncer import PgBouncer, pgbouncer_binary
 
     section: dict = {"ok": True, "cases": [], "skipped": {}, "groups_per_run": GROUPS_PER_RUN,
                      "group_key": f"shortest slug prefix (>= {GROUP_KEY_LEN} chars) of <= {GROUP_CAP} names"}
-    server = None
+    server = bouncer = None
     if pg_bindir() is None:
         section["skipped"]["postgres"] = "PostgreSQL server binaries not installed (apt-get install -y postgresql)"
     else:
         server = PgServer(pg_bindir())
         server.start()
+        if pgbouncer_binary() is None:
+            section["skipped"]["pgbouncer"] = "PgBouncer not installed (apt-get install -y pgbouncer)"
+        else:
+            bouncer = PgBouncer(server, pgbouncer_binary())
+            try:
+                bouncer.start()
+            except (OSError, RuntimeError) as exc:
+                section["skipped"]["pgbouncer"] = f"PgBouncer did not start: {exc}"
+                bouncer = None
     sizes = {"per_name": per_name, "grouped": grouped}
     try:
-        for i, (backend, layout, batch, which) in enumerate(CASES):
-            if backend == "postgres" and server is None:
+        for i, (backend, layout, batch, which, via) in enumerate(CASES):
+            if (backend == "postgres" and server is None) or (via == "pgbouncer" and bouncer is None):
                 continue
             for n in sizes[which]:
                 work = scratch / f"partitions_{i}_{n}"
                 home = work / "home"
                 home.mkdir(parents=True, exist_ok=True)
                 if backend == "postgres":
-                    write_postgres_home(home, server.create_database(f"partitions_{i}_{n}"))
+                    db = server.create_database(f"partitions_{i}_{n}")
+                    write_postgres_home(home, bouncer.database(db.dbname) if via == "pgbouncer" else db)
                 else:
                     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
                 out = work / "result.json"
                 env = {**os.environ, "DAGSTER_EVENT_BATCH_SIZE": str(batch)}
-                log(f"[partitions] {backend} {layout}{' (event batching)' if batch else ''}: {n:,} names ...")
+                log(f"[partitions] {backend} {layout}{' (event batching)' if batch else ''}"
+                    f"{' via PgBouncer' if via == 'pgbouncer' else ''}: {n:,} names ...")
                 proc = subprocess.run([sys.executable, "-m", "bench.partition_bench", "--backend", backend, "--layout", layout,
                                        "--names", str(n), "--home", str(home), "--out", str(out),
                                        "--max-per-run", str(GROUPS_PER_RUN if layout == "grouped" else 0)],
@@ -206,9 +227,12 @@ def run_scenario(scratch: Path, *, per_name: list[int], grouped: list[int], log=
                 except (OSError, ValueError):
                     res = {"ok": False, "backend": backend, "layout": layout, "names": n, "event_batch_size": batch,
                            "error": f"exit {proc.returncode}: {proc.stderr[-800:]}"}
+                res["via"] = via
                 section["cases"].append(res)
                 section["ok"] = section["ok"] and res.get("ok", False)
     finally:
+        if bouncer is not None:
+            bouncer.stop()
         if server is not None:
             server.stop()
     section["summary"] = summarize(section["cases"])
@@ -219,9 +243,9 @@ def summarize(cases: list[dict]) -> dict:
     """Per backend: per-name bookkeeping of each layout at its largest N, and their ratio."""
     out: dict = {}
     for backend in ("sqlite", "postgres"):
-        def largest(layout: str, batch: int = 0) -> dict | None:
+        def largest(layout: str, batch: int = 0, via: str = "direct") -> dict | None:
             ok = [c for c in cases if c.get("ok") and c["backend"] == backend and c["layout"] == layout
-                  and c.get("event_batch_size", 0) == batch]
+                  and c.get("event_batch_size", 0) == batch and c.get("via", "direct") == via]
             return max(ok, key=lambda c: c["names"]) if ok else None
 
         per, grp = largest("per-name"), largest("grouped")
@@ -233,6 +257,10 @@ def summarize(cases: list[dict]) -> dict:
         batched = largest("per-name", 1000)
         if batched:
             e["per_name_event_batching_ms"] = batched["bookkeeping_per_name_ms"]
+        pooled = largest("per-name", 1000, "pgbouncer")
+        if pooled:
+            e["per_name_pgbouncer_ms"] = pooled["bookkeeping_per_name_ms"]
+            e["per_name_pgbouncer_add_metadata_ms"] = pooled["add_metadata_per_partition_ms"]
         grouped = sorted((c for c in cases if c.get("ok") and c["backend"] == backend and c["layout"] == "grouped"),
                          key=lambda c: c["names"])
         if len(grouped) > 1:
@@ -246,16 +274,18 @@ def table_rows(section: dict, fmt) -> list[tuple[str, str, str]]:
     """Rows for :func:`bench.run.table`."""
     rows = [("8 partitions", "Dagster bookkeeping per name: one partition per name vs name groups "
                              f"({section.get('group_key')}); empty body, real metadata", "")]
-    for why in section.get("skipped", {}).values():
-        rows.append(("8 partitions", "  Postgres", f"SKIPPED: {why}"))
+    for what, why in section.get("skipped", {}).items():
+        rows.append(("8 partitions", f"  {'PgBouncer' if what == 'pgbouncer' else 'Postgres'}", f"SKIPPED: {why}"))
     for c in section.get("cases", []):
-        label = f"  {c['backend']} {c['layout']}{' +event batching' if c.get('event_batch_size') else ''} {c['names']:,} names"
+        label = (f"  {c['backend']} {c['layout']}{' +event batching' if c.get('event_batch_size') else ''}"
+                 f"{' via PgBouncer' if c.get('via') == 'pgbouncer' else ''} {c['names']:,} names")
         if not c.get("ok"):
             rows.append(("8 partitions", label, f"FAILED: {c.get('error')}"))
             continue
         rows.append(("8 partitions", label,
                      f"{fmt(c['bookkeeping_per_name_ms'], 3)} ms/name ({c['partitions']:,} partitions, ≤{c['names_per_partition_max']:,} "
-                     f"names each; {fmt(c['bookkeeping_per_partition_ms'])} ms/partition; {c.get('runs', 1)} run(s) {fmt(c['run_s'])} s; "
+                     f"names each; {fmt(c['bookkeeping_per_partition_ms'])} ms/partition, of which add_asset_metadata "
+                     f"{fmt(c.get('add_metadata_per_partition_ms'))} ms; {c.get('runs', 1)} run(s) {fmt(c['run_s'])} s; "
                      f"peak RSS {fmt(c['peak_rss_mb'])} MB)"))
     for backend, e in (section.get("summary") or {}).items():
         if e.get("grouped_vs_per_name") is not None:

@@ -123,7 +123,7 @@ def test_scale_scenario_measures_both_backends(report):
             assert c["tts_calls"] == c["synthesize_calls"] > 0 and c["vs_engine_alone"] > 0
             assert z["checked"] == r["messages"] == r["names"] * r["developers"] * r["templates"]
             assert z["tts_calls"] == z["synthesize_calls"] == z["written"] == z["files_rewritten"] == 0
-            assert "EXTRAPOLATED" in z["extrapolation"] and z["extrapolated_1m_s"] > 0
+            assert "EXTRAPOLATED" in z["extrapolation"] and z["noop_1m_s"] > 0 and not z["noop_1m_measured"]
             assert r["peak_rss_mb"] > 0
     for t in data["targets"]:
         if t["id"].endswith("_pg") and "postgres" not in backends:
@@ -144,4 +144,10 @@ def test_partitions_scenario_compares_layouts_per_name(report):
             assert c["partitions"] < c["names"] and c["names_per_partition_max"] > 1
     assert {(c["backend"], c["layout"]) for c in part["cases"]} == {(b, lay) for b in backends for lay in ("per-name", "grouped")}
     assert set(part["summary"]) == backends and all(e["grouped_vs_per_name"] > 0 for e in part["summary"].values())
+    pooled = [c for c in part["cases"] if c.get("via") == "pgbouncer"]
+    if "postgres" in backends and "pgbouncer" not in part["skipped"]:  # .ci/run installs it
+        assert len(pooled) == 1 and pooled[0]["event_batch_size"] == 1000
+        assert part["summary"]["postgres"]["per_name_pgbouncer_ms"] > 0 and "via PgBouncer" in stdout
+    else:
+        assert not pooled
     assert "8 partitions" in stdout
