@@ -36,6 +36,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_YAML = ROOT / "deploy" / "dagster.postgres.yaml"
 SUPERUSER = "dagster"
+# what deploy/README.md exports for the Postgres deployment beside DAGSTER_PG_*: the tests that
+# run it in other processes (crash, overlap, the README itself) give them the same
+DEPLOY_ENV = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
 TEMPLATE_DB = "dagster_template"
 
 

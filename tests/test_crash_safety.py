@@ -53,7 +53,7 @@ from hybrid_audio_dagster.core.messages.manifest import (
     recover_spools,
 )
 from hybrid_audio_dagster.resources.paths import ProjectPaths
-from tests.pg import write_postgres_home
+from tests.pg import DEPLOY_ENV, write_postgres_home
 from tests.support import CountingTTS, calls, make_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,9 @@ def clean_env(home: Path, project: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DAGSTER_", "CARTESIA_", "HYBRID_AUDIO_", "TTS_", "GOOGLE_", "STORAGE_EMULATOR"))}
     env.update(DAGSTER_HOME=str(home), HYBRID_AUDIO_ROOT=str(project), TTS_ENGINE="offline", PYTHONUNBUFFERED="1")
+    yaml_file = home / "dagster.yaml"
+    if yaml_file.exists() and "postgres_db:" in yaml_file.read_text():
+        env.update(DEPLOY_ENV)  # the production deployment's environment (deploy/README.md)
     return env
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.pg import DEPLOY_YAML, write_postgres_home
+from tests.pg import DEPLOY_ENV, DEPLOY_YAML, write_postgres_home
 from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.resources.paths import ProjectPaths
 from tests.servers import ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
@@ -175,6 +175,7 @@ def deployment(postgres, tmp_path_factory):
         "DAGSTER_HOME": str(tmp / "dagster_home"),
         "HYBRID_AUDIO_ROOT": str(project),
         **db.env,
+        **DEPLOY_ENV,
         "HYBRID_AUDIO_CODE_SERVER_HOST": "127.0.0.1",
         "HYBRID_AUDIO_CODE_SERVER_PORT": str(free_port()),
         "HYBRID_AUDIO_WEBSERVER_PORT": str(free_port()),
