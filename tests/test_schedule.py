@@ -80,3 +80,19 @@ def test_scheduled_batch_runs_stems_strictly_before_messages(project):
         }
         written = sum(e.materialization.metadata["written"].value for e in results[-1].get_asset_materialization_events())
         assert written == 2 * 1 * 2
+
+
+def test_stale_ranges_bridge_small_gaps_for_the_pipeline_and_none_for_the_cli_plan():
+    from hybrid_audio_dagster.automation.stages import MAX_RANGES, MERGE_GAP, contiguous_ranges
+    from hybrid_audio_dagster.service.plan import _spans
+
+    keys = [f"k{i:03d}" for i in range(100)]
+    stale = ["k000", "k001", f"k{MERGE_GAP + 2:03d}", "k090"]
+    # the pipeline: a gap of MERGE_GAP current keys is cheaper bridged than split into another run
+    assert contiguous_ranges(keys, stale) == [("k000", f"k{MERGE_GAP + 2:03d}"), ("k090", "k090")]
+    # the CLI's plan lists exactly what is stale
+    assert _spans(keys, stale) == [("k000", "k001"), (f"k{MERGE_GAP + 2:03d}", f"k{MERGE_GAP + 2:03d}"), ("k090", "k090")]
+    scattered = keys[:: MERGE_GAP + 2][: MAX_RANGES + 1]
+    assert contiguous_ranges(keys, scattered) == [(scattered[0], scattered[-1])]  # too many ranges: one span
+    assert len(_spans(keys, scattered)) == MAX_RANGES + 1
+    assert contiguous_ranges(keys, []) == _spans(keys, []) == []

@@ -42,19 +42,22 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {RANGE_START_TAG: first, RANGE_END_TAG: last}
 
 
-def contiguous_ranges(keys: Sequence[str], selected: Sequence[str]) -> list[tuple[str, str]]:
-    """Few contiguous ranges of ``keys`` (insertion order) covering every ``selected`` key."""
+def contiguous_ranges(keys: Sequence[str], selected: Sequence[str], *, merge_gap: int = MERGE_GAP,
+                      max_ranges: int | None = MAX_RANGES) -> list[tuple[str, str]]:
+    """Few contiguous ranges of ``keys`` (insertion order) covering every ``selected`` key:
+    gaps of at most ``merge_gap`` keys are bridged, and past ``max_ranges`` ranges one span
+    covers them all. ``merge_gap=0, max_ranges=None``: the exact runs of ``selected``."""
     wanted = set(selected)
     idx = [i for i, k in enumerate(keys) if k in wanted]
     if not idx:
         return []
     spans: list[list[int]] = [[idx[0], idx[0]]]
     for i in idx[1:]:
-        if i - spans[-1][1] - 1 <= MERGE_GAP:
+        if i - spans[-1][1] - 1 <= merge_gap:
             spans[-1][1] = i
         else:
             spans.append([i, i])
-    if len(spans) > MAX_RANGES:
+    if max_ranges is not None and len(spans) > max_ranges:
         spans = [[spans[0][0], spans[-1][1]]]
     return [(keys[a], keys[b]) for a, b in spans]
 

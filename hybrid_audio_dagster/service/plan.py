@@ -15,7 +15,7 @@ import dagster as dg
 
 from ..assets.datasets import build_dataset
 from ..assets.stems import STEM_ASSETS_BY_KIND, CampaignStems
-from ..automation.stages import MESSAGES_JOB, STAGE_TAG, STEM_JOB_NAMES, range_tags
+from ..automation.stages import MESSAGES_JOB, STAGE_TAG, STEM_JOB_NAMES, contiguous_ranges, range_tags
 from ..core.messages import MessagePlanner, file_matches, manifest_path, read_manifest
 from ..core.stems import MissingStemError
 from ..core.templates import SegmentKind
@@ -39,16 +39,7 @@ class BatchPlanConfig(dg.Config):
 
 def _spans(order: Sequence[str], selected: Sequence[str]) -> list[tuple[str, str]]:
     """Exact contiguous runs of ``selected`` in ``order`` (no gaps bridged)."""
-    wanted, spans, cur = set(selected), [], None
-    for key in order:
-        if key in wanted:
-            cur = [key, key] if cur is None else [cur[0], key]
-        elif cur is not None:
-            spans.append(tuple(cur))
-            cur = None
-    if cur is not None:
-        spans.append(tuple(cur))
-    return spans
+    return contiguous_ranges(order, selected, merge_gap=0, max_ranges=None)
 
 
 def _request(job: str, first: str, last: str, tags: Mapping[str, str], run_config: dict) -> dict:
