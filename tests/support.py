@@ -124,6 +124,20 @@ class CountingTTS(OfflineTTSResource):
         return super().synthesize(text, voice)
 
 
+def batched_campaign(tmp_path: Path, names: list[str], developers: list[str]):
+    """A project after its first ``make batch`` (offline engine counting its calls in
+    ``.log``): root, paths, resources, instance, log, and the first batch's summary."""
+    from types import SimpleNamespace
+
+    from hybrid_audio_dagster.batch import run_full_batch
+
+    root, paths, resources, instance = project_env(tmp_path / "project", names, developers)
+    log = tmp_path / "tts.log"
+    resources = {**resources, "tts": CountingTTS(log_path=str(log))}
+    first = run_full_batch(instance, resources)
+    return SimpleNamespace(root=root, paths=paths, resources=resources, instance=instance, log=log, first=first)
+
+
 def calls(log_path) -> list[str]:
     from pathlib import Path
 

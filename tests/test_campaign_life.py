@@ -3,9 +3,7 @@ removed, a voice changed, a TTS failure, a wiped Dagster home, a forced partitio
 collision and a privacy erase. Each goes through the batch or the Dagster graph."""
 
 import json
-import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import dagster as dg
 import pytest
@@ -19,7 +17,7 @@ from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
 from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
 from hybrid_audio_dagster.definitions import build_defs
 from hybrid_audio_dagster.partitions import message_partition_key
-from tests.support import CountingTTS, calls, project_env, run_requests, write_csv
+from tests.support import CountingTTS, batched_campaign, calls, run_requests, write_csv
 
 NAMES = ["John", "Maria", "Zoë", "Ann-Marie"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
@@ -27,11 +25,7 @@ DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
 
 @pytest.fixture
 def camp(tmp_path: Path):
-    root, paths, resources, instance = project_env(tmp_path / "project", NAMES, DEVELOPERS)
-    log = tmp_path / "tts.log"
-    resources = {**resources, "tts": CountingTTS(log_path=str(log))}
-    run_full_batch(instance, resources)
-    return SimpleNamespace(root=root, paths=paths, resources=resources, instance=instance, log=log)
+    return batched_campaign(tmp_path, NAMES, DEVELOPERS)
 
 
 def outputs(root: Path) -> dict[Path, int]:

@@ -5,7 +5,6 @@ removed or renamed, a new stem, a restricted or partial run, a dead writer's spo
 import os
 import pickle
 from pathlib import Path
-from types import SimpleNamespace
 
 import dagster as dg
 import pytest
@@ -18,7 +17,7 @@ from hybrid_audio_dagster.core.messages.fingerprint import unchanged_partition
 from hybrid_audio_dagster.core.messages.manifest import read_fingerprint
 from hybrid_audio_dagster.definitions import build_defs
 from hybrid_audio_dagster.partitions import message_partition_dims, message_partition_key
-from tests.support import CountingTTS, all_messages_verified, calls, project_env, run_requests, write_csv
+from tests.support import all_messages_verified, batched_campaign, calls, run_requests, write_csv
 
 NAMES = ["John", "Maria", "Zoë"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
@@ -26,12 +25,9 @@ DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
 
 @pytest.fixture
 def camp(tmp_path: Path):
-    root, paths, resources, instance = project_env(tmp_path / "project", NAMES, DEVELOPERS)
-    log = tmp_path / "tts.log"
-    resources = {**resources, "tts": CountingTTS(log_path=str(log))}
-    first = run_full_batch(instance, resources)
-    assert first.messages_written == first.messages_skipped + first.messages_written > 0
-    return SimpleNamespace(root=root, paths=paths, resources=resources, instance=instance, log=log)
+    camp = batched_campaign(tmp_path, NAMES, DEVELOPERS)
+    assert camp.first.messages_written == camp.first.messages_skipped + camp.first.messages_written > 0
+    return camp
 
 
 def partitions(camp) -> list[str]:
