@@ -14,29 +14,21 @@ same process on the same messages (read back from the manifests): the core alone
 numpy + soundfile, pydub, in a rotating order. The peak RSS of the batch is the peak of the
 fresh process through its first timed batch (imports + instance + warm-up + one batch).
 
-``stems``  — stem syntheses through Dagster: ``name_stems`` over N names with ``force``
-(every slot re-synthesized), with the offline engine or with the Cartesia resource against
-the fake server (:mod:`bench.fake_server`, its own process) at a given latency and cap.
+``stems``  — stem syntheses through Dagster (:mod:`bench.stems_bench`). The probes and the
+temp project and instance are :mod:`bench.probes`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import shutil
 import sys
-import threading
-import time
-import traceback
 import warnings
-from collections import Counter
 from pathlib import Path
 
 from .common import (
-    PROJECT_ROOT,
     Stopwatch,
     clear_dir,
     median,
@@ -46,183 +38,23 @@ from .common import (
     spread,
     synthetic_developers,
     synthetic_names,
-    write_csv,
 )
-
-TEMPLATE_ID = "followup-en"
-
-
-# --------------------------------------------------------------------------- instrumentation
-
-
-class Probe:
-    """Wraps a few functions of the project to time them from inside a Dagster run.
-
-    Only attribute look-ups are replaced (module globals, class methods); nothing of the
-    project is edited. A wrapped function costs two ``perf_counter`` calls more (~0.1 µs).
-    Where a name no longer exists the probe is skipped and reported as unavailable.
-    """
-
-    def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
-        self.calls: Counter[str] = Counter()
-        self.runs: list[dict] = []
-        self.available: dict[str, bool] = {}
-        self._lock = threading.Lock()
-
-    def wrap(self, owner: object, attr: str, label: str) -> None:
-        fn = getattr(owner, attr, None)
-        self.available[label] = fn is not None
-        if fn is None:
-            return
-        probe = self
-
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                dt = time.perf_counter() - t
-                with probe._lock:
-                    probe.seconds[label] += dt
-                    probe.calls[label] += 1
-
-        timed.__wrapped__ = fn  # type: ignore[attr-defined]
-        setattr(owner, attr, timed)
-
-    def wrap_materialize(self) -> None:
-        """Time every ``dg.materialize`` call (each is one Dagster run) and note what it ran."""
-        import dagster as dg
-
-        orig = dg.materialize
-        probe = self
-
-        def materialize(assets, *args, selection=None, **kwargs):
-            t = time.perf_counter()
-            res = orig(assets, *args, selection=selection, **kwargs)
-            seconds = time.perf_counter() - t
-            # what the run materialized (the selection may be a list or an AssetSelection)
-            names = sorted({e.asset_key.to_user_string() for e in res.get_asset_materialization_events()})
-            probe.runs.append({"assets": names, "seconds": seconds, "run_id": res.run_id})
-            return res
-
-        dg.materialize = materialize
-
-        # the batch launches its stage runs through batch._execute (job.execute_in_process)
-        import hybrid_audio_dagster.batch as batch_mod
-
-        orig_execute = batch_mod._execute
-
-        def execute(*args, **kwargs):
-            t = time.perf_counter()
-            res = orig_execute(*args, **kwargs)
-            seconds = time.perf_counter() - t
-            names = sorted({e.asset_key.to_user_string() for e in res.get_asset_materialization_events()})
-            probe.runs.append({"assets": names, "seconds": seconds, "run_id": res.run_id})
-            return res
-
-        batch_mod._execute = execute
-
-    def reset(self) -> None:
-        self.seconds.clear()
-        self.calls.clear()
-        self.runs.clear()
-
-
-def install_probes() -> Probe:
-    import hybrid_audio_dagster.cache_index as cache_index_mod
-    import hybrid_audio_dagster.core.messages.build as messages_mod
-    from hybrid_audio_dagster.core.audio.assemble import AssembledMessage
-    from hybrid_audio_dagster.resources.tts import TTSResource
-
-    probe = Probe()
-    probe.wrap_materialize()
-    probe.wrap(messages_mod, "_plan_one", "per_message")  # everything done for one message
-    probe.wrap(messages_mod, "build_message", "assemble")  # core.messages.build_message → assemble
-    probe.wrap(AssembledMessage, "write", "write")  # atomic write + sha256
-    probe.wrap(cache_index_mod, "latest_metadata", "cache_index_read")
-    probe.wrap(messages_mod, "read_manifest", "manifest_read")
-    probe.wrap(TTSResource, "synthesize", "tts_synthesize")  # every engine call, whatever the resource
-    return probe
-
-
-# --------------------------------------------------------------------------- project setup
-
-
-def make_project(root: Path, names: list[str], developers: list[str]) -> None:
-    write_csv(root / "data" / "names.csv", "name", names)
-    write_csv(root / "data" / "developers.csv", "developer", developers)
-    (root / "templates").mkdir(parents=True, exist_ok=True)
-    # one voice: the measured campaign is N × M messages of one template, its variants left out
-    data = json.loads((PROJECT_ROOT / "templates" / f"{TEMPLATE_ID}.json").read_text(encoding="utf-8"))
-    data.pop("variants", None)
-    (root / "templates" / f"{TEMPLATE_ID}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-
-
-def make_instance(home: Path):
-    """A persistent sqlite instance in ``home``, configured like deploy/dagster.yaml."""
-    import dagster as dg
-
-    home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    return dg.DagsterInstance.from_config(str(home))
-
-
-def run_events(instance, run_id: str) -> dict:
-    """Step timing and event counts of one run, from its event log."""
-    logs = instance.all_logs(run_id)
-    kinds: Counter[str] = Counter()
-    step_start = step_end = run_start = run_end = None
-    body_s = None
-    for e in logs:
-        ev = e.dagster_event
-        if ev is None:
-            m = re.search(r" in (\d+(?:\.\d+)?)s$", e.user_message or "")
-            if m and "partitions" in (e.user_message or ""):
-                body_s = float(m.group(1))
-            kinds["log_message"] += 1
-            continue
-        k = ev.event_type_value
-        kinds[k] += 1
-        if k == "STEP_START":
-            step_start = e.timestamp
-        elif k == "STEP_SUCCESS":
-            step_end = e.timestamp
-        elif k == "RUN_START":
-            run_start = e.timestamp
-        elif k in ("RUN_SUCCESS", "RUN_FAILURE"):
-            run_end = e.timestamp
-    return {
-        "events": sum(kinds.values()),
-        "by_type": dict(kinds),
-        "step_s": (step_end - step_start) if step_start and step_end else None,
-        "run_events_s": (run_end - run_start) if run_start and run_end else None,
-        "asset_body_s": body_s,  # the messages asset's own "in X.XXs" log line
-    }
-
-
-def mtimes(root: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            if f.endswith(".wav"):
-                p = os.path.join(dirpath, f)
-                out[p] = os.stat(p).st_mtime_ns
-    return out
+from .probes import install_probes, make_instance, make_project, mtimes, run_events
+from .stems_bench import scenario_stems
 
 
 # --------------------------------------------------------------------------- baselines on the real messages
 
 
 def specs_from_manifests(paths, limit: int):
-    """Up to ``limit`` messages as :class:`bench.core_bench.MessageSpec`, read back from the
+    """Up to ``limit`` messages as :class:`bench.workload.MessageSpec`, read back from the
     manifests the messages asset wrote (its timelines name the stems, trims and pauses)."""
     import numpy as np
 
     from hybrid_audio_dagster.core.audio.wav import parse_wav
     from hybrid_audio_dagster.core.messages import MANIFEST_NAME, read_manifest
 
-    from .core_bench import MessageSpec, Stem
+    from .workload import MessageSpec, Stem
 
     stems: dict[str, Stem] = {}
     specs: list[tuple[MessageSpec, str]] = []  # (spec, sha256 recorded in the manifest)
@@ -253,7 +85,7 @@ def run_baselines(specs_sha, work: Path, names: list[str]) -> dict[str, float]:
     """messages/s of each baseline over the given messages (files removed after, untimed)."""
     import hashlib
 
-    from .core_bench import APPROACHES
+    from .approaches import APPROACHES
 
     specs = [s for s, _ in specs_sha]
     out: dict[str, float] = {}
@@ -421,7 +253,7 @@ def scenario_batch_measure(args) -> dict:
         shutil.rmtree(paths.output, ignore_errors=True)  # untimed; baselines start from the same state
 
         # -- baselines: same process, same messages, rotating order (those installed)
-        from .core_bench import available
+        from .approaches import available
 
         usable = available()
         names = [b for b in args.baselines if not usable.get(b)]
@@ -488,154 +320,6 @@ def scenario_batch_measure(args) -> dict:
             "vs_core": ratio_to("core"),
         },
     }
-
-
-# --------------------------------------------------------------------------- scenario: stems
-
-
-def _start_fake_server(latency: float, cap: int):
-    import subprocess
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_server", "--latency", str(latency), "--cap", str(cap)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(PROJECT_ROOT),
-    )
-    hello = json.loads(proc.stdout.readline())
-
-    def ask(cmd: str) -> dict:
-        proc.stdin.write(cmd + "\n")
-        proc.stdin.flush()
-        return json.loads(proc.stdout.readline())
-
-    return proc, hello["base_url"], ask
-
-
-def scenario_stems(args) -> dict:
-    """Each engine of ``args.engines`` in turn, each with its own project and instance."""
-    probe = install_probes()
-    out: dict = {}
-    for engine in args.engines:
-        names = args.cartesia_names if engine == "cartesia" else args.names
-        try:
-            out[f"stems_{engine}"] = {"ok": True, **_stems_one(args, probe, engine, names)}
-        except Exception as exc:  # noqa: BLE001 - reported in the JSON, the other engine still runs
-            out[f"stems_{engine}"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
-    return out
-
-
-def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
-    import dagster as dg
-    from hybrid_audio_dagster.automation.stages import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
-    from hybrid_audio_dagster.automation.stages import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
-
-    from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
-    ALL = [*ALL_ASSETS, *ALL_CHECKS]
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
-    from hybrid_audio_dagster.resources.tts import (
-        CartesiaTTSResource,
-        OfflineTTSResource,
-    )
-
-    work = Path(args.workdir) / engine
-    root, home = work / "project", work / "dagster_home"
-    make_project(root, synthetic_names(n_names, offset=args.name_offset), synthetic_developers(args.developers))
-    instance = make_instance(home)
-    paths = ProjectPaths(root=str(root))
-    proc = None
-    ask = None
-    if engine == "cartesia":
-        proc, base_url, ask = _start_fake_server(args.latency, args.cap)
-        tts = CartesiaTTSResource(api_key="bench-key", base_url=base_url, max_concurrency=args.cap, max_retries=2)
-    else:
-        tts = OfflineTTSResource()
-    from hybrid_audio_dagster.resources.budget import SpendGuardResource
-    from hybrid_audio_dagster.resources.gcs import DeliveryResource
-
-    resources = {"paths": paths, "tts": tts, "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}  # GCS off
-    by_name = {k.to_user_string(): a for a in ALL for k in getattr(a, "keys", ())}
-
-    def materialize(asset: str, keys: list[str] | None, force: bool):
-        tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]} if keys else {}
-        cfg = {"ops": {asset: {"config": {"force": force}}}} if keys else {}
-        cfg["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-        return dg.materialize(ALL, selection=[by_name[asset]], instance=instance, resources=resources, tags=tags,
-                              run_config=cfg, raise_on_error=True)
-
-    try:
-        # warm-up (untimed): datasets, then the developer and script stems (a few real calls)
-        materialize("names_dataset", None, False)
-        materialize("developers_dataset", None, False)
-        materialize("message_templates", None, False)
-        for asset, pdef in (("developer_stems", "developers"), ("script_stems", "templates")):
-            materialize(asset, instance.get_dynamic_partitions(pdef), False)
-        keys = instance.get_dynamic_partitions("names")
-        reps = []
-        for rep in range(args.reps):
-            if ask:
-                ask("reset")
-            probe.reset()
-            with Stopwatch() as sw:
-                res = materialize("name_stems", keys, True)
-            calls = 0
-            for event in res.get_asset_materialization_events():
-                calls += event.materialization.metadata["tts_calls"].value
-            server = ask("stats") if ask else {}
-            body_s = None
-            for e in instance.all_logs(res.run_id):
-                m = re.search(r"distinct stems: .*, (\d+(?:\.\d+)?)s$", e.user_message or "")
-                if e.dagster_event is None and m:
-                    body_s = float(m.group(1))
-            ev = run_events(instance, res.run_id)
-            rec = {
-                "run_s": sw.seconds,
-                "asset_body_s": body_s,  # the stems asset's own timing (syntheses + store), from its log line
-                "step_s": ev["step_s"],
-                "events": ev["events"],
-                "tts_calls": calls,
-                "synthesize_calls": probe.calls["tts_synthesize"],
-                "synthesize_s": probe.seconds["tts_synthesize"],
-                "stems_per_s": calls / sw.seconds,
-                **({"server": server} if server else {}),
-            }
-            reps.append(rec)
-            extra = f", max in flight {server['max_in_flight']}, statuses {server['statuses']}" if server else ""
-            print(f"  stems {engine} rep {rep + 1}/{args.reps}: {calls} stems in {sw.seconds:.2f}s = "
-                  f"{rec['stems_per_s']:.1f}/s{extra}", file=sys.stderr, flush=True)
-    finally:
-        if proc is not None:
-            with contextlib.suppress(Exception):  # the server may be gone already
-                ask("quit")
-            proc.wait(timeout=10)
-
-    out = {
-        "engine": engine,
-        "names": n_names,
-        "reps": reps,
-        "summary": {
-            "stems_per_s": spread([r["stems_per_s"] for r in reps]),
-            "tts_calls_per_run": median([r["tts_calls"] for r in reps]),
-            "run_s": median([r["run_s"] for r in reps]),
-            "synthesize_s_per_stem": median([r["synthesize_s"] / max(1, r["synthesize_calls"]) for r in reps]),
-            "asset_body_s": median([r["asset_body_s"] for r in reps if r["asset_body_s"] is not None] or [float("nan")]),
-            "outside_body_s": median([r["run_s"] - r["asset_body_s"] for r in reps if r["asset_body_s"] is not None] or [float("nan")]),
-        },
-    }
-    if engine == "cartesia":
-        ideal = args.cap / args.latency
-        out["latency_s"] = args.latency
-        out["cap"] = args.cap
-        out["summary"].update({
-            "ideal_stems_per_s": ideal,
-            "fraction_of_ideal": median([r["stems_per_s"] / ideal for r in reps]),
-            # the resource alone: stems/s inside the asset function (no Dagster run/event costs)
-            "body_fraction_of_ideal": median([r["tts_calls"] / r["asset_body_s"] / ideal for r in reps if r["asset_body_s"]] or [float("nan")]),
-            # the fixed cost of one Dagster run, paid once per run whatever its size
-            "ideal_run_s": median([r["tts_calls"] for r in reps]) / ideal,
-            "max_in_flight": max(r["server"]["max_in_flight"] for r in reps),
-            "requests": sum(r["server"]["tts_requests"] for r in reps),
-            "rejected_429": sum(r["server"]["statuses"].get("429", 0) for r in reps),
-        })
-    return out
 
 
 # --------------------------------------------------------------------------- entry
