@@ -5,11 +5,11 @@ The parent (:mod:`bench.run`) prepares the Dagster home: sqlite (``deploy/dagste
 Postgres (``deploy/dagster.postgres.yaml`` over a database of a throwaway server it started,
 written by ``tests.pg.write_postgres_home``). In the child, on a fresh project of N names ×
 D developers × 2 tiny bench templates, with an instant fake TTS engine
-(:class:`InstantTTSResource`):
+(:mod:`bench.scale_project`):
 
 1. ``run_full_batch`` from cold, timed per run (``hybrid_audio_dagster.batch._execute`` is
    wrapped). The name-stems run(s): wall time, the asset body's own time
-   (``materialize_stems`` wrapped, as :class:`bench.dagster_bench.Probe` does) and so the
+   (``materialize_stems`` wrapped, as :class:`bench.probes.Probe` does) and so the
    Dagster bookkeeping per name partition = (run wall − body) / partitions, where Dagster's
    ``add_asset_metadata`` inside the body counts as bookkeeping (:class:`RunProbe`).
 2. The engine alone: the same (text, voice) pairs the runs synthesized, replayed through a
@@ -17,7 +17,8 @@ D developers × 2 tiny bench templates, with an instant fake TTS engine
 3. ``run_full_batch`` again with nothing changed (the no-op batch): seconds, messages
    checked/s (whole batch), TTS calls (must be 0), the messages run's share; baseline in the
    same process: ``os.stat`` of every message WAV (the floor of any up-to-date check).
-   The 1M-message figure is extrapolated (labelled so): the non-message part of the batch
+   The 1M-message figure is measured when the batch covers 1M messages (``--developers 50``
+   at 10,000 names), else extrapolated and labelled so: the non-message part of the batch
    (datasets, stems planning over N names) kept, the messages run scaled linearly.
 4. Peak RSS (VmHWM) of the cold batch and of the no-op batch, RSS after imports beside it.
 """
@@ -25,102 +26,19 @@ D developers × 2 tiny bench templates, with an instant fake TTS engine
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import os
 import re
-import struct
 import sys
 import threading
 import time
 import warnings
 from pathlib import Path
 
-from .common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, run_child, rss_mb, synthetic_developers, synthetic_names, write_csv
+from .common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, run_child, rss_mb
+from .scale_project import CALLS, instant_resource_class, make_project
 
-SAMPLE_RATE = 22050
 ONE_MILLION = 1_000_000
-
-# --------------------------------------------------------------------------- the instant engine
-
-
-def tone_wav(text: str, ms: int, rate: int = SAMPLE_RATE) -> bytes:
-    """A deterministic, valid stem for ``text``: a sine at -10 dBFS (not silent, never full
-    scale, so never 'clipped') whose pitch depends on the text, ``ms`` long, 16-bit mono."""
-    import numpy as np
-
-    h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
-    freq = 200.0 + (h % 600)
-    n = max(1, rate * ms // 1000)
-    t = np.arange(n, dtype=np.float64) / rate
-    env = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.005)  # 5 ms fade in/out
-    pcm = np.rint(np.sin(2 * math.pi * freq * t + 0.5) * env * 0.316 * 32767).astype("<i2").tobytes()
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16,
-                         b"data", len(pcm))
-    return header + pcm
-
-
-def _instant_resource_class():
-    """Defined lazily: importing the project (and Dagster) only in the child process."""
-    from pydantic import Field
-
-    from hybrid_audio_dagster.core.tts.base import StemContract
-    from hybrid_audio_dagster.resources.tts import TTSResource
-
-    class InstantTTSResource(TTSResource):
-        """A fake engine that answers at once: a short tone per text (see :func:`tone_wav`)."""
-
-        stem_ms: int = Field(default=100, ge=10, le=2000)
-
-        @property
-        def engine_name(self) -> str:
-            return "bench-instant"
-
-        def contract(self, voice):
-            return StemContract(engine="bench-instant", engine_version="1", voice=voice.voice_id or voice.language,
-                                model=f"tone-{self.stem_ms}ms", language=voice.language, speed=voice.speed,
-                                volume=voice.volume, emotion=voice.emotion, sample_rate=SAMPLE_RATE, encoding="pcm_s16le")
-
-        def synthesize(self, text, voice):
-            CALLS.append((text, voice))
-            return tone_wav(text, self.stem_ms)
-
-    return InstantTTSResource
-
-
-CALLS: list = []  # (text, voice) of every synthesize call (module level: Dagster copies resources)
-
-
-# --------------------------------------------------------------------------- the project
-
-
-def bench_templates(n: int) -> list[dict]:
-    """``n`` tiny templates: a name, a brand and one script segment, short pauses."""
-    out = []
-    for i in range(n):
-        tid = f"scale-{chr(ord('a') + i)}"
-        out.append({
-            "schema_version": 1, "id": tid, "version": 1, "language": "en",
-            "description": "bench: tiny messages so that 100k of them fit on the disk",
-            "voice": {"id": "a0e99841-438c-4a64-b679-ae501e7d6091", "speed": 1.0, "volume": 1.0, "emotion": "content"},
-            "timing": {"sentence_ms": 20, "clause_ms": 10, "phrase_ms": 5, "lead_ms": 10, "tail_ms": 10},
-            "segments": [
-                {"id": "greeting", "text": "Hi {name},"},
-                {"id": "brand", "text": "{developer} here."},
-                {"id": "close", "text": f"Call back {i + 1}."},
-            ],
-        })
-    return out
-
-
-def make_project(root: Path, names: int, developers: int, templates: int) -> None:
-    write_csv(root / "data" / "names.csv", "name", synthetic_names(names))
-    write_csv(root / "data" / "developers.csv", "developer", synthetic_developers(developers))
-    (root / "templates").mkdir(parents=True, exist_ok=True)
-    for t in bench_templates(templates):
-        (root / "templates" / f"{t['id']}.json").write_text(json.dumps(t, indent=1))
-
 
 # --------------------------------------------------------------------------- instrumentation
 
@@ -223,7 +141,7 @@ def run(args) -> dict:
     root = work / "project"
     make_project(root, args.names, args.developers, args.templates)
     paths = ProjectPaths(root=str(root))
-    tts_cls = _instant_resource_class()
+    tts_cls = instant_resource_class()
     resources = {"paths": paths, "tts": tts_cls(stem_ms=args.stem_ms), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
     probe = RunProbe()
     out: dict = {"backend": args.backend, "names": args.names, "developers": args.developers, "templates": args.templates,
