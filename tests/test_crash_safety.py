@@ -45,13 +45,17 @@ from hybrid_audio_dagster.run_recovery import (
 )
 from hybrid_audio_dagster.core.audio.wav import load_wav
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, host_id, remove_stale_temp_files
+from hybrid_audio_dagster.cache_index import latest_metadata
+from hybrid_audio_dagster.core.messages import MANIFEST_NAME
 from hybrid_audio_dagster.core.messages.manifest import (
     ManifestWriter,
     file_matches,
+    read_fingerprint,
     read_manifest,
     read_spool,
     recover_spools,
 )
+from hybrid_audio_dagster.partitions import message_partition_key
 from hybrid_audio_dagster.resources.paths import ProjectPaths
 from tests.pg import DEPLOY_ENV, write_postgres_home
 from tests.support import CountingTTS, calls, make_project
@@ -577,6 +581,19 @@ def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backen
         assert sum(s["messages_written"] for s in summaries) == total, summaries
         assert sum(s["messages_skipped"] for s in summaries) == total  # the later builder found them all done
         verify_all(paths, names)
+        # the fingerprints the overlapping batches left agree with the files: a third batch
+        # skips every partition whole, with no TTS call and no file rewritten
+        fingerprints = [read_fingerprint(m) for m in paths.output.rglob(MANIFEST_NAME)]
+        assert len(fingerprints) == 2 * 2 and all(fp and rows == len(names) for fp, rows in fingerprints), fingerprints
+        before = message_mtimes(paths)
+        with open_instance(home) as instance:
+            again = run_full_batch(instance, resources={"paths": paths, "tts": CountingTTS(log_path=str(log))})
+            keys = [message_partition_key(t, d) for t in instance.get_dynamic_partitions("templates")
+                    for d in instance.get_dynamic_partitions("developers")]
+            recorded = latest_metadata(instance, dg.AssetKey("messages"), keys)
+        assert (again.messages_written, again.tts_calls, again.messages_skipped) == (0, 0, total)
+        assert len(recorded) == 2 * 2 and all(m["unchanged_partition"] is True for m in recorded.values()), recorded
+        assert message_mtimes(paths) == before
     else:
         # every manifest is whole and verifies (a batch that planned before the upload landed
         # writes the manifest of its own snapshot); the next batch completes the picture with
