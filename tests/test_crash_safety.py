@@ -1,16 +1,15 @@
-"""Crash, overlap and disk-failure safety (issue 12 items 2-4), on sqlite and on Postgres.
+"""Crash safety (issue 12 item 2), on sqlite and on Postgres.
 
 - ``kill -9`` of a real ``python -m hybrid_audio_dagster.headless batch`` during the stems
   phase, then of the next batch during the messages phase, then a third batch: it starts
   without a manual step (the dead runs are failed and their pool slots freed), completes
   within a bounded time, synthesizes no stored stem again, rewrites only the messages whose
   manifest row had not reached the spool, leaves no temp file, and every message verifies.
-- Two batches at once in two processes on one home, with a counting TTS engine: each stem
-  is billed once, no file is corrupt, every manifest is whole (with and without pools).
 - A pool slot held by a live run is reported, not waited on silently; the non-public
   Dagster calls behind reading and freeing slots are pinned here.
-- Disk full / permission denied while writing messages: a failure naming the path, old
-  messages and manifests intact, and the next batch completes.
+- Atomic writes and manifest spools under ``kill -9``.
+
+Overlap is ``test_overlap_safety.py``, disk full / permission denied ``test_output_failures.py``.
 """
 
 from __future__ import annotations
@@ -31,9 +30,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.automation.stages import DRIVER_TAG
-from hybrid_audio_dagster.batch import BatchError, run_full_batch
 from hybrid_audio_dagster.run_recovery import (
     HOST_TAG,
     PID_TAG,
@@ -43,141 +40,29 @@ from hybrid_audio_dagster.run_recovery import (
     pool_slot_holders,
     recover_dead_runs,
 )
-from hybrid_audio_dagster.core.audio.wav import load_wav
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, host_id, remove_stale_temp_files
-from hybrid_audio_dagster.cache_index import latest_metadata
-from hybrid_audio_dagster.core.messages import MANIFEST_NAME
-from hybrid_audio_dagster.core.messages.manifest import (
-    ManifestWriter,
-    file_matches,
-    read_fingerprint,
-    read_manifest,
-    read_spool,
-    recover_spools,
+from hybrid_audio_dagster.core.messages.manifest import ManifestWriter, file_matches, read_manifest, read_spool, recover_spools
+from tests.pg import write_postgres_home
+from tests.support import make_project
+from tests.crash_support import (
+    BATCH_S,
+    DEVELOPERS,
+    NAMES,
+    SQLITE_YAML,
+    Proc,
+    assert_final_files_whole,
+    billed,
+    clean_env,
+    headless_batch,
+    kill_when,
+    message_mtimes,
+    open_instance,
+    runs_with,
+    sidecars,
+    spools,
+    temp_files,
+    verify_all,
 )
-from hybrid_audio_dagster.partitions import message_partition_key
-from hybrid_audio_dagster.resources.paths import ProjectPaths
-from tests.pg import DEPLOY_ENV, write_postgres_home
-from tests.support import CountingTTS, calls, make_project
-
-ROOT = Path(__file__).resolve().parents[1]
-SQLITE_YAML = ROOT / "deploy" / "dagster.yaml"
-NO_POOLS_YAML = "telemetry:\n  enabled: false\n"
-NAMES = [f"Name{chr(65 + i % 26)}{chr(97 + i // 26)}x" for i in range(40)]
-DEVELOPERS = ["Wyndham", "Hilton Grand Vacations", "Marriott"]
-KILL_WAIT_S = 150  # every wait is bounded
-BATCH_S = 150
-
-
-# -- helpers ----------------------------------------------------------------------------------
-def clean_env(home: Path, project: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DAGSTER_", "CARTESIA_", "HYBRID_AUDIO_", "TTS_", "GOOGLE_", "STORAGE_EMULATOR"))}
-    env.update(DAGSTER_HOME=str(home), HYBRID_AUDIO_ROOT=str(project), TTS_ENGINE="offline", PYTHONUNBUFFERED="1")
-    yaml_file = home / "dagster.yaml"
-    if yaml_file.exists() and "postgres_db:" in yaml_file.read_text():
-        env.update(DEPLOY_ENV)  # the production deployment's environment (deploy/README.md)
-    return env
-
-
-class Proc:
-    """A child process in its own group, output to a file; always ended by the test."""
-
-    def __init__(self, cmd: list[str], env: dict, log: Path):
-        self.log = log
-        self._fh = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self.started = time.monotonic()
-
-    def output(self) -> str:
-        if not self._fh.closed:
-            self._fh.flush()
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)  # reaped: no zombie looks alive
-        if not self._fh.closed:
-            self._fh.close()
-
-    def wait(self, timeout: float) -> int:
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"{self.log.name} still running after {timeout:.0f}s (hung?):\n{self.output()[-3000:]}") from None
-        self._fh.close()
-        return rc
-
-
-def headless_batch(home: Path, project: Path, log: Path, *args: str) -> Proc:
-    return Proc([sys.executable, "-m", "hybrid_audio_dagster.headless", "batch", *args], clean_env(home, project), log)
-
-
-def kill_when(proc: Proc, ready, what: str, timeout_s: float = KILL_WAIT_S) -> float:
-    """SIGKILL ``proc`` (its group) as soon as ``ready()`` is true; seconds since it started."""
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"the batch ended (rc {proc.proc.returncode}) before {what}:\n{proc.output()[-3000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    os.killpg(proc.proc.pid, signal.SIGKILL)
-    elapsed = time.monotonic() - proc.started
-    proc.kill()
-    return elapsed
-
-
-def sidecars(paths: ProjectPaths) -> list[str]:
-    return glob.glob(str(paths.stems / "**" / "*.json"), recursive=True)
-
-
-def spools(paths: ProjectPaths) -> list[str]:
-    return glob.glob(str(paths.output / "**" / ".*.rows"), recursive=True)
-
-
-def temp_files(paths: ProjectPaths) -> list[str]:
-    found = []
-    for root in (paths.stems, paths.output):
-        for pattern in ("**/.*.tmp", "**/.*.rows"):
-            found += glob.glob(str(root / pattern), recursive=True)
-    return found
-
-
-def message_mtimes(paths: ProjectPaths) -> dict[str, int]:
-    return {str(Path(p).relative_to(paths.output)): os.stat(p).st_mtime_ns
-            for p in glob.glob(str(paths.output / "**" / "*.wav"), recursive=True)}
-
-
-def billed(paths: ProjectPaths) -> int:
-    """TTS calls that reached the engine, from the audit log (hits are not billed)."""
-    path = paths.logs / "audit.jsonl"
-    if not path.exists():
-        return 0
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sum(1 for e in lines if e["event"] == "tts_call" and not e["hit"] and e["ok"])
-
-
-def verify_all(paths: ProjectPaths, names: list[str]) -> None:
-    for tdir in sorted(p for p in paths.output.iterdir() if p.is_dir()):
-        for ddir in sorted(p for p in tdir.iterdir() if p.is_dir()):
-            checked, problems = verify_partition(paths, tdir.name, ddir.name)
-            assert not problems, problems[:5]
-            assert checked == len(names), (tdir.name, ddir.name, checked)
-
-
-def assert_final_files_whole(paths: ProjectPaths) -> None:
-    """Every WAV under a final name parses whole (no partial file is visible)."""
-    for p in glob.glob(str(paths.stems / "**" / "*.wav"), recursive=True) + glob.glob(str(paths.output / "**" / "*.wav"), recursive=True):
-        load_wav(Path(p).read_bytes(), p)
-
-
-def runs_with(instance: dg.DagsterInstance, **tags) -> list[dg.DagsterRun]:
-    return list(instance.get_runs(dg.RunsFilter(tags=tags)))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -194,8 +79,6 @@ def home(request, tmp_path):
     return home
 
 
-def open_instance(home: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_config(str(home))
 
 
 # -- atomic writes and temp files (fast) -------------------------------------------------------
@@ -491,207 +374,3 @@ def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(
     backend = request.node.callspec.params["home"]
     print(f"[{backend}] recovered {len(durable)} of {len(on_disk)} messages on disk; rewrote {len(rewritten)}; timings",
           {k: round(v, 2) for k, v in timings.items()})
-
-
-# -- two batches at once ----------------------------------------------------------------------------
-DRIVER = textwrap.dedent('''
-    import json, sys
-    import dagster as dg
-    from hybrid_audio_dagster.batch import run_full_batch
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
-    from tests.support import CountingTTS
-
-    root, log = sys.argv[1], sys.argv[2]
-    with dg.DagsterInstance.get() as instance:
-        s = run_full_batch(instance, resources={"paths": ProjectPaths(root=root), "tts": CountingTTS(log_path=log)})
-    print(json.dumps(s.to_dict()))
-''')
-
-
-INBOX = textwrap.dedent('''
-    import sys
-    import dagster as dg
-    from hybrid_audio_dagster.automation.inbox import InboxSettings, evaluate_inbox
-    from hybrid_audio_dagster.definitions import build_defs
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
-    from tests.support import CountingTTS, drive_pipelines, write_csv
-
-    root, log, names = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-    paths = ProjectPaths(root=root)
-    defs = build_defs({"paths": paths, "tts": CountingTTS(log_path=log)})
-    settings = InboxSettings(min_age_s=0, max_bytes=20_000)
-    write_csv(paths.inbox / "names_upload.csv", "name", names)
-    with dg.DagsterInstance.get() as instance:
-        first = evaluate_inbox(paths, None, settings)
-        tick = evaluate_inbox(paths, first.cursor, settings)
-        for req in tick.dynamic_partitions_requests or []:
-            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        results = drive_pipelines(defs, instance, tick.run_requests)
-    assert results and all(r.success for r in results), [r.run_id for r in results if not r.success]
-    print("inbox runs", len(results))
-''')
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(420)
-@pytest.mark.parametrize("backend", ["sqlite-no-pools", "postgres"])
-def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backend, tmp_path, request):
-    """Two batches at once; on sqlite (no pool limits at all) an inbox upload is ingested
-    through its pipeline (ingest → stems → messages runs) at the same time too."""
-    home = tmp_path / "dagster_home"
-    if backend == "postgres":
-        write_postgres_home(home, request.getfixturevalue("pg_database"))
-    else:  # no pool limits at all: only the per-signature claims and per-partition locks order them
-        home.mkdir()
-        (home / "dagster.yaml").write_text(NO_POOLS_YAML)
-    names = NAMES[:12]
-    project = tmp_path / "project"
-    paths = make_project(project, names, DEVELOPERS[:2])
-    log = tmp_path / "tts_calls.log"
-    env = clean_env(home, project)
-    with open_instance(home) as instance:  # an existing home (Dagster's sqlite schema set-up is not itself multi-process safe)
-        instance.get_runs(limit=1)
-    t0 = time.monotonic()
-    procs = [Proc([sys.executable, "-c", DRIVER, str(project), str(log)], env, tmp_path / f"batch{i}.log") for i in range(2)]
-    uploaded = NAMES[30:34] if backend.startswith("sqlite") else []
-    if uploaded:
-        procs.append(Proc([sys.executable, "-c", INBOX, str(project), str(log), ",".join(uploaded)], env, tmp_path / "inbox.log"))
-    try:
-        rcs = [p.wait(BATCH_S) for p in procs]
-    finally:
-        for p in procs:
-            p.kill() if p.proc.poll() is None else None
-    elapsed = time.monotonic() - t0
-    outs = [p.output() for p in procs]
-    assert rcs == [0] * len(procs), "\n".join(o[-3000:] for o in outs)
-    summaries = [json.loads(o[o.rindex("\n{"):]) for o in outs[:2]]
-    texts = calls(log)
-    # no stem billed twice across the two processes: one call per distinct stored stem
-    assert len(texts) == len(set(texts)) == len(sidecars(paths)), [t for t in texts if texts.count(t) > 1]
-    # the batches bill what they synthesized; the inbox pipeline bills what it claimed first
-    billed = sum(s["tts_calls"] for s in summaries)
-    assert billed == len(texts) if not uploaded else billed <= len(texts)
-    wavs = glob.glob(str(paths.stems / "**" / "*.wav"), recursive=True)
-    assert len(wavs) == len(texts)  # one file per signature: nobody's stem was replaced
-    assert not temp_files(paths)
-    assert_final_files_whole(paths)
-    if not uploaded:
-        # consistent manifests: each partition's messages written once in all, every row verifies
-        total = len(names) * 2 * 2
-        assert sum(s["messages_written"] for s in summaries) == total, summaries
-        assert sum(s["messages_skipped"] for s in summaries) == total  # the later builder found them all done
-        verify_all(paths, names)
-        # the fingerprints the overlapping batches left agree with the files: a third batch
-        # skips every partition whole, with no TTS call and no file rewritten
-        fingerprints = [read_fingerprint(m) for m in paths.output.rglob(MANIFEST_NAME)]
-        assert len(fingerprints) == 2 * 2 and all(fp and rows == len(names) for fp, rows in fingerprints), fingerprints
-        before = message_mtimes(paths)
-        with open_instance(home) as instance:
-            again = run_full_batch(instance, resources={"paths": paths, "tts": CountingTTS(log_path=str(log))})
-            keys = [message_partition_key(t, d) for t in instance.get_dynamic_partitions("templates")
-                    for d in instance.get_dynamic_partitions("developers")]
-            recorded = latest_metadata(instance, dg.AssetKey("messages"), keys)
-        assert (again.messages_written, again.tts_calls, again.messages_skipped) == (0, 0, total)
-        assert len(recorded) == 2 * 2 and all(m["unchanged_partition"] is True for m in recorded.values()), recorded
-        assert message_mtimes(paths) == before
-    else:
-        # every manifest is whole and verifies (a batch that planned before the upload landed
-        # writes the manifest of its own snapshot); the next batch completes the picture with
-        # no TTS call and rewrites no file of the batches' names
-        for tdir in paths.output.iterdir():
-            for ddir in tdir.iterdir():
-                assert not verify_partition(paths, tdir.name, ddir.name)[1]
-        before = message_mtimes(paths)
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            last = run_full_batch(instance, resources={"paths": paths, "tts": CountingTTS(log_path=str(log))})
-        assert last.tts_calls == 0 and len(calls(log)) == len(texts)
-        after = message_mtimes(paths)
-        assert all(after[p] == m for p, m in before.items() if Path(p).stem not in {n.lower() for n in uploaded})
-        verify_all(paths, names + uploaded)
-    print(f"[{backend}] concurrent: {len(procs)} processes in {elapsed:.1f}s, {len(texts)} TTS calls")
-
-
-# -- disk full / permission denied on output ----------------------------------------------------------
-def project_resources(root: Path, names: list[str], tts_log: Path) -> tuple[ProjectPaths, dict]:
-    from hybrid_audio_dagster.resources.budget import SpendGuardResource
-    from hybrid_audio_dagster.resources.gcs import DeliveryResource
-
-    paths = make_project(root, names, DEVELOPERS[:2])
-    return paths, {"paths": paths, "tts": CountingTTS(log_path=str(tts_log)), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
-
-
-def _fd_path(fd: int) -> str:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return ""
-
-
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("failure", ["ENOSPC on write", "EACCES on rename"])
-def test_disk_full_or_permission_denied_fails_clearly_loses_nothing_and_the_next_run_completes(failure, tmp_path, monkeypatch):
-    old_names, new_names = NAMES[:4], NAMES[4:12]
-    paths, resources = project_resources(tmp_path / "project", old_names, tmp_path / "tts.log")
-    instance = dg.DagsterInstance.ephemeral()
-    run_full_batch(instance, resources)
-    manifests = sorted(glob.glob(str(paths.output / "**" / "manifest.parquet"), recursive=True))
-    before = {m: Path(m).read_bytes() for m in manifests}
-    old_files = message_mtimes(paths)
-    assert len(old_files) == len(old_names) * 4
-
-    # new names: their stems are made, then the output disk fails after a few messages
-    (paths.data / "names.csv").write_text("name\n" + "\n".join(old_names + new_names) + "\n")
-    out_prefix = str(paths.output)
-    count = {"n": 0}
-    if failure.startswith("ENOSPC"):
-        real = os.writev
-
-        def fake(fd, bufs):
-            if _fd_path(fd).startswith(out_prefix) and _fd_path(fd).endswith(".tmp"):
-                count["n"] += 1
-                if count["n"] > 5:
-                    raise OSError(errno.ENOSPC, "No space left on device")
-            return real(fd, bufs)
-
-        monkeypatch.setattr(os, "writev", fake)
-        code = errno.ENOSPC
-    else:
-        real = os.replace
-
-        def fake(src, dst, *a, **k):
-            if str(dst).startswith(out_prefix) and str(dst).endswith(".wav"):
-                count["n"] += 1
-                if count["n"] > 5:
-                    raise PermissionError(errno.EACCES, "Permission denied")
-            return real(src, dst, *a, **k)
-
-        monkeypatch.setattr(os, "replace", fake)
-        code = errno.EACCES
-    with pytest.raises(BatchError) as info:
-        run_full_batch(instance, resources)
-    message = str(info.value)
-    assert message.startswith("messages run") and os.strerror(code) in message, message
-    assert f"{out_prefix}/" in message and ".wav" in message, message  # names the file it could not write
-    monkeypatch.undo()
-
-    # nothing lost: old messages and manifests as they were; no partial file, no temp file
-    assert {m: Path(m).read_bytes() for m in manifests} == before
-    now = message_mtimes(paths)
-    assert all(now[p] == m for p, m in old_files.items())
-    assert not glob.glob(str(paths.output / "**" / ".*.tmp"), recursive=True)
-    assert_final_files_whole(paths)
-    for tdir in paths.output.iterdir():
-        for ddir in tdir.iterdir():
-            assert not verify_partition(paths, tdir.name, ddir.name)[1]
-    written_before_fix = now.keys() - old_files.keys()
-    assert 0 < len(written_before_fix) < len(new_names) * 4
-
-    # the next run completes; what the failed run finished is not written again
-    summary = run_full_batch(instance, resources)
-    final = message_mtimes(paths)
-    assert len(final) == len(old_names + new_names) * 4
-    assert all(final[p] == now[p] for p in written_before_fix), "a message the failed run finished was rewritten"
-    assert summary.messages_written == len(new_names) * 4 - len(written_before_fix)
-    assert summary.tts_calls == 0
-    assert not temp_files(paths)
-    verify_all(paths, old_names + new_names)
