@@ -23,7 +23,6 @@ SPEECH_S = {"greeting": 0.55, "intro": 0.7, "lead-in": 1.55, "brand": 1.1, "offe
 EDGE_SILENCE_S = 0.04  # the TTS engine's own leading/trailing silence, trimmed off
 
 
-
 # --------------------------------------------------------------------------- workload
 
 

@@ -29,12 +29,9 @@ SF_READ = {"pcm_s16le": ("int32", 16), "pcm_s24le": ("int32", 8), "pcm_s32le": (
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-
 # --------------------------------------------------------------------------------------
 # independent helpers
 # --------------------------------------------------------------------------------------
-
-
 
 
 def sf_read(blob: bytes, fmt: str) -> tuple[np.ndarray, object]:

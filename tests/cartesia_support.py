@@ -13,8 +13,6 @@ from hybrid_audio_dagster.core.tts.cartesia import CartesiaClient, CartesiaConfi
 
 from tests.cartesia_fake_server import FakeCartesia
 
-
-
 KEY = "sk_car_LEAKCANARY_7f3a9c2e51"  # distinctive: searched for in every output
 VOICE = VoiceSettings(language="en")
 OTHER_VOICE_ID = "a0e99841-438c-4a64-b679-ae501e7d6091"

@@ -18,8 +18,6 @@ from hybrid_audio_dagster.core.delivery import GCSMirror, InventoryEntry, RetryS
 
 from tests.gcs_emulator import FaultProxy, GCSEmulator, emulator_behind_proxy
 
-
-
 BUCKET = "ha-test"
 FAST = RetrySettings(max_attempts=4, initial_wait_s=0.02, max_wait_s=0.1, budget_s=5.0, timeout_s=5.0)
 

@@ -76,7 +76,6 @@ def assert_guarantees(order: PairOrder) -> None:
         assert repeats == []
 
 
-
 def make_store(root: Path, names, devs, scripts=(), seed: str | int = "s", **kw) -> RotationStore:
     kw.setdefault("fsync", False)  # durability on power loss is irrelevant to these properties
     return RotationStore(root / "state" / "state.json", names=names, developers=devs, scripts=scripts,

@@ -79,8 +79,6 @@ def home(request, tmp_path):
     return home
 
 
-
-
 # -- atomic writes and temp files (fast) -------------------------------------------------------
 WRITER = textwrap.dedent('''
     import os, sys
