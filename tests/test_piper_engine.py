@@ -197,10 +197,9 @@ def test_without_the_extra_selecting_piper_says_how_to_install():
 def test_full_batch_with_piper_writes_and_verifies_every_message(tmp_path):
     import dagster as dg
 
-    from hybrid_audio_dagster.assets.checks import verify_partition
     from hybrid_audio_dagster.batch import run_full_batch
     from hybrid_audio_dagster.core.templates import load_templates
-    from tests.support import make_project
+    from tests.support import all_messages_verified, make_project
 
     names, developers = ["John", "Zoë"], ["Wyndham"]
     paths = make_project(tmp_path / "project", names, developers)
@@ -210,13 +209,7 @@ def test_full_batch_with_piper_writes_and_verifies_every_message(tmp_path):
     templates = load_templates(paths.templates)
     assert summary.messages_written == len(names) * len(developers) * len(templates)
     assert summary.messages_failed == 0
-    checked = 0
-    for tid in instance.get_dynamic_partitions("templates"):
-        for dev in instance.get_dynamic_partitions("developers"):
-            n, problems = verify_partition(paths, tid, dev)
-            assert problems == []
-            checked += n
-    assert checked == summary.messages_written
+    assert all_messages_verified(paths, instance) == summary.messages_written
     stems_root = tmp_path / "project" / "stems"
     engines = {p.name for p in stems_root.iterdir()}
     languages = {t.language for t in templates.values()}
