@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hybrid_audio_dagster.core.audio.assemble import (
+    AssembledMessage,
     Piece,
     Transition,
     assemble,
@@ -44,23 +45,32 @@ def _pieces(spec: MessageSpec) -> tuple[list[Piece], list[Transition]]:
     return pieces, [Transition(pause_frames=p) for p in spec.pauses]
 
 
-def setup_core(specs, workdir):
+def _assembler(specs) -> Callable[[MessageSpec], AssembledMessage]:
+    """spec -> its assembled message, the pieces prepared once (untimed, as the asset's
+    planner does before writing)."""
     prepared = {id(s): _pieces(s) for s in specs}
 
-    def write(spec: MessageSpec, path: Path) -> None:
+    def assembled(spec: MessageSpec) -> AssembledMessage:
         pieces, transitions = prepared[id(spec)]
-        assemble(pieces, transitions, lead_frames=spec.lead, tail_frames=spec.tail).write(path)
+        return assemble(pieces, transitions, lead_frames=spec.lead, tail_frames=spec.tail)
+
+    return assembled
+
+
+def setup_core(specs, workdir):
+    assembled = _assembler(specs)
+
+    def write(spec: MessageSpec, path: Path) -> None:
+        assembled(spec).write(path)
 
     return write
 
 
 def setup_core_nohash(specs, workdir):
-    prepared = {id(s): _pieces(s) for s in specs}
+    assembled = _assembler(specs)
 
     def write(spec: MessageSpec, path: Path) -> None:
-        pieces, transitions = prepared[id(spec)]
-        msg = assemble(pieces, transitions, lead_frames=spec.lead, tail_frames=spec.tail)
-        atomic_write_bytes(path, msg.parts, fsync=False)
+        atomic_write_bytes(path, assembled(spec).parts, fsync=False)
 
     return write
 
@@ -69,11 +79,10 @@ def setup_core_crc32c(specs, workdir):
     """Diagnostic for the proposed fix: the core with a hardware CRC32C instead of sha256."""
     import google_crc32c
 
-    prepared = {id(s): _pieces(s) for s in specs}
+    assembled = _assembler(specs)
 
     def write(spec: MessageSpec, path: Path) -> str:
-        pieces, transitions = prepared[id(spec)]
-        msg = assemble(pieces, transitions, lead_frames=spec.lead, tail_frames=spec.tail)
+        msg = assembled(spec)
         atomic_write_bytes(path, msg.parts, fsync=False)
         crc = 0
         for part in msg.parts:  # the C extension takes bytes only: memoryviews are copied
@@ -85,11 +94,10 @@ def setup_core_crc32c(specs, workdir):
 
 def setup_core_assemble_only(specs, workdir):
     """Diagnostic: assemble only, nothing written (the CPU share of the core)."""
-    prepared = {id(s): _pieces(s) for s in specs}
+    assembled = _assembler(specs)
 
     def write(spec: MessageSpec, path: Path) -> None:
-        pieces, transitions = prepared[id(spec)]
-        assemble(pieces, transitions, lead_frames=spec.lead, tail_frames=spec.tail)
+        assembled(spec)
 
     return write
 
