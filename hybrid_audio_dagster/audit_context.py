@@ -8,8 +8,8 @@ import os
 
 import dagster as dg
 
-from .core.audit import Auditor
-from .resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.audit import Auditor
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 TRIGGER_TAG = "hybrid_audio/trigger"
 _SECRET_VARS = ("CARTESIA_API_KEY",)  # redacted from every line, should one ever reach a value

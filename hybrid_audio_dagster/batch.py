@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import dagster as dg
 
 
-from .automation.stages import (
+from hybrid_audio_dagster.automation.stages import (
     DRIVER_TAG,
     PIPELINE_TAG,
     SCOPE_TAG,
@@ -35,8 +35,8 @@ from .automation.stages import (
     messages_request,
     stems_stage,
 )
-from .core.fsutil import remove_stale_temp_files
-from .run_recovery import (
+from hybrid_audio_dagster.core.fsutil import remove_stale_temp_files
+from hybrid_audio_dagster.run_recovery import (
     STAGE_POOLS,
     _PoolWatch,
     busy_pools,
@@ -137,7 +137,7 @@ def run_full_batch(
     ``resources`` overrides the definitions' resources (tests use a throwaway project).
     Raises :class:`BatchError` when a stage's run fails; later stages are not started.
     """
-    from .definitions import build_defs
+    from hybrid_audio_dagster.definitions import build_defs
 
     started = time.perf_counter()
     defs = defs or build_defs(resources)

@@ -14,16 +14,16 @@ from contextlib import ExitStack
 
 import dagster as dg
 
-from .audit_context import run_auditor
+from hybrid_audio_dagster.audit_context import run_auditor
 
-from .assets.delivery import REPORT_LOG, _failure, _lock_partitions, _report_metadata
-from .assets.delivery_inventory import local_inventory, to_regenerate
-from .core.delivery import DeliveryError, write_jsonl
-from .core.delivery.inventory import validate_file
-from .core.fsutil import atomic_write_text
-from .resources.gcs import DeliveryResource
-from .resources.paths import ProjectPaths
-from .resources.tts import TTSResource
+from hybrid_audio_dagster.assets.delivery import REPORT_LOG, _failure, _lock_partitions, _report_metadata
+from hybrid_audio_dagster.assets.delivery_inventory import local_inventory, to_regenerate
+from hybrid_audio_dagster.core.delivery import DeliveryError, write_jsonl
+from hybrid_audio_dagster.core.delivery.inventory import validate_file
+from hybrid_audio_dagster.core.fsutil import atomic_write_text
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
 
 REPAIR_LOG = "bucket_repair.jsonl"
 

@@ -28,17 +28,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .assets.datasets import build_dataset, snapshot_path, write_snapshot
-from .core.datasets import KINDS, DatasetResult
-from .core.fsutil import atomic_write_bytes, safe_join
-from .core.inbox import (
+from hybrid_audio_dagster.assets.datasets import build_dataset, snapshot_path, write_snapshot
+from hybrid_audio_dagster.core.datasets import KINDS, DatasetResult
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, safe_join
+from hybrid_audio_dagster.core.inbox import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ROWS,
     InboxFileError,
     Report,
     detect_role,
 )
-from .dataset_files import (  # noqa: F401  (re-exported: assets/uploads.py, service/admin.py)
+from hybrid_audio_dagster.dataset_files import (  # noqa: F401  (re-exported: assets/uploads.py, service/admin.py)
     _STORED_NAME,
     BENIGN_REJECTS,
     DUPLICATES_DIR,
@@ -55,7 +55,7 @@ from .dataset_files import (  # noqa: F401  (re-exported: assets/uploads.py, ser
     utc_stamp,
     validate,
 )
-from .resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 
 @dataclass

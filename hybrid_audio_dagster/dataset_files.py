@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .core.datasets import KINDS
-from .core.fsutil import atomic_write_bytes, atomic_write_text
-from .core.inbox import (
+from hybrid_audio_dagster.core.datasets import KINDS
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, atomic_write_text
+from hybrid_audio_dagster.core.inbox import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ROWS,
     Ingested,
@@ -29,8 +29,8 @@ from .core.inbox import (
     ingest,
     write_report,
 )
-from .core.pronounce.columns import with_pronunciations
-from .resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.pronounce.columns import with_pronunciations
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 # Row-level reasons that do not make the inbox refuse a whole file: a repeated value and a
 # header line in a TXT list are harmless (the row is skipped, the report says so).

@@ -7,25 +7,25 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from .assets.checks import messages_bit_exact
-from .assets.datasets import developers_dataset, message_templates, names_dataset
-from .assets.delivery import bucket_consistency, delivered_messages
-from .assets.messages import messages
-from .assets.retirement import retired_outputs
-from .assets.rotation import rotation_cycle
-from .assets.rotation_advance import rotation_advance
-from .assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
-from .jobs import ALL_JOBS
-from .privacy import erase_name_job
-from .resources.budget import spend_guard_from_env
-from .resources.gcs import gcs_resource_from_env
-from .resources.paths import project_paths
-from .resources.tts import tts_resource_from_env
-from .assets.uploads import dataset_uploads
-from .automation.inbox import inbox_sensor
-from .automation.nightly import nightly_batch_schedule
-from .automation.pipeline import build_pipeline_sensor
-from .rotation_schedule import rotation_schedule
+from hybrid_audio_dagster.assets.checks import messages_bit_exact
+from hybrid_audio_dagster.assets.datasets import developers_dataset, message_templates, names_dataset
+from hybrid_audio_dagster.assets.delivery import bucket_consistency, delivered_messages
+from hybrid_audio_dagster.assets.messages import messages
+from hybrid_audio_dagster.assets.retirement import retired_outputs
+from hybrid_audio_dagster.assets.rotation import rotation_cycle
+from hybrid_audio_dagster.assets.rotation_advance import rotation_advance
+from hybrid_audio_dagster.assets.stems import STEM_CHECKS, developer_stems, name_stems, script_stems
+from hybrid_audio_dagster.jobs import ALL_JOBS
+from hybrid_audio_dagster.privacy import erase_name_job
+from hybrid_audio_dagster.resources.budget import spend_guard_from_env
+from hybrid_audio_dagster.resources.gcs import gcs_resource_from_env
+from hybrid_audio_dagster.resources.paths import project_paths
+from hybrid_audio_dagster.resources.tts import tts_resource_from_env
+from hybrid_audio_dagster.assets.uploads import dataset_uploads
+from hybrid_audio_dagster.automation.inbox import inbox_sensor
+from hybrid_audio_dagster.automation.nightly import nightly_batch_schedule
+from hybrid_audio_dagster.automation.pipeline import build_pipeline_sensor
+from hybrid_audio_dagster.rotation_schedule import rotation_schedule
 
 ALL_ASSETS = [
     dataset_uploads, names_dataset, developers_dataset, message_templates, retired_outputs,

@@ -27,8 +27,8 @@ def _instance() -> dg.DagsterInstance:
 
 
 def init() -> int:
-    from .automation.stages import DATASETS_JOB
-    from .definitions import defs
+    from hybrid_audio_dagster.automation.stages import DATASETS_JOB
+    from hybrid_audio_dagster.definitions import defs
 
     instance = _instance()
     result = defs.resolve_job_def(DATASETS_JOB).execute_in_process(instance=instance, tags={"hybrid_audio/trigger": "cli"}, raise_on_error=False)
@@ -41,7 +41,7 @@ def init() -> int:
 
 
 def batch(args: argparse.Namespace) -> int:
-    from .batch import BatchError, run_full_batch
+    from hybrid_audio_dagster.batch import BatchError, run_full_batch
 
     try:
         summary = run_full_batch(_instance(), force_stems=args.force_stems, names=args.name or (), check=args.check)

@@ -3,19 +3,19 @@ and the batch's ``--check`` run them)."""
 
 import dagster as dg
 
-from .assets.checks import messages_bit_exact
-from .assets.datasets import developers_dataset, message_templates, names_dataset
-from .assets.messages import messages
-from .assets.retirement import retired_outputs
-from .assets.stems import developer_stems, name_stems, script_stems
-from .assets.uploads import dataset_uploads
-from .assets.rotation import rotation_cycle
-from .assets.rotation_advance import rotation_advance
-from .automation.inbox import INGEST_JOB
-from .assets.delivery import delivered_messages
-from .automation.stages import DATASETS_JOB, DELIVERY_JOB, MESSAGES_CHECK_JOB, MESSAGES_JOB, STEM_JOB_NAMES
-from .bucket_repair import bucket_repair_job
-from .core.templates import SegmentKind
+from hybrid_audio_dagster.assets.checks import messages_bit_exact
+from hybrid_audio_dagster.assets.datasets import developers_dataset, message_templates, names_dataset
+from hybrid_audio_dagster.assets.messages import messages
+from hybrid_audio_dagster.assets.retirement import retired_outputs
+from hybrid_audio_dagster.assets.stems import developer_stems, name_stems, script_stems
+from hybrid_audio_dagster.assets.uploads import dataset_uploads
+from hybrid_audio_dagster.assets.rotation import rotation_cycle
+from hybrid_audio_dagster.assets.rotation_advance import rotation_advance
+from hybrid_audio_dagster.automation.inbox import INGEST_JOB
+from hybrid_audio_dagster.assets.delivery import delivered_messages
+from hybrid_audio_dagster.automation.stages import DATASETS_JOB, DELIVERY_JOB, MESSAGES_CHECK_JOB, MESSAGES_JOB, STEM_JOB_NAMES
+from hybrid_audio_dagster.bucket_repair import bucket_repair_job
+from hybrid_audio_dagster.core.templates import SegmentKind
 
 datasets_job = dg.define_asset_job(
     DATASETS_JOB,
@@ -76,6 +76,6 @@ ALL_JOBS = [datasets_job, ingest_job, rotation_advance_job, rotation_cycle_job, 
             delivery_job, bucket_repair_job]
 
 # the op jobs the hybrid-audio CLI launches (plans, invalidation, lookups, dataset admin)
-from .service import SERVICE_JOBS  # noqa: E402
+from hybrid_audio_dagster.service import SERVICE_JOBS  # noqa: E402
 
 ALL_JOBS = [*ALL_JOBS, *SERVICE_JOBS]

@@ -10,16 +10,16 @@ import hashlib
 
 import dagster as dg
 
-from .assets.datasets import dataset_sources, snapshot_path
-from .assets.stems import CampaignStems
-from .audit_context import run_auditor
-from .core.privacy import Erasure, erase_from_snapshot, erase_from_sources, erase_messages, erase_stems, item_of
-from .core.stems.store import engine_dirname
-from .core.templates import SegmentKind
-from .partitions import names_partitions
-from .resources.gcs import DeliveryResource
-from .resources.paths import ProjectPaths
-from .resources.tts import TTSResource
+from hybrid_audio_dagster.assets.datasets import dataset_sources, snapshot_path
+from hybrid_audio_dagster.assets.stems import CampaignStems
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.core.privacy import Erasure, erase_from_snapshot, erase_from_sources, erase_messages, erase_stems, item_of
+from hybrid_audio_dagster.core.stems.store import engine_dirname
+from hybrid_audio_dagster.core.templates import SegmentKind
+from hybrid_audio_dagster.partitions import names_partitions
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
 
 
 HISTORY_NAMING_PEOPLE = ("names_dataset", "dataset_uploads", "name_stems", "messages")

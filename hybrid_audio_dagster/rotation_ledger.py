@@ -13,12 +13,12 @@ from typing import Any
 
 import dagster as dg
 
-from .assets.rotation import Rotation
-from .assets.stems import CampaignStems, MissingStemError
-from .core.templates import SegmentKind, Template
-from .partitions import developers_partitions, templates_partitions
-from .resources.paths import ProjectPaths
-from .rotation_plan import BATCH_TAG, REQUEST_TAG, PlannedRequest, RotationSettings, Triple, _run_key
+from hybrid_audio_dagster.assets.rotation import Rotation
+from hybrid_audio_dagster.assets.stems import CampaignStems, MissingStemError
+from hybrid_audio_dagster.core.templates import SegmentKind, Template
+from hybrid_audio_dagster.partitions import developers_partitions, templates_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.rotation_plan import BATCH_TAG, REQUEST_TAG, PlannedRequest, RotationSettings, Triple, _run_key
 
 _DONE_BAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -62,7 +62,7 @@ def stem_problems(
 def _default_tts(tts):
     if tts is not None:
         return tts
-    from .resources.tts import tts_resource_from_env
+    from hybrid_audio_dagster.resources.tts import tts_resource_from_env
 
     return tts_resource_from_env(os.environ)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import dagster as dg
 
-from .assets.rotation import rotation_seed, rotation_templates
-from .automation.stages import MESSAGES_JOB
-from .partitions import message_partition_key
+from hybrid_audio_dagster.assets.rotation import rotation_seed, rotation_templates
+from hybrid_audio_dagster.automation.stages import MESSAGES_JOB
+from hybrid_audio_dagster.partitions import message_partition_key
 
 DEFAULT_BATCH_SIZE = 50
 BATCH_ENV = "HYBRID_AUDIO_ROTATION_BATCH"

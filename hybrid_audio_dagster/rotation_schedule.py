@@ -55,10 +55,10 @@ from typing import Any
 
 import dagster as dg
 
-from .assets.rotation import RetryLedger, open_rotation, rotation_seed
-from .resources.tts import TTSResource  # noqa: F401  (importable here as before the split)
-from .resources.paths import ProjectPaths
-from .rotation_ledger import (  # noqa: F401  (re-exported; stem_problems is not: patch it in rotation_ledger)
+from hybrid_audio_dagster.assets.rotation import RetryLedger, open_rotation, rotation_seed
+from hybrid_audio_dagster.resources.tts import TTSResource  # noqa: F401  (importable here as before the split)
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.rotation_ledger import (  # noqa: F401  (re-exported; stem_problems is not: patch it in rotation_ledger)
     _DONE_BAD,
     _parse_time,
     _pending_entry,
@@ -66,7 +66,7 @@ from .rotation_ledger import (  # noqa: F401  (re-exported; stem_problems is not
     _triple,
     reconcile,
 )
-from .rotation_plan import (  # noqa: F401  (re-exported)
+from hybrid_audio_dagster.rotation_plan import (  # noqa: F401  (re-exported)
     ATTEMPT_TAG,
     BATCH_ENV,
     BATCH_TAG,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from .automation.stages import DRIVER_TAG
-from .core.fsutil import pid_alive
+from hybrid_audio_dagster.automation.stages import DRIVER_TAG
+from hybrid_audio_dagster.core.fsutil import pid_alive
 
 log = logging.getLogger(__name__)
 

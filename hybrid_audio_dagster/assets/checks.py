@@ -7,12 +7,12 @@ import warnings
 
 import dagster as dg
 
-from ..core.audio.assemble import Timeline, verify
-from ..core.audio.errors import AudioError
-from ..core.audio.wav import longest_full_scale_run, parse_wav
-from ..core.messages import manifest_path, read_manifest
-from ..partitions import message_partition_dims, messages_partitions
-from ..resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.audio.assemble import Timeline, verify
+from hybrid_audio_dagster.core.audio.errors import AudioError
+from hybrid_audio_dagster.core.audio.wav import longest_full_scale_run, parse_wav
+from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
+from hybrid_audio_dagster.partitions import message_partition_dims, messages_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 BIT_EXACT_CHECK = "bit_exact"
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..core.datasets import DatasetItem, DatasetResult, normalize_items
-from ..core.fsutil import atomic_write_text
-from ..core.inbox import parse_file
-from ..core.pronounce.columns import pronunciations_of
-from ..core.pronounce.lexicon import LexiconError, apply_lexicon, load_lexicon
-from ..core.pronounce.spec import Say
-from ..core.templates import SegmentKind, TemplateError, load_templates
-from ..partitions import add_partitions, developers_partitions, names_partitions, templates_partitions
-from ..resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.datasets import DatasetItem, DatasetResult, normalize_items
+from hybrid_audio_dagster.core.fsutil import atomic_write_text
+from hybrid_audio_dagster.core.inbox import parse_file
+from hybrid_audio_dagster.core.pronounce.columns import pronunciations_of
+from hybrid_audio_dagster.core.pronounce.lexicon import LexiconError, apply_lexicon, load_lexicon
+from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.templates import SegmentKind, TemplateError, load_templates
+from hybrid_audio_dagster.partitions import add_partitions, developers_partitions, names_partitions, templates_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 KINDS = {"names": names_partitions, "developers": developers_partitions}
 MAX_LISTED_KEYS = 2000

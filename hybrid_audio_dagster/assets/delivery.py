@@ -13,19 +13,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from ..audit_context import run_auditor
-from ..core.delivery import DeliveryError, InventoryEntry, SyncReport, write_jsonl
-from ..core.delivery.inventory import partition_entries, stamp_manifest
-from ..core.fsutil import file_lock, safe_join
-from ..core.messages import MANIFEST_NAME, read_manifest
-from ..core.messages.retire import LOCK_NAME
-from ..core.templates import load_templates
-from ..partitions import message_partition_dims, messages_partitions
-from ..resources.gcs import DeliveryResource
-from ..resources.paths import ProjectPaths
-from ..resources.tts import TTSResource
-from .delivery_inventory import local_inventory, segment_categories, to_regenerate
-from .messages import MESSAGES_POOL
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.core.delivery import DeliveryError, InventoryEntry, SyncReport, write_jsonl
+from hybrid_audio_dagster.core.delivery.inventory import partition_entries, stamp_manifest
+from hybrid_audio_dagster.core.fsutil import file_lock, safe_join
+from hybrid_audio_dagster.core.messages import MANIFEST_NAME, read_manifest
+from hybrid_audio_dagster.core.messages.retire import LOCK_NAME
+from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.partitions import message_partition_dims, messages_partitions
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
+from hybrid_audio_dagster.assets.delivery_inventory import local_inventory, segment_categories, to_regenerate
+from hybrid_audio_dagster.assets.messages import MESSAGES_POOL
 
 IN_SYNC_CHECK = "in_sync"
 REPORT_LOG = "bucket_consistency.jsonl"

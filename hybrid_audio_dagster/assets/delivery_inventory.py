@@ -9,14 +9,14 @@ from pathlib import Path, PurePosixPath
 
 import dagster as dg
 
-from ..core.delivery import InventoryEntry
-from ..core.delivery.inventory import partition_entries, stem_entries
-from ..core.delivery.consistency import ReportItem
-from ..core.messages import MANIFEST_NAME, read_manifest
-from ..core.templates import SegmentKind, Template, load_templates
-from ..partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
-from ..resources.paths import ProjectPaths
-from .stems import STEM_ASSETS, CampaignStems, current_keys
+from hybrid_audio_dagster.core.delivery import InventoryEntry
+from hybrid_audio_dagster.core.delivery.inventory import partition_entries, stem_entries
+from hybrid_audio_dagster.core.delivery.consistency import ReportItem
+from hybrid_audio_dagster.core.messages import MANIFEST_NAME, read_manifest
+from hybrid_audio_dagster.core.templates import SegmentKind, Template, load_templates
+from hybrid_audio_dagster.partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.assets.stems import STEM_ASSETS, CampaignStems, current_keys
 
 
 def segment_categories(template: Template) -> dict[str, str]:

@@ -12,15 +12,15 @@ import time
 
 import dagster as dg
 
-from ..core.messages import Partition, PartitionResult, build_partitions, preflight
-from ..core.templates import SegmentKind, load_templates
-from ..partitions import message_partition_dims, messages_partitions
-from ..core.delivery.errors import DeliveryError
-from ..resources.gcs import DeliveryResource
-from ..resources.paths import ProjectPaths
-from ..resources.tts import TTSResource
-from .datasets import read_snapshot
-from .stems import CampaignStems, describe_missing
+from hybrid_audio_dagster.core.messages import Partition, PartitionResult, build_partitions, preflight
+from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
+from hybrid_audio_dagster.partitions import message_partition_dims, messages_partitions
+from hybrid_audio_dagster.core.delivery.errors import DeliveryError
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
+from hybrid_audio_dagster.assets.datasets import read_snapshot
+from hybrid_audio_dagster.assets.stems import CampaignStems, describe_missing
 
 MESSAGES_POOL = "messages"  # one messages step at a time: two runs must never rewrite one manifest
 
@@ -119,7 +119,7 @@ def _metadata(r: PartitionResult) -> dict:
     if r.failed:
         md["failed_names"] = dg.MetadataValue.md("\n".join(f"- {_esc(f)}" for f in r.failed[:100]))
     if r.preview:  # the first message's timing, drawn (output and stems sit under one root)
-        from ..core.messages.picture import segment_labels, timing_markdown
+        from hybrid_audio_dagster.core.messages.picture import segment_labels, timing_markdown
 
         row, root = r.preview[0], ProjectPaths(root=str(r.manifest.parents[3]))
         labels = segment_labels(r.partition.template, row["name"], r.partition.developer)

@@ -3,11 +3,11 @@
 
 import dagster as dg
 
-from ..core.messages.retire import retire_outputs
-from ..core.templates import load_templates
-from ..resources.paths import ProjectPaths
-from .datasets import read_snapshot
-from .messages import MESSAGES_POOL
+from hybrid_audio_dagster.core.messages.retire import retire_outputs
+from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.assets.datasets import read_snapshot
+from hybrid_audio_dagster.assets.messages import MESSAGES_POOL
 
 
 @dg.asset(

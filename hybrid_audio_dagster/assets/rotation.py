@@ -30,14 +30,14 @@ from typing import Any
 
 import dagster as dg
 
-from ..partitions import cycle_key, rotation_cycles_partitions
+from hybrid_audio_dagster.partitions import cycle_key, rotation_cycles_partitions
 
-from ..core.fsutil import atomic_write_text, file_lock
-from ..core.rotation import Assignment, DatasetError, RotationError, RotationStore, read_audit, script_counts
-from ..core.template_variants import select_keys
-from ..core.templates import Template, load_templates
-from ..resources.paths import ProjectPaths
-from .datasets import read_snapshot, snapshot_path
+from hybrid_audio_dagster.core.fsutil import atomic_write_text, file_lock
+from hybrid_audio_dagster.core.rotation import Assignment, DatasetError, RotationError, RotationStore, read_audit, script_counts
+from hybrid_audio_dagster.core.template_variants import select_keys
+from hybrid_audio_dagster.core.templates import Template, load_templates
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.assets.datasets import read_snapshot, snapshot_path
 
 DEFAULT_SEED = "hybrid-audio"
 SEED_ENV = "HYBRID_AUDIO_ROTATION_SEED"

@@ -10,13 +10,13 @@ from datetime import datetime
 
 import dagster as dg
 
-from ..audit_context import run_auditor
-from ..core.rotation import RotationError
-from ..partitions import add_partitions, cycle_key, rotation_cycles_partitions
-from ..resources.paths import ProjectPaths
-from ..resources.tts import TTSResource
-from ..rotation_schedule import RotationSettings, evaluate_rotation_tick
-from .rotation import open_rotation
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.core.rotation import RotationError
+from hybrid_audio_dagster.partitions import add_partitions, cycle_key, rotation_cycles_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
+from hybrid_audio_dagster.rotation_schedule import RotationSettings, evaluate_rotation_tick
+from hybrid_audio_dagster.assets.rotation import open_rotation
 
 
 class RotationAdvanceConfig(dg.Config):

@@ -15,11 +15,11 @@ import os
 
 import dagster as dg
 
-from ..core.inbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, InboxFileError, Report
-from ..dataset_admin import find_stored, reject_file, set_aside_duplicate, store_accepted, validate
-from ..audit_context import run_auditor
-from ..partitions import uploads_partitions
-from ..resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.inbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, InboxFileError, Report
+from hybrid_audio_dagster.dataset_admin import find_stored, reject_file, set_aside_duplicate, store_accepted, validate
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.partitions import uploads_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 
 class UploadConfig(dg.Config):

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from ..core.inbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, detect_role
-from ..partitions import uploads_partitions
-from ..resources.paths import ProjectPaths
-from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
+from hybrid_audio_dagster.core.inbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, detect_role
+from hybrid_audio_dagster.partitions import uploads_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.automation.stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
 
 INGEST_JOB = "ingest_job"
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, TRIGGER_TAG, datasets_request
+from hybrid_audio_dagster.automation.stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, TRIGGER_TAG, datasets_request
 
 NIGHTLY_CRON = "0 2 * * *"
 NIGHTLY_TIMEZONE = "UTC"

@@ -23,12 +23,12 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from ..core.spend import BudgetExceeded, check_budget
-from ..resources.budget import SpendGuardResource
-from ..resources.gcs import DeliveryResource
-from ..resources.paths import ProjectPaths
-from ..resources.tts import TTSResource
-from .stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, messages_request, stems_stage
+from hybrid_audio_dagster.core.spend import BudgetExceeded, check_budget
+from hybrid_audio_dagster.resources.budget import SpendGuardResource
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
+from hybrid_audio_dagster.automation.stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, messages_request, stems_stage
 
 LOOKBACK_S = 2 * 24 * 3600
 TERMINAL_STAGES = {"messages", "record"}
@@ -56,7 +56,7 @@ def _materialization_of(instance: dg.DagsterInstance, run: dg.DagsterRun, asset:
 
 def rotation_requests(instance: dg.DagsterInstance, advance: dg.DagsterRun) -> list[dg.RunRequest]:
     """The messages runs a rotation tick recorded, and a record run per cycle it touched."""
-    from ..rotation_schedule import PlannedRequest
+    from hybrid_audio_dagster.rotation_schedule import PlannedRequest
 
     md = _materialization_of(instance, advance, "rotation_advance")
     if md is None:

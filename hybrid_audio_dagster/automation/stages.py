@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from ..assets.stems import STEM_ASSETS_BY_KIND, CampaignStems, current_keys
-from ..assets.stems.assets import displays_for
-from ..core.templates import SegmentKind
-from ..partitions import developers_partitions, message_partition_key, templates_partitions
-from ..resources.paths import ProjectPaths
+from hybrid_audio_dagster.assets.stems import STEM_ASSETS_BY_KIND, CampaignStems, current_keys
+from hybrid_audio_dagster.assets.stems.assets import displays_for
+from hybrid_audio_dagster.core.templates import SegmentKind
+from hybrid_audio_dagster.partitions import developers_partitions, message_partition_key, templates_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 PIPELINE_TAG = "hybrid_audio/pipeline"  # one id per batch, ingest or rotation advance
 STAGE_TAG = "hybrid_audio/stage"  # datasets | stems | messages | check | delivery

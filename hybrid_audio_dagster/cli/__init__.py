@@ -14,11 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import cache as _cache
-from . import datasets as _datasets
-from . import messages as _messages
-from . import rotation as _rotation
-from .common import DEFAULT_URL, EXIT_HELP, STATE, URL_ENV, guarded
+from hybrid_audio_dagster.cli import cache as _cache
+from hybrid_audio_dagster.cli import datasets as _datasets
+from hybrid_audio_dagster.cli import messages as _messages
+from hybrid_audio_dagster.cli import rotation as _rotation
+from hybrid_audio_dagster.cli.common import DEFAULT_URL, EXIT_HELP, STATE, URL_ENV, guarded
 
 app = typer.Typer(name="hybrid-audio", help=f"Hybrid Audio over the Dagster webserver. {EXIT_HELP}", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +46,7 @@ for _group, _name in ((_messages.generate_app, "generate"), (_cache.cache_app, "
     app.add_typer(_group, name=_name)
 def status(json_: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
     """The webserver's code location and how many names, developers and templates it holds."""
-    from .common import as_json, emit
+    from hybrid_audio_dagster.cli.common import as_json, emit
 
     as_json(json_)
     client = STATE.client

@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from hybrid_audio_dagster.cli import main
 
 sys.exit(main())

@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .client import RANGE_END_TAG, RANGE_START_TAG
-from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
+from hybrid_audio_dagster.cli.client import RANGE_END_TAG, RANGE_START_TAG
+from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
 
 cache_app = typer.Typer(help="The stem cache index: the stem assets' latest materialization metadata.", no_args_is_help=True)
 bucket_app = typer.Typer(help="The GCS bucket (delivery and shared stem cache), when this code location wires it.", no_args_is_help=True)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .client import Client, RemoteError, RunFailed, RunResult, Unreachable, parse_headers
+from hybrid_audio_dagster.cli.client import Client, RemoteError, RunFailed, RunResult, Unreachable, parse_headers
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_ENV = "HYBRID_AUDIO_DAGSTER_URL"

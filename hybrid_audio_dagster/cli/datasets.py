@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
+from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
 
 datasets_app = typer.Typer(help="Dataset files (names, developers): upload, preview, list, delete.", no_args_is_help=True)
 MAX_BYTES = 5 * 1024 * 1024  # the ingest run's own bound (DEFAULT_MAX_BYTES) applies again server-side

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .client import RANGE_END_TAG, RANGE_START_TAG
-from .common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, pick, project_root, run_and_wait, slugish
+from hybrid_audio_dagster.cli.client import RANGE_END_TAG, RANGE_START_TAG
+from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, pick, project_root, run_and_wait, slugish
 
 generate_app = typer.Typer(help="Synthesize (or re-find) stems now: a name's, a developer's, or both.", no_args_is_help=True)
 STEM_JOB = {"name": ("name_stems_job", "name_stems", "names"), "developer": ("developer_stems_job", "developer_stems", "developers")}
@@ -55,7 +55,7 @@ def generate_name(name: str, force: ForceOpt = False, pronunciation: Pronunciati
         key = pick("name", name, STATE.client.partition_keys("name_stems"))
         _stem_report(_stems("name", [key], force))
         return
-    from ..core.pronounce.spec import PronunciationError, parse_pronunciation
+    from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, parse_pronunciation
 
     if force:
         fail("--force does not go with --pronunciation (a preview reuses stored stems)", Exit.REFUSED)

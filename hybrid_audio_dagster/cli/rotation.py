@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .client import RANGE_END_TAG, RANGE_START_TAG
-from .common import TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
-from .messages import message_info
+from hybrid_audio_dagster.cli.client import RANGE_END_TAG, RANGE_START_TAG
+from hybrid_audio_dagster.cli.common import TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
+from hybrid_audio_dagster.cli.messages import message_info
 
 rotation_app = typer.Typer(help="The deterministic name × developer rotation.", no_args_is_help=True)
 

@@ -16,14 +16,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .datasets import DatasetResult, DatasetItem, clean_value, fold
-from .fsutil import atomic_write_text, file_lock
-from .inbox import InboxFileError, _choose_delimiter, _pick_column, decode_text
+from hybrid_audio_dagster.core.datasets import DatasetResult, DatasetItem, clean_value, fold
+from hybrid_audio_dagster.core.fsutil import atomic_write_text, file_lock
+from hybrid_audio_dagster.core.inbox import InboxFileError, _choose_delimiter, _pick_column, decode_text
 
 REPORT_SUFFIX = ".report.json"  # beside every stored or rejected upload
-from .messages.manifest import MANIFEST_NAME
-from .messages.retire import LOCK_NAME, drop_rows
-from .stems import StemStore
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME
+from hybrid_audio_dagster.core.messages.retire import LOCK_NAME, drop_rows
+from hybrid_audio_dagster.core.stems import StemStore
 
 
 @dataclass

@@ -30,10 +30,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .audio.timing import Boundary, TimingRules, classify_boundary
-from .tts.base import VoiceSettings
+from hybrid_audio_dagster.core.audio.timing import Boundary, TimingRules, classify_boundary
+from hybrid_audio_dagster.core.tts.base import VoiceSettings
 
-from .template_fields import (
+from hybrid_audio_dagster.core.template_fields import (
     EMOTIONS,
     MAX_CROSSFADE_MS,
     MAX_PAUSE_MS,
@@ -56,7 +56,7 @@ from .template_fields import (
     Volume,
     kind_of,
 )
-from .template_variants import TimingOverride, Variant, VoiceOverride, split_variant_key, variant_key
+from hybrid_audio_dagster.core.template_variants import TimingOverride, Variant, VoiceOverride, split_variant_key, variant_key
 
 __all__ = [
     "EMOTIONS", "MAX_CROSSFADE_MS", "MAX_PAUSE_MS", "MAX_SEGMENT_CHARS", "MAX_VARIANTS", "PLACEHOLDERS", "SCHEMA_VERSION",

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import dagster as dg
 from pydantic import Field
 
-from ..core.spend import Budget
+from hybrid_audio_dagster.core.spend import Budget
 
 AUTOMATED_TAGS = ("dagster/schedule_name", "dagster/sensor_name")
 STEM_ASSET_KEYS = ("name_stems", "developer_stems", "script_stems")

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..core.delivery import (
+from hybrid_audio_dagster.core.delivery import (
     DEFAULT_PREFIX,
     BucketLayout,
     ConsistencyReport,
@@ -44,8 +44,8 @@ from ..core.delivery import (
     build_report,
     repair,
 )
-from ..core.delivery.health import GCSHealth, check_health
-from ..core.delivery.repair import Locator, Validator
+from hybrid_audio_dagster.core.delivery.health import GCSHealth, check_health
+from hybrid_audio_dagster.core.delivery.repair import Locator, Validator
 
 __all__ = ["GCS_ENV_VARS", "GCS_OFF_MESSAGE", "DeliveryResource", "gcs_resource_from_env"]
 

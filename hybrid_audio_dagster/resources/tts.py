@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from ..core.tts.base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
-from ..core.tts.cartesia import (
+from hybrid_audio_dagster.core.tts.base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
+from hybrid_audio_dagster.core.tts.cartesia import (
     DEFAULT_BASE_URL,
     DEFAULT_CARTESIA_VERSION,
     DEFAULT_MODEL_ID,
@@ -26,8 +26,8 @@ from ..core.tts.cartesia import (
 )
 
 if TYPE_CHECKING:
-    from ..core.tts.espeak import EspeakEngine
-    from ..core.tts.fallback import LanguageFallbackEngine
+    from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
+    from hybrid_audio_dagster.core.tts.fallback import LanguageFallbackEngine
 
 __all__ = [
     "TTS_ENGINE_CHOICES",
@@ -112,7 +112,7 @@ class OfflineTTSResource(TTSResource):
             with _BUILD_LOCK:
                 if self._engine_instance is None:
                     # Imported lazily: loading the espeak-ng library is only needed when used.
-                    from ..core.tts.espeak import EspeakEngine
+                    from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
 
                     self._engine_instance = EspeakEngine()
         return self._engine_instance
@@ -145,9 +145,9 @@ class PiperTTSResource(TTSResource):
         if self._engine_instance is None:
             with _BUILD_LOCK:
                 if self._engine_instance is None:
-                    from ..core.tts.espeak import EspeakEngine
-                    from ..core.tts.fallback import LanguageFallbackEngine
-                    from ..core.tts.piper import PiperEngine
+                    from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
+                    from hybrid_audio_dagster.core.tts.fallback import LanguageFallbackEngine
+                    from hybrid_audio_dagster.core.tts.piper import PiperEngine
 
                     primary = PiperEngine(self.voice_model_path, max_concurrency=self.max_concurrency)
                     self._engine_instance = LanguageFallbackEngine(primary, EspeakEngine())
@@ -155,7 +155,7 @@ class PiperTTSResource(TTSResource):
 
     def check_voice(self) -> None:
         """Raise if piper is not installed or the voice files are missing (no model load)."""
-        from ..core.tts.piper import INSTALL_HINT, PiperEngine, PiperNotInstalledError, piper_available
+        from hybrid_audio_dagster.core.tts.piper import INSTALL_HINT, PiperEngine, PiperNotInstalledError, piper_available
 
         if not piper_available():
             raise PiperNotInstalledError(f"TTS_ENGINE=piper needs the optional extra: {INSTALL_HINT}")
@@ -350,7 +350,7 @@ def tts_resource_from_env(env: Mapping[str, str]) -> TTSResource:
 
 
 def _piper_resource_from_env(env: Mapping[str, str]) -> PiperTTSResource:
-    from ..core.tts.base import TTSError
+    from hybrid_audio_dagster.core.tts.base import TTSError
 
     model = (env.get("PIPER_VOICE_MODEL") or "").strip() or None
     resource = PiperTTSResource(voice_model_path=model)

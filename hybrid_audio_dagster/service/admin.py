@@ -17,16 +17,16 @@ import json
 
 import dagster as dg
 
-from .. import dataset_admin
-from ..audit_context import run_auditor
-from ..core.audio.assemble import Timeline, verify
-from ..core.audio.errors import AudioError
-from ..core.audio.wav import parse_wav
-from ..core.messages import manifest_path, read_manifest
-from ..core.stems import StemStore
-from ..core.templates import load_templates
-from ..resources.gcs import DeliveryResource
-from ..resources.paths import ProjectPaths
+from hybrid_audio_dagster import dataset_admin
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.core.audio.assemble import Timeline, verify
+from hybrid_audio_dagster.core.audio.errors import AudioError
+from hybrid_audio_dagster.core.audio.wav import parse_wav
+from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
+from hybrid_audio_dagster.core.stems import StemStore
+from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 MIN_PREFIX = 8
 MAX_PREVIEW_BYTES = 8 * 1024 * 1024
@@ -105,10 +105,10 @@ def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, path
         obj = gcs.layout.output_object(row["path"])
         out["uri"] = gcs.uri(obj) if gcs.exists(obj) else None
     if config.picture:
-        from ..core.messages.picture import picture_of_row, segment_labels
+        from hybrid_audio_dagster.core.messages.picture import picture_of_row, segment_labels
 
         tpl = load_templates(paths.templates).get(config.template)
-        from ..assets.datasets import read_snapshot
+        from hybrid_audio_dagster.assets.datasets import read_snapshot
 
         dev = read_snapshot(paths, "developers").get(config.developer, config.developer)
         labels = segment_labels(tpl, row["name"], dev) if tpl else None

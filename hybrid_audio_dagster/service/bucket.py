@@ -3,10 +3,10 @@ bucket list|check`` (consistency and repair are the delivery code's own asset an
 
 import dagster as dg
 
-from ..core.delivery.layout import file_checksums
-from ..core.stems import StemStore
-from ..resources.gcs import DeliveryResource
-from ..resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.delivery.layout import file_checksums
+from hybrid_audio_dagster.core.stems import StemStore
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 MAX_LISTED = 2000
 

@@ -13,15 +13,15 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from ..assets.datasets import build_dataset
-from ..assets.stems import STEM_ASSETS_BY_KIND, CampaignStems
-from ..automation.stages import MESSAGES_JOB, STAGE_TAG, STEM_JOB_NAMES, contiguous_ranges, range_tags
-from ..core.messages import MessagePlanner, file_matches, manifest_path, read_manifest
-from ..core.stems import MissingStemError
-from ..core.templates import SegmentKind
-from ..partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
-from ..resources.paths import ProjectPaths
-from ..resources.tts import TTSResource
+from hybrid_audio_dagster.assets.datasets import build_dataset
+from hybrid_audio_dagster.assets.stems import STEM_ASSETS_BY_KIND, CampaignStems
+from hybrid_audio_dagster.automation.stages import MESSAGES_JOB, STAGE_TAG, STEM_JOB_NAMES, contiguous_ranges, range_tags
+from hybrid_audio_dagster.core.messages import MessagePlanner, file_matches, manifest_path, read_manifest
+from hybrid_audio_dagster.core.stems import MissingStemError
+from hybrid_audio_dagster.core.templates import SegmentKind
+from hybrid_audio_dagster.partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
 
 DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}
 PARTITIONS_OF = {SegmentKind.NAME: names_partitions, SegmentKind.DEVELOPER: developers_partitions, SegmentKind.SCRIPT: templates_partitions}

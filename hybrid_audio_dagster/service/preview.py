@@ -12,19 +12,19 @@ by signature. The spend guard sees the estimate before any call.
 
 import dagster as dg
 
-from ..assets.datasets import LEXICON_FILE, read_says, read_snapshot
-from ..assets.stems.assets import TTS_POOL
-from ..audit_context import run_auditor
-from ..core.datasets import InvalidValueError, clean_value, fold
-from ..core.pronounce.lexicon import LexiconError, load_lexicon, says_for, says_in_text
-from ..core.pronounce.spec import PronunciationError, Say, parse_pronunciation
-from ..core.spend import BudgetExceeded, check_budget
-from ..core.stems import StemStore, stem_signature
-from ..core.templates import SegmentKind, load_templates
-from ..core.tts.base import TTSError
-from ..resources.budget import SpendGuardResource
-from ..resources.paths import ProjectPaths
-from ..resources.tts import TTSResource
+from hybrid_audio_dagster.assets.datasets import LEXICON_FILE, read_says, read_snapshot
+from hybrid_audio_dagster.assets.stems.assets import TTS_POOL
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.core.datasets import InvalidValueError, clean_value, fold
+from hybrid_audio_dagster.core.pronounce.lexicon import LexiconError, load_lexicon, says_for, says_in_text
+from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, Say, parse_pronunciation
+from hybrid_audio_dagster.core.spend import BudgetExceeded, check_budget
+from hybrid_audio_dagster.core.stems import StemStore, stem_signature
+from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
+from hybrid_audio_dagster.core.tts.base import TTSError
+from hybrid_audio_dagster.resources.budget import SpendGuardResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
 
 
 class StemPreviewConfig(dg.Config):

@@ -8,11 +8,11 @@ succeeds). Nothing else here writes.
 
 import dagster as dg
 
-from ..assets.rotation import open_rotation, rotation_status_metadata
-from ..audit_context import run_auditor
-from ..resources.paths import ProjectPaths
-from ..resources.tts import TTSResource
-from ..rotation_schedule import generate_next_pair, preview_pairs
+from hybrid_audio_dagster.assets.rotation import open_rotation, rotation_status_metadata
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
+from hybrid_audio_dagster.rotation_schedule import generate_next_pair, preview_pairs
 
 ACTIONS = ("status", "next-pair", "stream", "generate-pair", "next-script")
 

@@ -1,8 +1,8 @@
 """Stem assets, their ``up_to_date`` checks, and stem lookup by signature."""
 
-from .assets import STEM_ASSETS_BY_KIND, TTS_POOL, StemsConfig, developer_stems, name_stems, script_stems
-from .checks import CURRENT_CHECK, STEM_CHECKS, current_keys, developer_stems_current, name_stems_current, script_stems_current
-from .lookup import SLOTS_META, STEM_ASSETS, STEMS_META, CampaignStems, MissingStemError, describe_missing
+from hybrid_audio_dagster.assets.stems.assets import STEM_ASSETS_BY_KIND, TTS_POOL, StemsConfig, developer_stems, name_stems, script_stems
+from hybrid_audio_dagster.assets.stems.checks import CURRENT_CHECK, STEM_CHECKS, current_keys, developer_stems_current, name_stems_current, script_stems_current
+from hybrid_audio_dagster.assets.stems.lookup import SLOTS_META, STEM_ASSETS, STEMS_META, CampaignStems, MissingStemError, describe_missing
 
 __all__ = [
     "CURRENT_CHECK",

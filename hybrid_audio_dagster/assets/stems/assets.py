@@ -14,20 +14,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
-from ...core.spend import BudgetExceeded, check_budget
-from ...core.stems import Slot, StemOutcome, StemRecord
-from ...audit_context import run_auditor
-from ...core.templates import SegmentKind
-from ...core.tts.base import TTSError
-from ...core.audio.errors import AudioError
-from ...partitions import developers_partitions, names_partitions, templates_partitions
-from ...core.delivery.errors import DeliveryError
-from ...resources.budget import SpendGuardResource
-from ...resources.gcs import DeliveryResource
-from ...resources.paths import ProjectPaths
-from ...resources.tts import TTSResource
-from ..datasets import read_snapshot
-from .lookup import SLOTS_META, STEMS_META, CampaignStems
+from hybrid_audio_dagster.core.spend import BudgetExceeded, check_budget
+from hybrid_audio_dagster.core.stems import Slot, StemOutcome, StemRecord
+from hybrid_audio_dagster.audit_context import run_auditor
+from hybrid_audio_dagster.core.templates import SegmentKind
+from hybrid_audio_dagster.core.tts.base import TTSError
+from hybrid_audio_dagster.core.audio.errors import AudioError
+from hybrid_audio_dagster.partitions import developers_partitions, names_partitions, templates_partitions
+from hybrid_audio_dagster.core.delivery.errors import DeliveryError
+from hybrid_audio_dagster.resources.budget import SpendGuardResource
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
+from hybrid_audio_dagster.assets.datasets import read_snapshot
+from hybrid_audio_dagster.assets.stems.lookup import SLOTS_META, STEMS_META, CampaignStems
 
 TTS_POOL = "tts"  # Dagster concurrency pool shared by every asset that calls a TTS engine
 DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}

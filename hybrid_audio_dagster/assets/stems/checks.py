@@ -8,12 +8,12 @@ datasets need, a stored stem with the current signature.
 
 import dagster as dg
 
-from ...core.templates import SegmentKind
-from ...resources.gcs import DeliveryResource
-from ...resources.paths import ProjectPaths
-from ...resources.tts import TTSResource
-from .assets import STEM_ASSETS_BY_KIND, displays_for
-from .lookup import CampaignStems
+from hybrid_audio_dagster.core.templates import SegmentKind
+from hybrid_audio_dagster.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.resources.tts import TTSResource
+from hybrid_audio_dagster.assets.stems.assets import STEM_ASSETS_BY_KIND, displays_for
+from hybrid_audio_dagster.assets.stems.lookup import CampaignStems
 
 CURRENT_CHECK = "up_to_date"
 

@@ -13,14 +13,14 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
-from ...cache_index import latest_metadata
-from ...core.delivery.stem_cache import RemoteStemFetcher
-from ...core.stems import ContractCache, MissingStemError, Freshness, Slot, StemIndex, StemRecord, StemStore, assess, render_slots
-from ...core.pronounce.lexicon import says_in_text
-from ...core.pronounce.spec import Say
-from ...core.stems.identity import stem_signature
-from ...core.templates import SegmentKind, Template, load_templates
-from ...resources.paths import ProjectPaths
+from hybrid_audio_dagster.cache_index import latest_metadata
+from hybrid_audio_dagster.core.delivery.stem_cache import RemoteStemFetcher
+from hybrid_audio_dagster.core.stems import ContractCache, MissingStemError, Freshness, Slot, StemIndex, StemRecord, StemStore, assess, render_slots
+from hybrid_audio_dagster.core.pronounce.lexicon import says_in_text
+from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.stems.identity import stem_signature
+from hybrid_audio_dagster.core.templates import SegmentKind, Template, load_templates
+from hybrid_audio_dagster.resources.paths import ProjectPaths
 
 STEM_ASSETS = {SegmentKind.NAME: "name_stems", SegmentKind.DEVELOPER: "developer_stems", SegmentKind.SCRIPT: "script_stems"}
 STEMS_META = "stems"  # signature → stored stem record
@@ -89,7 +89,7 @@ class CampaignStems:
     def says(self, kind: SegmentKind) -> dict[str, tuple[Say, ...]]:
         """key → pronunciations of the kind's items, from the dataset snapshot (read once)."""
         if kind not in self._says:
-            from ..datasets import read_says
+            from hybrid_audio_dagster.assets.datasets import read_says
 
             self._says[kind] = {} if kind is SegmentKind.SCRIPT else read_says(self.paths, DATASET_OF[kind])
         return self._says[kind]

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
-from .errors import FormatMismatchError, TimelineError, VerificationError
-from .trim import TrimRange
-from .wav import PcmAudio, decode_samples, encode_samples, parse_wav, wav_header
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
+from hybrid_audio_dagster.core.audio.errors import FormatMismatchError, TimelineError, VerificationError
+from hybrid_audio_dagster.core.audio.trim import TrimRange
+from hybrid_audio_dagster.core.audio.wav import PcmAudio, decode_samples, encode_samples, parse_wav, wav_header
 
 MAX_PAUSE_FRAMES = 10 * 384_000  # 10 s at the highest rate: far past any sane pause
 

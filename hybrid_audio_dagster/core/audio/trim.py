@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SilentAudioError
-from .wav import PcmAudio, dbfs_to_amplitude
+from hybrid_audio_dagster.core.audio.errors import SilentAudioError
+from hybrid_audio_dagster.core.audio.wav import PcmAudio, dbfs_to_amplitude
 
 DEFAULT_THRESHOLD_DBFS = -50.0
 DEFAULT_ZERO_DBFS = -70.0

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import (
+from hybrid_audio_dagster.core.audio.errors import (
     ClippedAudioError,
     EmptyAudioError,
     InvalidWavError,

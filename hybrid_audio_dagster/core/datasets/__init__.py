@@ -58,11 +58,11 @@ imports is re-exported here.
 
 from __future__ import annotations
 
-from .constants import ALLOWED_PUNCTUATION, KINDS, MAX_DISPLAY_LEN, SLUG_MAX_LEN, Kind
-from .items import DatasetItem, DatasetResult, Reject, dataset_fingerprint
-from .normalize import normalize_items
-from .slugs import assign_keys, fold, slugify
-from .validation import InvalidValueError, clean_value, preview
+from hybrid_audio_dagster.core.datasets.constants import ALLOWED_PUNCTUATION, KINDS, MAX_DISPLAY_LEN, SLUG_MAX_LEN, Kind
+from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult, Reject, dataset_fingerprint
+from hybrid_audio_dagster.core.datasets.normalize import normalize_items
+from hybrid_audio_dagster.core.datasets.slugs import assign_keys, fold, slugify
+from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value, preview
 
 __all__ = [
     "ALLOWED_PUNCTUATION",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .items import DatasetItem, DatasetResult, Reject
-from .slugs import _assign_keys, fold
-from .validation import _check, _require_kind, preview
+from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult, Reject
+from hybrid_audio_dagster.core.datasets.slugs import _assign_keys, fold
+from hybrid_audio_dagster.core.datasets.validation import _check, _require_kind, preview
 
 
 def normalize_items(
@@ -32,7 +32,7 @@ def normalize_items(
     (``bad_pronunciation``, ``bad_respelling``, ``bad_ipa``, ``pronunciation_too_long``).
     The items carry it; :func:`.pronounce.lexicon.says_for` turns it into ``say``.
     """
-    from ..pronounce.spec import PronunciationError, parse_pronunciation
+    from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, parse_pronunciation
 
     _require_kind(kind)
     values = list(raw_values)

@@ -6,7 +6,7 @@ import hashlib
 import unicodedata
 from collections.abc import Mapping, Sequence
 
-from .constants import _FOLD_TABLE, _NOT_SLUG_RE, _WS_RE, SLUG_MAX_LEN
+from hybrid_audio_dagster.core.datasets.constants import _FOLD_TABLE, _NOT_SLUG_RE, _WS_RE, SLUG_MAX_LEN
 
 
 # --------------------------------------------------------------------------- folding/slugs

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .constants import (
+from hybrid_audio_dagster.core.datasets.constants import (
     _ASCII_CTRL_RE,
     _CONFUSABLE_SCRIPTS,
     _FORMULA_START,

@@ -8,8 +8,8 @@ report and verify-and-repair. Pure library: no Dagster here (``resources/gcs.py`
 - :mod:`.errors`: :class:`DeliveryError` and its subclasses.
 """
 
-from .consistency import STATES, ConsistencyReport, LocalFile, ReportItem, build_report, compare, local_files, write_jsonl
-from .errors import (
+from hybrid_audio_dagster.core.delivery.consistency import STATES, ConsistencyReport, LocalFile, ReportItem, build_report, compare, local_files, write_jsonl
+from hybrid_audio_dagster.core.delivery.errors import (
     BucketNotFound,
     ChecksumMismatch,
     DeliveryError,
@@ -18,7 +18,7 @@ from .errors import (
     TransientFailure,
     UnsafeObjectPath,
 )
-from .layout import (
+from hybrid_audio_dagster.core.delivery.layout import (
     CATEGORIES,
     DEFAULT_PREFIX,
     STEM_CATEGORIES,
@@ -28,9 +28,9 @@ from .layout import (
     file_checksums,
     validate_relative_path,
 )
-from .mirror import GCSMirror
-from .records import DownloadResult, RemoteObject, RetrySettings, SyncReport, UploadResult
-from .repair import RepairAction, RepairOutcome, RepairPlan, RepairResult, execute_repair, plan_repair, repair
+from hybrid_audio_dagster.core.delivery.mirror import GCSMirror
+from hybrid_audio_dagster.core.delivery.records import DownloadResult, RemoteObject, RetrySettings, SyncReport, UploadResult
+from hybrid_audio_dagster.core.delivery.repair import RepairAction, RepairOutcome, RepairPlan, RepairResult, execute_repair, plan_repair, repair
 
 __all__ = [
     "CATEGORIES", "DEFAULT_PREFIX", "STATES", "STEM_CATEGORIES",

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import atomic_write_text
-from .layout import CATEGORIES, BucketLayout, Checksums, InventoryEntry, file_checksums, path_exists
-from .records import RemoteObject
+from hybrid_audio_dagster.core.fsutil import atomic_write_text
+from hybrid_audio_dagster.core.delivery.layout import CATEGORIES, BucketLayout, Checksums, InventoryEntry, file_checksums, path_exists
+from hybrid_audio_dagster.core.delivery.records import RemoteObject
 
 __all__ = [
     "STATES", "ConsistencyReport", "LocalFile", "ReportItem", "build_report", "compare", "local_files", "write_jsonl",

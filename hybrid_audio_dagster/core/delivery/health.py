@@ -7,7 +7,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import DeliveryError, redact
+from hybrid_audio_dagster.core.delivery.errors import DeliveryError, redact
 
 __all__ = ["REQUIRED_PERMISSIONS", "GCSHealth", "check_health"]
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import google_crc32c
 
-from .errors import UnsafeObjectPath
+from hybrid_audio_dagster.core.delivery.errors import UnsafeObjectPath
 
 __all__ = [
     "CATEGORIES",

@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 
 import tenacity
 
-from .errors import (
+from hybrid_audio_dagster.core.delivery.errors import (
     BucketNotFound,
     ChecksumMismatch,
     DeliveryError,
@@ -38,8 +38,8 @@ from .errors import (
     is_transient,
     translate,
 )
-from .layout import BucketLayout, Checksums, InventoryEntry, file_checksums, path_exists
-from .records import DownloadResult, RemoteObject, RetrySettings, SyncReport, UploadResult
+from hybrid_audio_dagster.core.delivery.layout import BucketLayout, Checksums, InventoryEntry, file_checksums, path_exists
+from hybrid_audio_dagster.core.delivery.records import DownloadResult, RemoteObject, RetrySettings, SyncReport, UploadResult
 
 __all__ = ["GCSMirror"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .layout import InventoryEntry
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 
 __all__ = ["DownloadResult", "RemoteObject", "RetrySettings", "SyncReport", "UploadResult"]
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .consistency import ConsistencyReport, ReportItem, build_report
-from .errors import BucketNotFound, DeliveryError, PermissionDenied
-from .layout import InventoryEntry
+from hybrid_audio_dagster.core.delivery.consistency import ConsistencyReport, ReportItem, build_report
+from hybrid_audio_dagster.core.delivery.errors import BucketNotFound, DeliveryError, PermissionDenied
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 
 __all__ = ["RepairAction", "RepairOutcome", "RepairPlan", "RepairResult", "execute_repair", "plan_repair", "repair"]
 

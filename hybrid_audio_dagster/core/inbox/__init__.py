@@ -15,10 +15,10 @@ Every name other code imports is re-exported here.
 
 from __future__ import annotations
 
-from .decode import decode_text
-from .errors import PROBLEM_CODES, InboxFileError
-from .formats import COLUMN_CANDIDATES, _choose_delimiter, _pick_column  # noqa: F401  (privates: core/privacy.py)
-from .parse import (
+from hybrid_audio_dagster.core.inbox.decode import decode_text
+from hybrid_audio_dagster.core.inbox.errors import PROBLEM_CODES, InboxFileError
+from hybrid_audio_dagster.core.inbox.formats import COLUMN_CANDIDATES, _choose_delimiter, _pick_column  # noqa: F401  (privates: core/privacy.py)
+from hybrid_audio_dagster.core.inbox.parse import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ROWS,
     FORMATS,
@@ -30,7 +30,7 @@ from .parse import (
     ingest,
     parse_file,
 )
-from .report import Ingested, ParsedFile, Report, write_report
+from hybrid_audio_dagster.core.inbox.report import Ingested, ParsedFile, Report, write_report
 
 __all__ = [
     "COLUMN_CANDIDATES",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .errors import InboxFileError
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 
 _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "a ZIP archive (an .xlsx/.docx workbook?); export it as 'CSV UTF-8'"),

@@ -12,8 +12,8 @@ import json
 import re
 from typing import Any
 
-from ..datasets import KINDS, Reject, preview
-from .errors import InboxFileError
+from hybrid_audio_dagster.core.datasets import KINDS, Reject, preview
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 
 # Accepted column headers / JSON keys per role, compared after _norm_header
 # ("First Name" -> "first_name").

@@ -8,11 +8,11 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from ..datasets import KINDS
-from .decode import decode_text
-from .errors import InboxFileError
-from .formats import _parse_csv, _parse_json, _parse_txt
-from .report import Ingested, ParsedFile, Report
+from hybrid_audio_dagster.core.datasets import KINDS
+from hybrid_audio_dagster.core.inbox.decode import decode_text
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
+from hybrid_audio_dagster.core.inbox.formats import _parse_csv, _parse_json, _parse_txt
+from hybrid_audio_dagster.core.inbox.report import Ingested, ParsedFile, Report
 
 Role = Literal["names", "developers"]
 MiB = 1024 * 1024

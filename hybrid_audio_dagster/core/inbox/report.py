@@ -8,9 +8,9 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from ..datasets import DatasetResult, Reject, normalize_items
-from ..fsutil import atomic_write_text
-from .errors import InboxFileError
+from hybrid_audio_dagster.core.datasets import DatasetResult, Reject, normalize_items
+from hybrid_audio_dagster.core.fsutil import atomic_write_text
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Messages: planning (semantic timing, input signatures), building, manifests, retirement."""
 
-from .build import Partition, PartitionResult, StemCache, build_partitions, preflight
-from .manifest import MANIFEST_NAME, MANIFEST_SCHEMA, ManifestRow, ManifestWriter, file_matches, manifest_path, read_manifest
-from .plan import (
+from hybrid_audio_dagster.core.messages.build import Partition, PartitionResult, StemCache, build_partitions, preflight
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, MANIFEST_SCHEMA, ManifestRow, ManifestWriter, file_matches, manifest_path, read_manifest
+from hybrid_audio_dagster.core.messages.plan import (
     ASSEMBLER_VERSION,
     MessagePlan,
     MessagePlanner,

@@ -30,15 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..audio.errors import AudioError
-from ..audio.wav import PcmAudio, parse_wav
-from ..fsutil import file_lock, is_fatal_write_error, safe_join
-from ..stems import MissingStemError, StemRecord, StemStore
-from ..templates import SegmentKind, Template
-from .fingerprint import names_digest, partition_fingerprint, unchanged_partition
-from .manifest import MANIFEST_NAME, ManifestWriter, file_matches, manifest_path, read_manifest, recover_spools
-from .retire import LOCK_NAME
-from .plan import MessagePlan, MessagePlanner, build_message, message_relpath
+from hybrid_audio_dagster.core.audio.errors import AudioError
+from hybrid_audio_dagster.core.audio.wav import PcmAudio, parse_wav
+from hybrid_audio_dagster.core.fsutil import file_lock, is_fatal_write_error, safe_join
+from hybrid_audio_dagster.core.stems import MissingStemError, StemRecord, StemStore
+from hybrid_audio_dagster.core.templates import SegmentKind, Template
+from hybrid_audio_dagster.core.messages.fingerprint import names_digest, partition_fingerprint, unchanged_partition
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, ManifestWriter, file_matches, manifest_path, read_manifest, recover_spools
+from hybrid_audio_dagster.core.messages.retire import LOCK_NAME
+from hybrid_audio_dagster.core.messages.plan import MessagePlan, MessagePlanner, build_message, message_relpath
 
 NAME_CHUNK = 64
 WRITE_THREADS = 2

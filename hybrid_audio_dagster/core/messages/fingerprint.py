@@ -25,10 +25,10 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..stems import MissingStemError, StemRecord
-from ..templates import Segment, SegmentKind, Template
-from .manifest import read_fingerprint, spool_paths
-from .plan import ASSEMBLER_VERSION, stem_fragment
+from hybrid_audio_dagster.core.stems import MissingStemError, StemRecord
+from hybrid_audio_dagster.core.templates import Segment, SegmentKind, Template
+from hybrid_audio_dagster.core.messages.manifest import read_fingerprint, spool_paths
+from hybrid_audio_dagster.core.messages.plan import ASSEMBLER_VERSION, stem_fragment
 
 FINGERPRINT_VERSION = 1
 

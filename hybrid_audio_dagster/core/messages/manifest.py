@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..fsutil import _named, owner_tag, safe_join
+from hybrid_audio_dagster.core.fsutil import _named, owner_tag, safe_join
 
 MANIFEST_NAME = "manifest.parquet"
 MANIFEST_SCHEMA = pa.schema(

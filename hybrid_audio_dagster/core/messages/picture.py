@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fsutil import atomic_write_bytes
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
 
-from ..audio.assemble import Timeline
+from hybrid_audio_dagster.core.audio.assemble import Timeline
 
 WIDTH_PX, HEIGHT_PX, DPI = 1000, 400, 100
 AXES_LEFT, AXES_RIGHT = 0.06, 0.98  # figure fractions of every row (shared x mapping)
@@ -165,8 +165,8 @@ def render_timing(
 
 def picture_of_row(output_root, stems_root, row: Mapping, *, labels: Mapping[str, str] | None = None) -> Picture:
     """The picture of one manifest row: reads the message and (for the trims) its stems."""
-    from ..audio.errors import AudioError
-    from ..audio.wav import parse_wav
+    from hybrid_audio_dagster.core.audio.errors import AudioError
+    from hybrid_audio_dagster.core.audio.wav import parse_wav
 
     timeline = json.loads(row["timeline"])
     stem_paths = timeline.pop("stem_paths", {}) or {}

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio.assemble import AssembledMessage, Piece, Transition, assemble
-from ..audio.timing import ms_to_frames
-from ..audio.wav import PcmAudio
-from ..fsutil import safe_join
-from ..stems import StemRecord
-from ..templates import SegmentKind, Template
+from hybrid_audio_dagster.core.audio.assemble import AssembledMessage, Piece, Transition, assemble
+from hybrid_audio_dagster.core.audio.timing import ms_to_frames
+from hybrid_audio_dagster.core.audio.wav import PcmAudio
+from hybrid_audio_dagster.core.fsutil import safe_join
+from hybrid_audio_dagster.core.stems import StemRecord
+from hybrid_audio_dagster.core.templates import SegmentKind, Template
 
 ASSEMBLER_VERSION = 1
 

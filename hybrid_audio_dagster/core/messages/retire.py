@@ -13,8 +13,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..fsutil import file_lock
-from .manifest import MANIFEST_NAME, ManifestWriter, read_column, read_manifest, recover_spools
+from hybrid_audio_dagster.core.fsutil import file_lock
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, ManifestWriter, read_column, read_manifest, recover_spools
 
 LOCK_NAME = ".manifest.lock"
 

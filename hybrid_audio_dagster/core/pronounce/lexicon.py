@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
-from .spec import PronunciationError, Say, parse_pronunciation
+from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, Say, parse_pronunciation
 
 __all__ = ["LexiconError", "load_lexicon", "parse_lexicon", "says_for"]
 

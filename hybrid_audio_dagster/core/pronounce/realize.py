@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from .spec import Pronunciation, Say, ipa_tokens
+from hybrid_audio_dagster.core.pronounce.spec import Pronunciation, Say, ipa_tokens
 
 __all__ = [
     "ESPEAK_OF_IPA",

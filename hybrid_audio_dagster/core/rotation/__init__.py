@@ -51,9 +51,9 @@ timing. :func:`script_counts` reads the per-variant counts back from the audit t
 
 from __future__ import annotations
 
-from .batch import Assignment, Batch, RotationStatus
-from .counts import ScriptCounts, script_counts
-from .errors import (
+from hybrid_audio_dagster.core.rotation.batch import Assignment, Batch, RotationStatus
+from hybrid_audio_dagster.core.rotation.counts import ScriptCounts, script_counts
+from hybrid_audio_dagster.core.rotation.errors import (
     DatasetError,
     MissingReasonError,
     RotationError,
@@ -61,11 +61,11 @@ from .errors import (
     RunKeyConflictError,
     SeekError,
 )
-from .ledger import read_audit
-from .order import FeistelPermutation, KeySet, PairOrder, StreamOrder
-from .state import _MEMBER_CACHE, STATE_VERSION  # noqa: F401  (importable here as before the split)
-from .store import RotationStore, _utc_now  # noqa: F401
-from .walk import ROTATIONS, Rotation, ScriptMode  # noqa: F401
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
+from hybrid_audio_dagster.core.rotation.order import FeistelPermutation, KeySet, PairOrder, StreamOrder
+from hybrid_audio_dagster.core.rotation.state import _MEMBER_CACHE, STATE_VERSION  # noqa: F401  (importable here as before the split)
+from hybrid_audio_dagster.core.rotation.store import RotationStore, _utc_now  # noqa: F401
+from hybrid_audio_dagster.core.rotation.walk import ROTATIONS, Rotation, ScriptMode  # noqa: F401
 
 
 __all__ = [

@@ -60,7 +60,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 
-from .errors import DatasetError, RotationStateError
+from hybrid_audio_dagster.core.rotation.errors import DatasetError, RotationStateError
 
 _KDF_TAG = "hybrid-audio/rotation/v1"
 _M64 = (1 << 64) - 1

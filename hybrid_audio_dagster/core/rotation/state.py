@@ -29,9 +29,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..fsutil import atomic_write_text, file_lock
-from .errors import RotationStateError
-from .order import KeySet
+from hybrid_audio_dagster.core.fsutil import atomic_write_text, file_lock
+from hybrid_audio_dagster.core.rotation.errors import RotationStateError
+from hybrid_audio_dagster.core.rotation.order import KeySet
 
 STATE_VERSION = 1
 T = TypeVar("T")

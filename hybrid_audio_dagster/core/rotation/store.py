@@ -27,12 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from .batch import Assignment, Batch, RotationStatus
-from .errors import DatasetError, MissingReasonError, RunKeyConflictError, SeekError
-from .ledger import _AuditLedger, read_audit
-from .order import KeySet, PairOrder, StreamOrder, _seed_text
-from .state import _StateFile
-from .walk import _DIMS, ROTATIONS, Rotation, ScriptMode, _take_assignments, _Walker
+from hybrid_audio_dagster.core.rotation.batch import Assignment, Batch, RotationStatus
+from hybrid_audio_dagster.core.rotation.errors import DatasetError, MissingReasonError, RunKeyConflictError, SeekError
+from hybrid_audio_dagster.core.rotation.ledger import _AuditLedger, read_audit
+from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOrder, _seed_text
+from hybrid_audio_dagster.core.rotation.state import _StateFile
+from hybrid_audio_dagster.core.rotation.walk import _DIMS, ROTATIONS, Rotation, ScriptMode, _take_assignments, _Walker
 
 
 def _utc_now() -> datetime:

@@ -7,8 +7,8 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from .batch import Assignment
-from .order import KeySet, PairOrder, StreamOrder
+from hybrid_audio_dagster.core.rotation.batch import Assignment
+from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOrder
 
 Rotation = Literal["pairs", "names", "developers", "scripts"]
 ScriptMode = Literal["pair", "batch", "none"]

@@ -19,9 +19,9 @@ from functools import lru_cache
 
 from collections.abc import Iterable
 
-from ..audio.trim import DEFAULT_THRESHOLD_DBFS, DEFAULT_ZERO_DBFS
-from ..pronounce.spec import Say
-from ..tts.base import StemContract
+from hybrid_audio_dagster.core.audio.trim import DEFAULT_THRESHOLD_DBFS, DEFAULT_ZERO_DBFS
+from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.tts.base import StemContract
 
 # bumped when the identity's shape changes, so old and new signatures never collide
 SIGNATURE_VERSION = 2

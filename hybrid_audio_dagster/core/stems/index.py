@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..pronounce.lexicon import says_in_text
-from ..pronounce.spec import Say
-from ..templates import SegmentKind, Template
-from ..tts.base import StemContract, VoiceSettings
-from .identity import stem_signature
-from .store import StemRecord, StemStore
+from hybrid_audio_dagster.core.pronounce.lexicon import says_in_text
+from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.templates import SegmentKind, Template
+from hybrid_audio_dagster.core.tts.base import StemContract, VoiceSettings
+from hybrid_audio_dagster.core.stems.identity import stem_signature
+from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore
 
 
 class MissingStemError(Exception):
@@ -84,7 +84,7 @@ class ContractCache:
 
     def _pronounce(self, contract: StemContract) -> StemContract:
         if self._pronounced is None:
-            from ..tts.base import PronunciationUnsupportedError
+            from hybrid_audio_dagster.core.tts.base import PronunciationUnsupportedError
 
             raise PronunciationUnsupportedError(f"the {contract.engine} engine cannot apply pronunciations")
         return self._pronounced(contract)

@@ -27,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..audio.errors import FormatMismatchError
-from ..audio.trim import TrimRange, find_trim
-from ..audio.wav import PcmAudio, load_wav
-from ..fsutil import atomic_write_bytes, atomic_write_text, file_lock
-from ..pronounce.spec import Say
-from ..tts.base import StemContract, TTSEngine, VoiceSettings
-from .identity import TRIM_SETTINGS, signature_of_identity, stem_identity, stem_signature
+from hybrid_audio_dagster.core.audio.errors import FormatMismatchError
+from hybrid_audio_dagster.core.audio.trim import TrimRange, find_trim
+from hybrid_audio_dagster.core.audio.wav import PcmAudio, load_wav
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, atomic_write_text, file_lock
+from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.tts.base import StemContract, TTSEngine, VoiceSettings
+from hybrid_audio_dagster.core.stems.identity import TRIM_SETTINGS, signature_of_identity, stem_identity, stem_signature
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import _ctypes
 import espeakng_loader
 
-from . import espeak_say
-from .base import StemContract, TTSError, VoiceSettings
+from hybrid_audio_dagster.core.tts import espeak_say
+from hybrid_audio_dagster.core.tts.base import StemContract, TTSError, VoiceSettings
 
 __all__ = [
     "DEFAULT_VOICE_MAP",

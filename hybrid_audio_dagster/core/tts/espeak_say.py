@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ctypes
 
-from ..pronounce.realize import espeak_phonemes, substitute
-from ..pronounce.spec import Say
+from hybrid_audio_dagster.core.pronounce.realize import espeak_phonemes, substitute
+from hybrid_audio_dagster.core.pronounce.spec import Say
 
 #: Bumped when the way pronunciations become phonemes changes (it is in the stem contract).
 SAY_VERSION = 1

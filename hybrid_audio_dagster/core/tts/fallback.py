@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
+from hybrid_audio_dagster.core.tts.base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
 
 __all__ = ["LanguageEngine", "LanguageFallbackEngine"]
 

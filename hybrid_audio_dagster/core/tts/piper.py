@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..pronounce.realize import piper_phonemes, substitute
-from .base import StemContract, TTSError, VoiceSettings
+from hybrid_audio_dagster.core.pronounce.realize import piper_phonemes, substitute
+from hybrid_audio_dagster.core.tts.base import StemContract, TTSError, VoiceSettings
 
 __all__ = [
     "ENGINE_NAME",

@@ -19,8 +19,8 @@ API facts (checked against the official SDK ``cartesia==4.2.0``):
 
 from __future__ import annotations
 
-from .client import CartesiaClient
-from .config import (
+from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
+from hybrid_audio_dagster.core.tts.cartesia.config import (
     API_ENCODINGS,
     DEFAULT_BASE_URL,
     DEFAULT_CARTESIA_VERSION,
@@ -37,7 +37,7 @@ from .config import (
     CartesiaConfig,
     plausible_duration_range,
 )
-from .errors import (
+from hybrid_audio_dagster.core.tts.cartesia.errors import (
     CartesiaAPIError,
     CartesiaAuthError,
     CartesiaBadAudioError,
@@ -50,7 +50,7 @@ from .errors import (
     CartesiaRetryExhaustedError,
     CartesiaVoiceNotFoundError,
 )
-from .http import _retry_after_seconds  # noqa: F401  (tests pin its parsing)
+from hybrid_audio_dagster.core.tts.cartesia.http import _retry_after_seconds  # noqa: F401  (tests pin its parsing)
 
 __all__ = [
     "API_ENCODINGS",

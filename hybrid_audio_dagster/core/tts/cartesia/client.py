@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
-from ...audio.errors import AudioError
-from ...audio.wav import encode_wav, load_wav
-from ..base import StemContract, VoiceSettings
-from .config import (
+from hybrid_audio_dagster.core.audio.errors import AudioError
+from hybrid_audio_dagster.core.audio.wav import encode_wav, load_wav
+from hybrid_audio_dagster.core.tts.base import StemContract, VoiceSettings
+from hybrid_audio_dagster.core.tts.cartesia.config import (
     AUDIO_CONTENT_TYPES,
     CartesiaConfig,
     EMOTIONS,
@@ -32,8 +32,8 @@ from .config import (
     _check_voice_id,
     plausible_duration_range,
 )
-from .dictionary import PronunciationDictionary
-from .errors import (
+from hybrid_audio_dagster.core.tts.cartesia.dictionary import PronunciationDictionary
+from hybrid_audio_dagster.core.tts.cartesia.errors import (
     CartesiaAPIError,
     CartesiaBadAudioError,
     CartesiaConfigError,
@@ -41,8 +41,8 @@ from .errors import (
     CartesiaRetryExhaustedError,
     _STATUS_ERRORS,
 )
-from .http import _Answer, _content_type, _header_request_id, _parse_error_body, _retry_after_seconds
-from .voices import VoicesMixin
+from hybrid_audio_dagster.core.tts.cartesia.http import _Answer, _content_type, _header_request_id, _parse_error_body, _retry_after_seconds
+from hybrid_audio_dagster.core.tts.cartesia.voices import VoicesMixin
 
 log = logging.getLogger(__name__)
 

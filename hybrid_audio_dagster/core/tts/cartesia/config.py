@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .errors import CartesiaConfigError
+from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError
 
 log = logging.getLogger(__name__)
 

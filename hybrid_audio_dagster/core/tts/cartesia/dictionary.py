@@ -28,9 +28,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ...pronounce.realize import cartesia_item
-from ...pronounce.spec import Say
-from .errors import CartesiaRequestError
+from hybrid_audio_dagster.core.pronounce.realize import cartesia_item
+from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaRequestError
 
 __all__ = ["PronunciationDictionary", "dictionary_version"]
 

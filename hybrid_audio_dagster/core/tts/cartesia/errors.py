@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..base import TTSError
+from hybrid_audio_dagster.core.tts.base import TTSError
 
 class CartesiaError(TTSError):
     """Base class of every Cartesia client error. Messages never contain the API key."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .config import _ERROR_BODY_LIMIT, _check_voice_id
-from .errors import CartesiaConfigError, CartesiaNotFoundError, CartesiaRequestError, CartesiaVoiceNotFoundError
+from hybrid_audio_dagster.core.tts.cartesia.config import _ERROR_BODY_LIMIT, _check_voice_id
+from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError, CartesiaNotFoundError, CartesiaRequestError, CartesiaVoiceNotFoundError
 
 
 class VoicesMixin:
