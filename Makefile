@@ -29,15 +29,15 @@ home:
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp deploy/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
 init: setup home
-	$(PY) -m hybrid_audio_dagster.headless init
+	$(PY) -m hybrid_audio_dagster.runner.headless init
 
 # Main command: set up, make every message for the sample data, then serve the UI.
 run: setup home
-	$(PY) -m hybrid_audio_dagster.headless batch
+	$(PY) -m hybrid_audio_dagster.runner.headless batch
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 batch: setup home
-	$(PY) -m hybrid_audio_dagster.headless batch
+	$(PY) -m hybrid_audio_dagster.runner.headless batch
 
 ui: setup home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)

@@ -39,7 +39,8 @@ EN = VoiceSettings(language="en")
 
 def stem_texts(count: int) -> list[str]:
     """``count`` distinct English stem texts, as a batch would send them."""
-    from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
+    from hybrid_audio_dagster.core.template_fields import SegmentKind
+    from hybrid_audio_dagster.core.templates import load_templates
 
     template = load_templates(PROJECT_ROOT / "templates")["followup-en"]
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybrid_audio_dagster.core.rotation import KeySet, PairOrder, RotationStore  # noqa: E402
+from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder
+from hybrid_audio_dagster.core.rotation.store import RotationStore
 
 
 def _best_time(fn: Callable[[], int], repeat: int) -> tuple[float, int]:

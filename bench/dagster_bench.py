@@ -52,7 +52,7 @@ def specs_from_manifests(paths, limit: int):
     import numpy as np
 
     from hybrid_audio_dagster.core.audio.wav import parse_wav
-    from hybrid_audio_dagster.core.messages import MANIFEST_NAME, read_manifest
+    from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_manifest
 
     from .workload import MessageSpec, Stem
 
@@ -112,8 +112,8 @@ def run_baselines(specs_sha, work: Path, names: list[str]) -> dict[str, float]:
 
 
 def _batch_env(args):
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
-    from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+    from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+    from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 
     work = Path(args.workdir)
     root, home = work / "project", work / "dagster_home"
@@ -127,7 +127,7 @@ def scenario_batch_setup(args) -> dict:
     Kept out of the measuring process so that the synthesis of hundreds of stems does not
     inflate its peak RSS (memory a process has touched is rarely given back).
     """
-    from hybrid_audio_dagster.batch import run_full_batch
+    from hybrid_audio_dagster.runner.batch import run_full_batch
 
     _work, root, home, paths, resources = _batch_env(args)
     make_project(root, synthetic_names(args.names), synthetic_developers(args.developers))
@@ -153,7 +153,7 @@ def scenario_batch_measure(args) -> dict:
     (warm stems), the same batch again (no-op), then the baselines on the same messages."""
     import dagster as dg  # noqa: F401  (imported before the first timing)
 
-    from hybrid_audio_dagster.batch import run_full_batch
+    from hybrid_audio_dagster.runner.batch import run_full_batch
 
 
     probe = install_probes()
@@ -163,7 +163,7 @@ def scenario_batch_measure(args) -> dict:
     expected = args.names * args.developers
 
     # warm-up (untimed): every code path once, on one name's messages, then nothing left behind
-    from hybrid_audio_dagster.assets.datasets import read_snapshot
+    from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
 
     warm_key = next(iter(read_snapshot(paths, "names")))  # the setup materialized the datasets
     with Stopwatch() as warm_sw:

@@ -76,7 +76,7 @@ class Probe:
         dg.materialize = materialize
 
         # the batch launches its stage runs through batch._execute (job.execute_in_process)
-        import hybrid_audio_dagster.batch as batch_mod
+        import hybrid_audio_dagster.runner.batch as batch_mod
 
         orig_execute = batch_mod._execute
 
@@ -97,10 +97,10 @@ class Probe:
 
 
 def install_probes() -> Probe:
-    import hybrid_audio_dagster.cache_index as cache_index_mod
+    import hybrid_audio_dagster.defs.metadata_index as cache_index_mod
     import hybrid_audio_dagster.core.messages.build as messages_mod
     from hybrid_audio_dagster.core.audio.assemble import AssembledMessage
-    from hybrid_audio_dagster.resources.tts import TTSResource
+    from hybrid_audio_dagster.defs.resources.tts import TTSResource
 
     probe = Probe()
     probe.wrap_materialize()

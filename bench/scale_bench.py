@@ -7,7 +7,7 @@ written by ``tests.pg.write_postgres_home``). In the child, on a fresh project o
 D developers × 2 tiny bench templates, with an instant fake TTS engine
 (:mod:`bench.scale_project`):
 
-1. ``run_full_batch`` from cold, timed per run (``hybrid_audio_dagster.batch._execute`` is
+1. ``run_full_batch`` from cold, timed per run (``hybrid_audio_dagster.runner.batch._execute`` is
    wrapped). The name-stems run(s): wall time, the asset body's own time
    (``materialize_stems`` wrapped, as :class:`bench.probes.Probe` does) and so the
    Dagster bookkeeping per name partition = (run wall − body) / partitions, where Dagster's
@@ -56,8 +56,8 @@ class RunProbe:
     def __init__(self) -> None:
         import dagster as dg
 
-        import hybrid_audio_dagster.assets.stems.assets as stems_mod
-        import hybrid_audio_dagster.batch as batch_mod
+        import hybrid_audio_dagster.defs.stems.assets as stems_mod
+        import hybrid_audio_dagster.runner.batch as batch_mod
 
         self.runs: list[dict] = []
         self.body_s: dict[str, float] = {}
@@ -131,10 +131,10 @@ def wav_paths(root: Path) -> list[str]:
 def run(args) -> dict:
     import dagster as dg
 
-    from hybrid_audio_dagster.batch import run_full_batch
-    from hybrid_audio_dagster.resources.budget import SpendGuardResource
-    from hybrid_audio_dagster.resources.gcs import DeliveryResource
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
+    from hybrid_audio_dagster.runner.batch import run_full_batch
+    from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
+    from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
+    from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 
     rss_imports = rss_mb()
     work = Path(args.workdir)

@@ -39,7 +39,7 @@ def instant_resource_class():
     from pydantic import Field
 
     from hybrid_audio_dagster.core.tts.base import StemContract
-    from hybrid_audio_dagster.resources.tts import TTSResource
+    from hybrid_audio_dagster.defs.resources.tts import TTSResource
 
     class InstantTTSResource(TTSResource):
         """A fake engine that answers at once: a short tone per text (see :func:`tone_wav`)."""

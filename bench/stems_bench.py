@@ -52,13 +52,13 @@ def scenario_stems(args) -> dict:
 
 def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
     import dagster as dg
-    from hybrid_audio_dagster.automation.stages import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
-    from hybrid_audio_dagster.automation.stages import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
+    from hybrid_audio_dagster.defs.tags import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
+    from hybrid_audio_dagster.defs.tags import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 
-    from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
-    ALL = [*ALL_ASSETS, *ALL_CHECKS]
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
-    from hybrid_audio_dagster.resources.tts import (
+    from hybrid_audio_dagster.definitions import defs as code_location
+    ALL = [*code_location.assets, *code_location.asset_checks]
+    from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+    from hybrid_audio_dagster.defs.resources.tts import (
         CartesiaTTSResource,
         OfflineTTSResource,
     )
@@ -75,8 +75,8 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
         tts = CartesiaTTSResource(api_key="bench-key", base_url=base_url, max_concurrency=args.cap, max_retries=2)
     else:
         tts = OfflineTTSResource()
-    from hybrid_audio_dagster.resources.budget import SpendGuardResource
-    from hybrid_audio_dagster.resources.gcs import DeliveryResource
+    from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
+    from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 
     resources = {"paths": paths, "tts": tts, "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}  # GCS off
     by_name = {k.to_user_string(): a for a in ALL for k in getattr(a, "keys", ())}

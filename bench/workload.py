@@ -12,7 +12,8 @@ import numpy as np
 from hybrid_audio_dagster.core.audio.timing import ms_to_frames
 from hybrid_audio_dagster.core.audio.trim import find_trim
 from hybrid_audio_dagster.core.audio.wav import PcmAudio
-from hybrid_audio_dagster.core.templates import SegmentKind, load_template
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import load_template
 
 from .common import PROJECT_ROOT
 

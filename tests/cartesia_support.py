@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from hybrid_audio_dagster.core.tts.base import VoiceSettings
-from hybrid_audio_dagster.core.tts.cartesia import CartesiaClient, CartesiaConfig
+from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
+from hybrid_audio_dagster.core.tts.cartesia.config import CartesiaConfig
 
 from tests.cartesia_fake_server import FakeCartesia
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from hybrid_audio_dagster.assets.checks import verify_partition
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.core.audio.wav import load_wav
-from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from tests.pg import DEPLOY_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ class Proc:
 
 
 def headless_batch(home: Path, project: Path, log: Path, *args: str) -> Proc:
-    return Proc([sys.executable, "-m", "hybrid_audio_dagster.headless", "batch", *args], clean_env(home, project), log)
+    return Proc([sys.executable, "-m", "hybrid_audio_dagster.runner.headless", "batch", *args], clean_env(home, project), log)
 
 
 def kill_when(proc: Proc, ready, what: str, timeout_s: float = KILL_WAIT_S) -> float:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_audio_dagster.core.inbox import PROBLEM_CODES, InboxFileError, parse_file
+from hybrid_audio_dagster.core.inbox.errors import PROBLEM_CODES, InboxFileError
+from hybrid_audio_dagster.core.inbox.parse import parse_file
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

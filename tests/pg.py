@@ -52,7 +52,7 @@ def pg_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -155,7 +155,7 @@ class PgServer:
             raise RuntimeError(f"initdb failed ({r.returncode}): {r.stderr[-2000:]}")
         last = ""
         for _ in range(3):  # a free port can be taken between choosing it and binding it
-            self.port = _free_port()
+            self.port = free_port()
             opts = (f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories={self.data} "
                     "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
                     "-c shared_buffers=64MB")

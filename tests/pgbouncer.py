@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .pg import SUPERUSER, PgDatabase, PgServer, _free_port
+from .pg import SUPERUSER, PgDatabase, PgServer, free_port
 
 
 def pgbouncer_binary() -> Path | None:
@@ -66,7 +66,7 @@ class PgBouncer:
     def start(self, timeout: float = 20.0) -> None:
         last = ""
         for _ in range(3):  # a free port can be taken between choosing it and binding it
-            self.port = _free_port()
+            self.port = free_port()
             ini = self._files()
             user = {"user": "postgres", "group": "postgres", "extra_groups": []} if self.server.as_root else {}
             self.proc = subprocess.Popen([str(self.binary), str(ini)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -10,7 +10,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from hybrid_audio_dagster.core.rotation import PairOrder, RotationStore
+from hybrid_audio_dagster.core.rotation.order import PairOrder
+from hybrid_audio_dagster.core.rotation.store import RotationStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

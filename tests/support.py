@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.resources.paths import PROJECT_ROOT, ProjectPaths
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.resources.paths import PROJECT_ROOT, ProjectPaths
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 
 
 def write_csv(path: Path, header: str, values: list[str]) -> None:
@@ -59,8 +59,8 @@ def project_env(root: Path, names: list[str], developers: list[str], *, variants
     """(root, paths, resources with the offline engine, an ephemeral instance)."""
     import dagster as dg
 
-    from hybrid_audio_dagster.resources.budget import SpendGuardResource
-    from hybrid_audio_dagster.resources.gcs import DeliveryResource
+    from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
+    from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 
     paths = make_project(root, names, developers, variants=variants)
     resources = {"paths": paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
@@ -129,7 +129,7 @@ def batched_campaign(tmp_path: Path, names: list[str], developers: list[str]):
     ``.log``): root, paths, resources, instance, log, and the first batch's summary."""
     from types import SimpleNamespace
 
-    from hybrid_audio_dagster.batch import run_full_batch
+    from hybrid_audio_dagster.runner.batch import run_full_batch
 
     root, paths, resources, instance = project_env(tmp_path / "project", names, developers)
     log = tmp_path / "tts.log"

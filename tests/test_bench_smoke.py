@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
+from hybrid_audio_dagster.defs.resources.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow  # every scenario at tiny size: ~1.5-3 min
 

@@ -8,15 +8,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.assets.stems import CampaignStems
-from hybrid_audio_dagster.assets.stems.assets import displays_for
-from hybrid_audio_dagster.batch import BatchError, run_full_batch
-from hybrid_audio_dagster.cache_index import latest_metadata
-from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
-from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
+from hybrid_audio_dagster.defs.stems.assets import displays_for
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import load_templates
 from hybrid_audio_dagster.definitions import build_defs
-from hybrid_audio_dagster.partitions import message_partition_key
+from hybrid_audio_dagster.defs.partitions import message_partition_key
 from tests.support import CountingTTS, batched_campaign, calls, run_requests, write_csv
 
 NAMES = ["John", "Maria", "Zoë", "Ann-Marie"]
@@ -221,7 +222,7 @@ def test_erasing_a_person_removes_every_file_and_row_that_names_them_and_nothing
     others = {p: m for p, m in outputs(camp.root).items() if p.stem != key}
     stems_before = set(camp.paths.stems.rglob("*.wav"))
     # a writer that died left a spool holding her row (and everyone else's) next to a manifest
-    from hybrid_audio_dagster.core.messages import ManifestWriter
+    from hybrid_audio_dagster.core.messages.manifest import ManifestWriter
 
     dev = camp.instance.get_dynamic_partitions("developers")[0]
     manifest = manifest_path(camp.paths.output, "followup-en", dev)

@@ -14,16 +14,10 @@ from typing import Any
 import pytest
 
 from hybrid_audio_dagster.core.audio.wav import load_wav, parse_wav
-from hybrid_audio_dagster.core.stems import stem_signature
+from hybrid_audio_dagster.core.stems.identity import stem_signature
 from hybrid_audio_dagster.core.tts.base import TTSEngine, VoiceSettings
-from hybrid_audio_dagster.core.tts.cartesia import (
-    DEFAULT_VOICE_ID,
-    CartesiaConfig,
-    CartesiaConfigError,
-    CartesiaNotFoundError,
-    CartesiaVoiceNotFoundError,
-    plausible_duration_range,
-)
+from hybrid_audio_dagster.core.tts.cartesia.config import DEFAULT_VOICE_ID, CartesiaConfig, plausible_duration_range
+from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError, CartesiaNotFoundError, CartesiaVoiceNotFoundError
 
 from tests.cartesia_fake_server import DEFAULT_VOICES, fake_wav, tone_seconds
 from tests.cartesia_support import KEY, OTHER_VOICE_ID, VOICE

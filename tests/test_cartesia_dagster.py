@@ -12,10 +12,12 @@ import dagster as dg
 import pytest
 
 from hybrid_audio_dagster.core.audio.wav import load_wav
-from hybrid_audio_dagster.core.stems import stem_signature
+from hybrid_audio_dagster.core.stems.identity import stem_signature
 from hybrid_audio_dagster.core.tts.base import TTSError, VoiceSettings
-from hybrid_audio_dagster.core.tts.cartesia import DEFAULT_VOICE_ID, CartesiaAuthError, CartesiaClient, CartesiaConfig
-from hybrid_audio_dagster.resources.tts import (
+from hybrid_audio_dagster.core.tts.cartesia.config import DEFAULT_VOICE_ID, CartesiaConfig
+from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaAuthError
+from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
+from hybrid_audio_dagster.defs.resources.tts import (
     CartesiaTTSResource,
     OfflineTTSResource,
     TTSResource,

@@ -20,19 +20,10 @@ import pytest
 
 from hybrid_audio_dagster.core.audio.wav import load_wav
 from hybrid_audio_dagster.core.tts.base import TTSError
-from hybrid_audio_dagster.core.tts.cartesia import (
-    CartesiaAPIError,
-    CartesiaAuthError,
-    CartesiaBadAudioError,
-    CartesiaBillingError,
-    CartesiaClient,
-    CartesiaConfig,
-    CartesiaForbiddenError,
-    CartesiaNotFoundError,
-    CartesiaRequestError,
-    CartesiaRetryExhaustedError,
-    _retry_after_seconds,
-)
+from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaAPIError, CartesiaAuthError, CartesiaBadAudioError, CartesiaBillingError, CartesiaForbiddenError, CartesiaNotFoundError, CartesiaRequestError, CartesiaRetryExhaustedError
+from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
+from hybrid_audio_dagster.core.tts.cartesia.config import CartesiaConfig
+from hybrid_audio_dagster.core.tts.cartesia.http import retry_after_seconds
 
 from tests.cartesia_fake_server import FakeCartesia
 from tests.cartesia_support import KEY, VOICE, SleepRecorder
@@ -63,9 +54,9 @@ def test_429_honours_retry_after(server, make_client, headers, expected):
 
 def test_retry_after_http_date():
     when = datetime.now(UTC) + timedelta(seconds=30)
-    value = _retry_after_seconds(httpx.Headers({"retry-after": format_datetime(when, usegmt=True)}))
+    value = retry_after_seconds(httpx.Headers({"retry-after": format_datetime(when, usegmt=True)}))
     assert value is not None and 25 < value <= 30
-    assert _retry_after_seconds(httpx.Headers({"retry-after": "soon"})) is None
+    assert retry_after_seconds(httpx.Headers({"retry-after": "soon"})) is None
 
 
 def test_500_retried_with_full_jitter_then_success(server, make_client):

@@ -10,15 +10,16 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.cli import main as cli
 from hybrid_audio_dagster.cli.client import RemoteError, parse_headers
 from hybrid_audio_dagster.core import audit
-from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.core.messages.picture import STRIP_META, TIMING_META, picture_of_row
-from hybrid_audio_dagster.core.stems import StemStore, stem_signature
+from hybrid_audio_dagster.core.stems.store import StemStore
+from hybrid_audio_dagster.core.stems.identity import stem_signature
 from hybrid_audio_dagster.core.templates import load_templates
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 from tests.support import make_project
 
 
@@ -34,7 +35,7 @@ def project(tmp_path_factory):
     paths = make_project(root, ["John", "Maria"], ["Wyndham"])
     resources = {"paths": paths, "tts": OfflineTTSResource()}
     try:  # the GCS colleague's resource, where the code location requires it
-        from hybrid_audio_dagster.resources.gcs import DeliveryResource
+        from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 
         resources["gcs"] = DeliveryResource()
     except ImportError:  # pragma: no cover

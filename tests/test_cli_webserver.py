@@ -21,11 +21,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.cli import main as cli
 from hybrid_audio_dagster.core import audit
-from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
-from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from tests.cartesia_fake_server import FakeCartesia
 from tests.gcs_emulator import GCSEmulator
 from tests.servers import ServerProcess, free_port, loaded_locations, wait_until

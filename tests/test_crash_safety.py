@@ -1,6 +1,6 @@
 """Crash safety (issue 12 item 2), on sqlite and on Postgres.
 
-- ``kill -9`` of a real ``python -m hybrid_audio_dagster.headless batch`` during the stems
+- ``kill -9`` of a real ``python -m hybrid_audio_dagster.runner.headless batch`` during the stems
   phase, then of the next batch during the messages phase, then a third batch: it starts
   without a manual step (the dead runs are failed and their pool slots freed), completes
   within a bounded time, synthesizes no stored stem again, rewrites only the messages whose
@@ -30,8 +30,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.automation.stages import DRIVER_TAG
-from hybrid_audio_dagster.run_recovery import (
+from hybrid_audio_dagster.defs.tags import DRIVER_TAG
+from hybrid_audio_dagster.runner.recovery import (
     HOST_TAG,
     PID_TAG,
     busy_pools,
@@ -215,8 +215,8 @@ def test_a_failed_commit_keeps_the_old_manifest_and_the_spool(tmp_path, monkeypa
 HOLDER = textwrap.dedent('''
     import os, sys, time
     import dagster as dg
-    from hybrid_audio_dagster.automation.stages import DRIVER_TAG
-    from hybrid_audio_dagster.run_recovery import owner_tags
+    from hybrid_audio_dagster.defs.tags import DRIVER_TAG
+    from hybrid_audio_dagster.runner.recovery import owner_tags
 
     hold_s = float(sys.argv[2])
 
@@ -247,7 +247,7 @@ def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(
     """The non-public slot calls (pool_slot_holders, free_pool_slots, ensure_pool_limits)
     pinned on both storages; a run waiting on a live holder says who it is; after kill -9
     of the holder, recover_dead_runs (only dead cli runs of this host) lets the waiter run."""
-    from hybrid_audio_dagster import batch as batch_mod
+    from hybrid_audio_dagster.runner import batch as batch_mod
 
     instance = open_instance(home)
     ensure_pool_limits(instance)  # a fresh database: the default limits stored up front
@@ -270,7 +270,7 @@ def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(
         assert pool_slot_holders(instance, "tts")[1] == [run.run_id]
 
         # a batch stage in the same pool waits, and says for whom (not silently)
-        caplog.set_level(logging.WARNING, logger="hybrid_audio_dagster.batch")
+        caplog.set_level(logging.WARNING, logger="hybrid_audio_dagster.runner.batch")
         defs = dg.Definitions(assets=[slot_waiter], jobs=[dg.define_asset_job("waiter_job", [slot_waiter])])
         request = dg.RunRequest(job_name="waiter_job", tags={"hybrid_audio/stage": "stems"})
         t = threading.Thread(target=lambda: waiter.append(batch_mod._execute(defs, instance, request, quiet=True)), daemon=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from tests.cartesia_fake_server import FakeCartesia
 from tests.support import make_project
 from tests.servers import ServerProcess, free_port, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
@@ -118,7 +118,7 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
         assert calls_after_schedule > 0
 
         # the headless batch on the same home, same engine: the stage runs in-process, no new TTS call
-        batch = subprocess.run([sys.executable, "-m", "hybrid_audio_dagster.headless", "batch"], cwd=ROOT, env=env,
+        batch = subprocess.run([sys.executable, "-m", "hybrid_audio_dagster.runner.headless", "batch"], cwd=ROOT, env=env,
                                capture_output=True, text=True, timeout=300)
         assert batch.returncode == 0, batch.stderr[-3000:]
         assert "TTS calls          0" in batch.stdout

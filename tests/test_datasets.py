@@ -12,19 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hybrid_audio_dagster.core.datasets import (
-    SLUG_MAX_LEN,
-    DatasetItem,
-    DatasetResult,
-    InvalidValueError,
-    assign_keys,
-    clean_value,
-    dataset_fingerprint,
-    fold,
-    normalize_items,
-    preview,
-    slugify,
-)
+from hybrid_audio_dagster.core.datasets.constants import SLUG_MAX_LEN
+from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult, dataset_fingerprint
+from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value, preview
+from hybrid_audio_dagster.core.datasets.slugs import assign_keys, fold, slugify
+from hybrid_audio_dagster.core.datasets.normalize import normalize_items
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 

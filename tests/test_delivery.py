@@ -14,14 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_audio_dagster.core.delivery import (
-    BucketLayout,
-    ChecksumMismatch,
-    DeliveryError,
-    InventoryEntry,
-    ObjectNotFound,
-    UnsafeObjectPath,
-)
+from hybrid_audio_dagster.core.delivery.layout import BucketLayout, InventoryEntry
+from hybrid_audio_dagster.core.delivery.errors import ChecksumMismatch, DeliveryError, ObjectNotFound, UnsafeObjectPath
 from hybrid_audio_dagster.core.delivery.errors import redact
 from tests.delivery_support import (
     BUCKET,
@@ -72,7 +66,8 @@ def test_redact_removes_tokens_and_query_strings():
 
 
 def test_compare_is_pure_and_uses_whichever_checksum_the_bucket_has():
-    from hybrid_audio_dagster.core.delivery import LocalFile, RemoteObject, compare
+    from hybrid_audio_dagster.core.delivery.consistency import LocalFile, compare
+    from hybrid_audio_dagster.core.delivery.records import RemoteObject
     from hybrid_audio_dagster.core.delivery.layout import checksums_of_bytes
 
     layout = BucketLayout()

@@ -8,13 +8,9 @@ import threading
 
 import pytest
 
-from hybrid_audio_dagster.core.delivery import (
-    BucketNotFound,
-    InventoryEntry,
-    PermissionDenied,
-    RetrySettings,
-    TransientFailure,
-)
+from hybrid_audio_dagster.core.delivery.errors import BucketNotFound, PermissionDenied, TransientFailure
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
+from hybrid_audio_dagster.core.delivery.records import RetrySettings
 from tests.delivery_support import (
     BUCKET,
     FAST,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from hybrid_audio_dagster.core.delivery import InventoryEntry, build_report, execute_repair, plan_repair, repair, write_jsonl
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
+from hybrid_audio_dagster.core.delivery.consistency import build_report, write_jsonl
+from hybrid_audio_dagster.core.delivery.repair import execute_repair, plan_repair, repair
 from tests.delivery_support import (
     BUCKET,
     local_state,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.core.delivery import InventoryEntry, UnsafeObjectPath
-from hybrid_audio_dagster.resources.gcs import GCS_OFF_MESSAGE, DeliveryResource, gcs_resource_from_env
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
+from hybrid_audio_dagster.core.delivery.errors import UnsafeObjectPath
+from hybrid_audio_dagster.defs.resources.gcs import GCS_OFF_MESSAGE, DeliveryResource, gcs_resource_from_env
 from tests.delivery_support import (
     BUCKET,
     make_tree,

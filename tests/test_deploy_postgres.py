@@ -17,8 +17,8 @@ import dagster as dg
 import pytest
 
 from tests.pg import DEPLOY_ENV, DEPLOY_YAML, write_postgres_home
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from tests.servers import ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
 from tests.support import make_project
 

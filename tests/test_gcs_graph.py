@@ -14,12 +14,13 @@ import dagster as dg
 import pytest
 from google.cloud import storage
 
-from hybrid_audio_dagster.automation.stages import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG, datasets_request
-from hybrid_audio_dagster.batch import BatchError, run_full_batch
-from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
-from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS, build_defs
-from hybrid_audio_dagster.resources.gcs import DeliveryResource
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
+from hybrid_audio_dagster.defs.pipeline.stages import datasets_request
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.definitions import build_defs, defs as code_location
+from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 from tests.gcs_emulator import emulator_behind_proxy
 from tests.support import NoCallTTS, drive_pipelines, project_env, write_csv
 
@@ -72,7 +73,7 @@ def snapshot(paths) -> dict[str, bytes]:
 
 def consistency(instance, resources) -> tuple[dict, bool]:
     """Materialize ``bucket_consistency``: (its metadata, whether ``in_sync`` passed)."""
-    result = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=dg.AssetSelection.assets("bucket_consistency"),
+    result = dg.materialize([*code_location.assets, *code_location.asset_checks], selection=dg.AssetSelection.assets("bucket_consistency"),
                             instance=instance, resources=resources)
     md = {k: v.value for k, v in result.asset_materializations_for_node("bucket_consistency")[0].metadata.items()}
     [check] = result.get_asset_check_evaluations()

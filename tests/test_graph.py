@@ -8,12 +8,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.stems import script_stems_current
-from hybrid_audio_dagster.batch import run_full_batch
-from hybrid_audio_dagster.definitions import ALL_ASSETS, ALL_CHECKS
-from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
-from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
-from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.stems.checks import script_stems_current
+from hybrid_audio_dagster.runner.batch import run_full_batch
+from hybrid_audio_dagster.definitions import defs as code_location
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from tests.support import all_messages_verified, project_env, write_csv
 
 NAMES = ["John", "Maria", "José", "Zoë", "O'Brien", "李雷", "Ann|Marie"]
@@ -105,7 +106,7 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     data["version"] += 1
     tpl_path.write_text(json.dumps(data))
     # before the batch, the script stems' check shows exactly what is stale and its cost
-    stale = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources, raise_on_error=False)
+    stale = dg.materialize([*code_location.assets, *code_location.asset_checks], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources, raise_on_error=False)
     [evaluation] = stale.get_asset_check_evaluations()
     assert not evaluation.passed
     assert evaluation.metadata["stems_to_synthesize"].value == 1
@@ -120,7 +121,7 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     assert summary.messages_written == len(NAMES) * len(DEVELOPERS)
     assert summary.messages_skipped == len(NAMES) * len(DEVELOPERS)
     all_messages_verified(paths, instance)
-    fresh = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources)
+    fresh = dg.materialize([*code_location.assets, *code_location.asset_checks], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources)
     assert fresh.get_asset_check_evaluations()[0].passed
 
 
@@ -174,7 +175,7 @@ def test_definitions_load():
 
 def test_stems_through_cartesia_server_and_cache(project, monkeypatch):
     """The stem assets end to end against a real loopback server speaking the Cartesia API."""
-    from hybrid_audio_dagster.resources.tts import CartesiaTTSResource
+    from hybrid_audio_dagster.defs.resources.tts import CartesiaTTSResource
     from tests.cartesia_fake_server import FakeCartesia
 
     root, paths, _, instance = project
@@ -199,7 +200,7 @@ def test_stems_through_cartesia_server_and_cache(project, monkeypatch):
 
 
 def latest_stem_metadata(instance: dg.DagsterInstance) -> dict:
-    from hybrid_audio_dagster.cache_index import latest_metadata
+    from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 
     key = instance.get_dynamic_partitions("developers")[0]
     return latest_metadata(instance, dg.AssetKey("developer_stems"), [key])[key]

@@ -13,16 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybrid_audio_dagster.core.inbox import (
-    PROBLEM_CODES,
-    InboxFileError,
-    ParsedFile,
-    Report,
-    content_sha256,
-    ingest,
-    parse_file,
-    write_report,
-)
+from hybrid_audio_dagster.core.inbox.errors import PROBLEM_CODES, InboxFileError
+from hybrid_audio_dagster.core.inbox.report import ParsedFile, Report, write_report
+from hybrid_audio_dagster.core.inbox.parse import content_sha256, ingest, parse_file
 from tests.inbox_support import DATA, displays, refusal
 
 

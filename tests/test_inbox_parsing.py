@@ -7,7 +7,9 @@ import random
 
 import pytest
 
-from hybrid_audio_dagster.core.inbox import InboxFileError, decode_text, detect_role, parse_file
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
+from hybrid_audio_dagster.core.inbox.decode import decode_text
+from hybrid_audio_dagster.core.inbox.parse import detect_role, parse_file
 from tests.inbox_support import displays, refusal
 
 

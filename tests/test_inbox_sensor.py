@@ -8,15 +8,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster import dataset_admin
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.automation.inbox import InboxSettings, build_inbox_sensor, evaluate_inbox
-from hybrid_audio_dagster.automation.stages import STAGE_TAG
-from hybrid_audio_dagster.batch import run_full_batch
-from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
+from hybrid_audio_dagster.core.datasets import admin as dataset_admin
+from hybrid_audio_dagster.core.datasets.files import DatasetAdminError
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.datasets.sensors import InboxSettings, build_inbox_sensor, evaluate_inbox
+from hybrid_audio_dagster.defs.tags import STAGE_TAG
+from hybrid_audio_dagster.runner.batch import run_full_batch
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.definitions import build_defs
-from hybrid_audio_dagster.resources.budget import SpendGuardResource
-from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from tests.support import NoCallTTS, drive_pipelines, project_env, run_requests, sensor_requests, write_csv
 
 NAMES = ["John", "Maria", "José"]
@@ -250,11 +251,11 @@ def test_preview_upload_list_delete(campaign):
 
     outside = root / "data" / "names.csv"
     for bad in ["../names.csv", "names/../../names.csv", str(outside), "/etc/passwd", "names", "names/", "..", "store/x", "names/.hidden", "C:\\x"]:
-        with pytest.raises(dataset_admin.DatasetAdminError):
+        with pytest.raises(DatasetAdminError):
             dataset_admin.delete(paths, bad)
     assert outside.exists()
     (paths.dataset_store / "names" / "link.csv").symlink_to(outside)
-    with pytest.raises(dataset_admin.DatasetAdminError):
+    with pytest.raises(DatasetAdminError):
         dataset_admin.delete(paths, "names/link.csv")
     assert outside.exists()
     (paths.dataset_store / "names" / "link.csv").unlink()

@@ -6,10 +6,11 @@ import json
 import pytest
 
 from hybrid_audio_dagster.core.audio.timing import ms_to_frames
-from hybrid_audio_dagster.core.messages import MessagePlanner, plan_message
-from hybrid_audio_dagster.core.stems import StemRecord
-from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
-from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
+from hybrid_audio_dagster.core.messages.plan import MessagePlanner, plan_message
+from hybrid_audio_dagster.core.stems.store import StemRecord
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.defs.resources.paths import PROJECT_ROOT
 
 TEMPLATES = load_templates(PROJECT_ROOT / "templates")
 

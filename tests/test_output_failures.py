@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.batch import BatchError, run_full_batch
-from hybrid_audio_dagster.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from tests.support import CountingTTS, make_project
 from tests.crash_support import (
     DEVELOPERS,
@@ -27,8 +27,8 @@ from tests.crash_support import (
 
 # -- disk full / permission denied on output ----------------------------------------------------------
 def project_resources(root: Path, names: list[str], tts_log: Path) -> tuple[ProjectPaths, dict]:
-    from hybrid_audio_dagster.resources.budget import SpendGuardResource
-    from hybrid_audio_dagster.resources.gcs import DeliveryResource
+    from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
+    from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 
     paths = make_project(root, names, DEVELOPERS[:2])
     return paths, {"paths": paths, "tts": CountingTTS(log_path=str(tts_log)), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}

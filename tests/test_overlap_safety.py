@@ -15,12 +15,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.batch import run_full_batch
-from hybrid_audio_dagster.cache_index import latest_metadata
-from hybrid_audio_dagster.core.messages import MANIFEST_NAME
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.runner.batch import run_full_batch
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME
 from hybrid_audio_dagster.core.messages.manifest import read_fingerprint
-from hybrid_audio_dagster.partitions import message_partition_key
+from hybrid_audio_dagster.defs.partitions import message_partition_key
 from tests.pg import write_postgres_home
 from tests.support import CountingTTS, calls, make_project
 from tests.crash_support import (
@@ -43,8 +43,8 @@ from tests.crash_support import (
 DRIVER = textwrap.dedent('''
     import json, sys
     import dagster as dg
-    from hybrid_audio_dagster.batch import run_full_batch
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
+    from hybrid_audio_dagster.runner.batch import run_full_batch
+    from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
     from tests.support import CountingTTS
 
     root, log = sys.argv[1], sys.argv[2]
@@ -57,9 +57,9 @@ DRIVER = textwrap.dedent('''
 INBOX = textwrap.dedent('''
     import sys
     import dagster as dg
-    from hybrid_audio_dagster.automation.inbox import InboxSettings, evaluate_inbox
+    from hybrid_audio_dagster.defs.datasets.sensors import InboxSettings, evaluate_inbox
     from hybrid_audio_dagster.definitions import build_defs
-    from hybrid_audio_dagster.resources.paths import ProjectPaths
+    from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
     from tests.support import CountingTTS, drive_pipelines, write_csv
 
     root, log, names = sys.argv[1], sys.argv[2], sys.argv[3].split(",")

@@ -9,14 +9,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.batch import run_full_batch
-from hybrid_audio_dagster.cache_index import latest_metadata
+from hybrid_audio_dagster.runner.batch import run_full_batch
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 from hybrid_audio_dagster.core.delivery.inventory import stamp_manifest
-from hybrid_audio_dagster.core.messages import MANIFEST_NAME, manifest_path, read_manifest
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, manifest_path, read_manifest
 from hybrid_audio_dagster.core.messages.fingerprint import unchanged_partition
 from hybrid_audio_dagster.core.messages.manifest import read_fingerprint
 from hybrid_audio_dagster.definitions import build_defs
-from hybrid_audio_dagster.partitions import message_partition_dims, message_partition_key
+from hybrid_audio_dagster.defs.partitions import message_partition_dims, message_partition_key
 from tests.support import all_messages_verified, batched_campaign, calls, run_requests, write_csv
 
 NAMES = ["John", "Maria", "Zoë"]
@@ -206,7 +206,7 @@ def test_the_fingerprint_moves_with_every_input_of_a_message():
 
     from hybrid_audio_dagster.core.messages.fingerprint import names_digest, partition_fingerprint
     from hybrid_audio_dagster.core.templates import load_templates
-    from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
+    from hybrid_audio_dagster.defs.resources.paths import PROJECT_ROOT
     from tests.test_messages_core import fake_record
 
     tpl = load_templates(PROJECT_ROOT / "templates")["followup-en"]
@@ -243,7 +243,7 @@ def test_the_fingerprint_moves_with_every_input_of_a_message():
 def test_a_manifest_is_regrouped_into_few_row_groups_however_small_its_spool_chunks(tmp_path):
     import pyarrow.parquet as pq
 
-    from hybrid_audio_dagster.core.messages import ManifestWriter
+    from hybrid_audio_dagster.core.messages.manifest import ManifestWriter
     from hybrid_audio_dagster.core.messages.manifest import FIRST_GROUP_ROWS, ROW_GROUP_ROWS, read_column
 
     n = ROW_GROUP_ROWS + 100

@@ -10,7 +10,7 @@ import multiprocessing as mp
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.partitions import add_partitions
+from hybrid_audio_dagster.defs.partitions import add_partitions
 
 ROUNDS = 25
 

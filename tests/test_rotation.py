@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybrid_audio_dagster.core.rotation import DatasetError, FeistelPermutation, KeySet, PairOrder, RotationStore, StreamOrder
+from hybrid_audio_dagster.core.rotation.errors import DatasetError
+from hybrid_audio_dagster.core.rotation.order import FeistelPermutation, KeySet, PairOrder, StreamOrder
+from hybrid_audio_dagster.core.rotation.store import RotationStore
 from tests.rotation_support import ROOT, fast, seeds, keys, assert_guarantees
 
 
@@ -91,7 +93,7 @@ def test_seed_and_cycle_change_the_order() -> None:
 
 _DETERMINISM_CHILD = """
 import hashlib, json, sys
-from hybrid_audio_dagster.core.rotation import PairOrder, StreamOrder
+from hybrid_audio_dagster.core.rotation.order import PairOrder, StreamOrder
 out = []
 for n, m, seed, cycle in json.loads(sys.argv[1]):
     o = PairOrder([f"n{i}" for i in range(n)], [f"d{j}" for j in range(m)], seed=seed, cycle=cycle)

@@ -12,32 +12,29 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.datasets import names_dataset
-from hybrid_audio_dagster.assets.rotation import RetryLedger, open_rotation, rotation_cycle, rotation_dir
-from hybrid_audio_dagster.assets.stems import name_stems
-from hybrid_audio_dagster.batch import run_full_batch
-from hybrid_audio_dagster.cache_index import latest_metadata
-from hybrid_audio_dagster.core.messages import message_path, manifest_path, read_manifest
-from hybrid_audio_dagster.core.rotation import read_audit
-from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
-from hybrid_audio_dagster.automation.pipeline import rotation_requests
-from hybrid_audio_dagster.automation.stages import STAGE_TAG
+from hybrid_audio_dagster.defs.datasets.assets import names_dataset
+from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
+from hybrid_audio_dagster.core.rotation.campaign import open_rotation, rotation_dir
+from hybrid_audio_dagster.defs.rotation.assets import rotation_cycle
+from hybrid_audio_dagster.defs.stems.assets import name_stems
+from hybrid_audio_dagster.runner.batch import run_full_batch
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
+from hybrid_audio_dagster.core.messages.plan import message_path
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.defs.pipeline.sensors import rotation_requests
+from hybrid_audio_dagster.defs.tags import STAGE_TAG
 from hybrid_audio_dagster.definitions import build_defs, defs
-from hybrid_audio_dagster.resources.budget import SpendGuardResource
-from hybrid_audio_dagster.resources.gcs import DeliveryResource
-from hybrid_audio_dagster.resources.paths import ProjectPaths
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
+from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 from tests.support import NoCallTTS, make_project, write_csv
-from hybrid_audio_dagster.rotation_schedule import (
-    BATCH_TAG,
-    ROTATION_CRON,
-    RotationSettings,
-    build_rotation_schedule,
-    generate_next_pair,
-    preview_pairs,
-    rotation_schedule,
-    rotation_schedule_from_env,
-)
+from hybrid_audio_dagster.defs.rotation.plan import BATCH_TAG, RotationSettings
+from hybrid_audio_dagster.defs.rotation.schedules import ROTATION_CRON, build_rotation_schedule, rotation_schedule, rotation_schedule_from_env
+from hybrid_audio_dagster.defs.rotation.tick import generate_next_pair, preview_pairs
 
 NAMES = ["John", "Maria", "Zoë", "Ann"]
 DEVELOPERS = ["Wyndham", "Hilton", "Marriott"]
@@ -310,7 +307,7 @@ def test_generate_next_pair(env):
 
 
 def test_pairs_of_a_tick_that_failed_after_advancing_are_not_lost(env, monkeypatch):
-    import hybrid_audio_dagster.rotation_ledger as rs  # where _plan_requests looks stem_problems up
+    import hybrid_audio_dagster.defs.rotation.reconcile as rs  # where _plan_requests looks stem_problems up
 
     def broken(*args, **kwargs):
         raise RuntimeError("instance unavailable")

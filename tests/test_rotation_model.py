@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from hybrid_audio_dagster.core.rotation import RotationStore
+from hybrid_audio_dagster.core.rotation.store import RotationStore
 from tests.rotation_support import seeds, keys, make_store, snapshot
 
 

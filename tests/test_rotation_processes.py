@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_audio_dagster.core.rotation import PairOrder, RotationStore, read_audit
+from hybrid_audio_dagster.core.rotation.order import PairOrder
+from hybrid_audio_dagster.core.rotation.store import RotationStore
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
 from tests.rotation_support import ROOT, keys, make_store
 
 
@@ -24,8 +26,8 @@ from tests.rotation_support import ROOT, keys, make_store
 _WORKER = r"""
 import json, os, sys, time
 from pathlib import Path
-from hybrid_audio_dagster.core import rotation as r
-from hybrid_audio_dagster.core.rotation import state as r_state  # writes the state file and sidecars
+from hybrid_audio_dagster.core.rotation.store import RotationStore
+from hybrid_audio_dagster.core.rotation import state as r_state
 
 cfg = json.loads(sys.argv[1])
 out = Path(cfg["out"])
@@ -33,7 +35,7 @@ out = Path(cfg["out"])
 if cfg.get("crash"):
     mode, at = cfg["crash"], cfg["crash_at"]
     calls = {"n": 0}
-    real_write, real_append = r_state.atomic_write_text, r.RotationStore._append_audit
+    real_write, real_append = r_state.atomic_write_text, RotationStore._append_audit
 
     def write(path, text, **kw):
         if Path(path).name != "state.json":
@@ -55,9 +57,9 @@ if cfg.get("crash"):
             os._exit(73)
 
     r_state.atomic_write_text = write
-    r.RotationStore._append_audit = append
+    RotationStore._append_audit = append
 
-store = r.RotationStore(cfg["state"], names=cfg["names"], developers=cfg["devs"], scripts=cfg.get("scripts", ()),
+store = RotationStore(cfg["state"], names=cfg["names"], developers=cfg["devs"], scripts=cfg.get("scripts", ()),
                         seed=cfg["seed"], audit_path=cfg["audit"], fsync=cfg.get("fsync", False))
 
 if cfg.get("go"):

@@ -12,20 +12,12 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from hybrid_audio_dagster.core import rotation as rot
-from hybrid_audio_dagster.core.rotation import (
-    Batch,
-    DatasetError,
-    KeySet,
-    MissingReasonError,
-    PairOrder,
-    RotationStateError,
-    RotationStore,
-    RunKeyConflictError,
-    SeekError,
-    StreamOrder,
-    read_audit,
-)
+from hybrid_audio_dagster.core.rotation import state as rotation_state
+from hybrid_audio_dagster.core.rotation.batch import Batch
+from hybrid_audio_dagster.core.rotation.errors import DatasetError, MissingReasonError, RotationStateError, RunKeyConflictError, SeekError
+from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOrder
+from hybrid_audio_dagster.core.rotation.store import RotationStore
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
 from tests.rotation_support import fast, seeds, keys, make_store, snapshot
 
 
@@ -296,7 +288,7 @@ def test_a_crash_before_the_commit_hands_out_nothing(tmp_path: Path, monkeypatch
     def boom(path, text, **kw):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rot.state, "atomic_write_text", boom)  # the module that writes the state file
+    monkeypatch.setattr(rotation_state, "atomic_write_text", boom)  # the module that writes the state file
     with pytest.raises(OSError, match="disk full"):
         store.advance(3)
     assert snapshot(tmp_path) == before
@@ -346,7 +338,7 @@ def test_corrupt_state_and_sidecars_are_reported_not_reset(tmp_path: Path) -> No
     sidecar = tmp_path / "state" / "state.json.members" / f"{KeySet(names).fingerprint}.json"
     pristine = sidecar.read_bytes()
     sidecar.write_bytes(pristine.replace(b"n000", b"n00X"))
-    rot._MEMBER_CACHE.clear()
+    rotation_state._MEMBER_CACHE.clear()
     with pytest.raises(RotationStateError, match="does not match its name"):
         changed.advance(1)
     sidecar.unlink()

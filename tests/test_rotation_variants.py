@@ -13,21 +13,27 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.assets.rotation import RetryLedger, open_rotation, rotation_cycle, rotation_status_metadata, rotation_templates
-from hybrid_audio_dagster.automation.pipeline import rotation_requests
-from hybrid_audio_dagster.automation.stages import STAGE_TAG
-from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
+from hybrid_audio_dagster.core.rotation.campaign import open_rotation, rotation_templates
+from hybrid_audio_dagster.defs.rotation.assets import rotation_cycle, rotation_status_metadata
+from hybrid_audio_dagster.defs.pipeline.sensors import rotation_requests
+from hybrid_audio_dagster.defs.tags import STAGE_TAG
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.cli import common as cli_common
 from hybrid_audio_dagster.cli import rotation as cli_rotation
-from hybrid_audio_dagster.core.rotation import DatasetError, RotationStore, read_audit, script_counts
+from hybrid_audio_dagster.core.rotation.errors import DatasetError
+from hybrid_audio_dagster.core.rotation.store import RotationStore
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
+from hybrid_audio_dagster.core.rotation.counts import script_counts
 from hybrid_audio_dagster.core.template_variants import select_keys
 from hybrid_audio_dagster.definitions import build_defs
-from hybrid_audio_dagster.resources.budget import SpendGuardResource
-from hybrid_audio_dagster.resources.paths import ProjectPaths
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
-from hybrid_audio_dagster.rotation_schedule import RotationSettings, build_rotation_schedule
-from hybrid_audio_dagster.service.rotation import _plain
+from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.rotation.plan import RotationSettings
+from hybrid_audio_dagster.defs.rotation.schedules import build_rotation_schedule
+from hybrid_audio_dagster.defs.rotation.admin import plain_metadata
 from tests.support import NoCallTTS, make_project
 
 A, B, C = "followup-en", "followup-en--soft_warm", "followup-en--fast_assertive"
@@ -197,7 +203,7 @@ def test_ab_rotation_alternates_the_variants_and_counts_them(env, monkeypatch, c
     assert event.materialization.metadata["template_counts"].value == {A: K, B: K}  # the 8 pairs of cycle 0
 
     # `hybrid-audio rotation status` prints them (its admin run returns this metadata)
-    monkeypatch.setattr(cli_rotation, "_admin", lambda action, **config: _plain(rotation_status_metadata(env.paths)))
+    monkeypatch.setattr(cli_rotation, "_admin", lambda action, **config: plain_metadata(rotation_status_metadata(env.paths)))
     # the app's callback resets the CLI state per invocation; called directly, start from text mode
     # (an earlier CLI test in this process may have left --json on)
     monkeypatch.setattr(cli_common.STATE, "json", False)

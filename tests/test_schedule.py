@@ -6,16 +6,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.automation.nightly import (
+from hybrid_audio_dagster.defs.pipeline.schedules import (
     NIGHTLY_CRON,
     build_nightly_batch_schedule,
     nightly_batch_schedule,
     nightly_schedule_from_env,
 )
-from hybrid_audio_dagster.automation.stages import PIPELINE_TAG, STAGE_TAG
-from hybrid_audio_dagster.batch import run_full_batch
+from hybrid_audio_dagster.defs.tags import PIPELINE_TAG, STAGE_TAG
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.definitions import build_defs, defs
-from hybrid_audio_dagster.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 from tests.support import NoCallTTS, drive_pipelines, make_project
 
 
@@ -83,16 +83,16 @@ def test_scheduled_batch_runs_stems_strictly_before_messages(project):
 
 
 def test_stale_ranges_bridge_small_gaps_for_the_pipeline_and_none_for_the_cli_plan():
-    from hybrid_audio_dagster.automation.stages import MAX_RANGES, MERGE_GAP, contiguous_ranges
-    from hybrid_audio_dagster.service.plan import _spans
+    from hybrid_audio_dagster.defs.pipeline.stages import MAX_RANGES, MERGE_GAP, contiguous_ranges
+    from hybrid_audio_dagster.defs.pipeline.plan import exact_spans
 
     keys = [f"k{i:03d}" for i in range(100)]
     stale = ["k000", "k001", f"k{MERGE_GAP + 2:03d}", "k090"]
     # the pipeline: a gap of MERGE_GAP current keys is cheaper bridged than split into another run
     assert contiguous_ranges(keys, stale) == [("k000", f"k{MERGE_GAP + 2:03d}"), ("k090", "k090")]
     # the CLI's plan lists exactly what is stale
-    assert _spans(keys, stale) == [("k000", "k001"), (f"k{MERGE_GAP + 2:03d}", f"k{MERGE_GAP + 2:03d}"), ("k090", "k090")]
+    assert exact_spans(keys, stale) == [("k000", "k001"), (f"k{MERGE_GAP + 2:03d}", f"k{MERGE_GAP + 2:03d}"), ("k090", "k090")]
     scattered = keys[:: MERGE_GAP + 2][: MAX_RANGES + 1]
     assert contiguous_ranges(keys, scattered) == [(scattered[0], scattered[-1])]  # too many ranges: one span
-    assert len(_spans(keys, scattered)) == MAX_RANGES + 1
-    assert contiguous_ranges(keys, []) == _spans(keys, []) == []
+    assert len(exact_spans(keys, scattered)) == MAX_RANGES + 1
+    assert contiguous_ranges(keys, []) == exact_spans(keys, []) == []

@@ -12,17 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybrid_audio_dagster.core.audio.timing import Boundary
-from hybrid_audio_dagster.core.templates import (
-    Segment,
-    SegmentKind,
-    Template,
-    TemplateError,
-    load_template,
-    load_templates,
-    parse_template,
-    split_variant_key,
-    variant_key,
-)
+from hybrid_audio_dagster.core.templates import Segment, Template, TemplateError, load_template, load_templates, parse_template
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.template_variants import split_variant_key, variant_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = REPO_ROOT / "templates"

@@ -10,12 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from hybrid_audio_dagster.assets.checks import verify_partition
-from hybrid_audio_dagster.assets.stems import CampaignStems
-from hybrid_audio_dagster.assets.stems.assets import displays_for
-from hybrid_audio_dagster.batch import BatchError, run_full_batch
-from hybrid_audio_dagster.core.messages import manifest_path, read_manifest
-from hybrid_audio_dagster.core.templates import SegmentKind, load_templates
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
+from hybrid_audio_dagster.defs.stems.assets import displays_for
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
+from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import load_templates
 from tests.support import CountingTTS, calls, project_env
 
 NAMES = ["John", "Zoë", "Ann-Marie"]

@@ -53,7 +53,7 @@ def temp_owner(name: str) -> tuple[str, int] | None:
     return (m["host"], int(m["pid"])) if m else None
 
 
-def _named(exc: OSError, path: os.PathLike | str, what: str = "writing") -> OSError:
+def error_naming(exc: OSError, path: os.PathLike | str, what: str = "writing") -> OSError:
     """The same kind of error (ENOSPC, EACCES, ...), naming the final path."""
     if exc.filename is not None and str(exc.filename) == str(path):
         return exc
@@ -79,7 +79,7 @@ def atomic_write_bytes(path: str | os.PathLike, parts: bytes | Iterable[bytes], 
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise _named(exc, path) from None
+        raise error_naming(exc, path) from None
     try:
         view_chunks = [memoryview(c) for c in chunks]
         total = sum(c.nbytes for c in view_chunks)
@@ -108,7 +108,7 @@ def atomic_write_bytes(path: str | os.PathLike, parts: bytes | Iterable[bytes], 
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise _named(exc, path) from None
+            raise error_naming(exc, path) from None
         raise
 
 

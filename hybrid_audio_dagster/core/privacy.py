@@ -16,14 +16,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hybrid_audio_dagster.core.datasets import DatasetResult, DatasetItem, clean_value, fold
+from hybrid_audio_dagster.core.datasets.items import DatasetResult, DatasetItem
+from hybrid_audio_dagster.core.datasets.validation import clean_value
+from hybrid_audio_dagster.core.datasets.slugs import fold
 from hybrid_audio_dagster.core.fsutil import atomic_write_text, file_lock
-from hybrid_audio_dagster.core.inbox import InboxFileError, _choose_delimiter, _pick_column, decode_text
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
+from hybrid_audio_dagster.core.inbox.formats import choose_delimiter, pick_column
+from hybrid_audio_dagster.core.inbox.decode import decode_text
 
 REPORT_SUFFIX = ".report.json"  # beside every stored or rejected upload
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME
 from hybrid_audio_dagster.core.messages.retire import LOCK_NAME, drop_rows
-from hybrid_audio_dagster.core.stems import StemStore
+from hybrid_audio_dagster.core.stems.store import StemStore
 
 
 @dataclass
@@ -62,7 +66,7 @@ def _matches(kind: str, raw: object, target: str) -> bool:
 def strip_person(text: str, suffix: str, kind: str, target: str) -> tuple[str, int]:
     """``text`` of a dataset file without the rows whose value folds to ``target``."""
     if suffix in (".csv", ".tsv"):
-        delim = _choose_delimiter(text, kind, suffix == ".tsv")
+        delim = choose_delimiter(text, kind, suffix == ".tsv")
         records = list(csv.reader(io.StringIO(text, newline=""), delimiter=delim))
         out = io.StringIO()
         writer = csv.writer(out, delimiter=delim, lineterminator="\n")
@@ -70,7 +74,7 @@ def strip_person(text: str, suffix: str, kind: str, target: str) -> tuple[str, i
         removed = 0
         for record in records:
             if idx is None and any(c.strip() for c in record):
-                idx = _pick_column(kind, record, "column")
+                idx = pick_column(kind, record, "column")
             elif idx is not None and idx < len(record) and _matches(kind, record[idx], target):
                 removed += 1
                 continue

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from hybrid_audio_dagster.core.tts.cartesia import EMOTIONS as CARTESIA_EMOTIONS
+from hybrid_audio_dagster.core.tts.cartesia.config import EMOTIONS as CARTESIA_EMOTIONS
 
 SCHEMA_VERSION = 1
 PLACEHOLDERS = ("name", "developer")

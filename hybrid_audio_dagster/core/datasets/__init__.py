@@ -1,4 +1,4 @@
-"""Normalisation, validation and slugs for the two input datasets (pure Python, no Dagster).
+r"""Normalisation, validation and slugs for the two input datasets (pure Python, no Dagster).
 
 A dataset is a list of *names* (first names of people) or *developers* (hotel/timeshare
 brands). :func:`normalize_items` turns raw strings into :class:`DatasetItem` (stable slug
@@ -22,7 +22,7 @@ Rules (one reason is reported per value: the first failing check, roughly in thi
   such as ``®`` (TTS reads them aloud) and stacks of more than 3 combining marks (zalgo
   text) are rejected.
 * ``too_long``: more than 40 (names) / 60 (developers) code points after cleaning.
-* ``path_like``: contains ``/``, ``\\`` or ``..`` (also after NFKC, so ``／`` and ``…`` count).
+* ``path_like``: contains ``/``, ``\`` or ``..`` (also after NFKC, so ``／`` and ``…`` count).
 * ``markup``: contains ``< > { } [ ]`` (after NFKC): they break the template renderer,
   SSML, and bracket tags some TTS engines interpret.
 * ``digits_only`` / ``no_letters``: nothing to speak.
@@ -55,30 +55,3 @@ use), :mod:`.items` (:class:`DatasetItem`, :class:`Reject`, :class:`DatasetResul
 :func:`preview`) and :mod:`.normalize` (:func:`normalize_items`). Every name other code
 imports is re-exported here.
 """
-
-from __future__ import annotations
-
-from hybrid_audio_dagster.core.datasets.constants import ALLOWED_PUNCTUATION, KINDS, MAX_DISPLAY_LEN, SLUG_MAX_LEN, Kind
-from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult, Reject, dataset_fingerprint
-from hybrid_audio_dagster.core.datasets.normalize import normalize_items
-from hybrid_audio_dagster.core.datasets.slugs import assign_keys, fold, slugify
-from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value, preview
-
-__all__ = [
-    "ALLOWED_PUNCTUATION",
-    "KINDS",
-    "MAX_DISPLAY_LEN",
-    "SLUG_MAX_LEN",
-    "DatasetItem",
-    "DatasetResult",
-    "InvalidValueError",
-    "Kind",
-    "Reject",
-    "assign_keys",
-    "clean_value",
-    "dataset_fingerprint",
-    "fold",
-    "normalize_items",
-    "preview",
-    "slugify",
-]

@@ -15,9 +15,9 @@ MAX_DISPLAY_LEN: dict[str, int] = {"names": 40, "developers": 60}
 SLUG_MAX_LEN = 48
 # Raw cells longer than this are refused before any Unicode processing (cheap, and the
 # message stays short); generous so values padded with whitespace are still cleaned.
-_RAW_HARD_LIMIT = 10_000
+RAW_HARD_LIMIT = 10_000
 # Rejected values are shown in reports as a repr-escaped preview of at most this many chars.
-_PREVIEW_LEN = 80
+PREVIEW_LEN = 80
 
 _APOSTROPHES = "'\u2019\u02bc\u2018"  # ' ’ ʼ ‘ (ʻ okina is a letter, Lm)
 _HYPHENS = "-\u2010\u2011"  # - ‐ ‑
@@ -28,18 +28,18 @@ ALLOWED_PUNCTUATION: dict[str, frozenset[str]] = {
     "names": frozenset(" " + _APOSTROPHES + _HYPHENS + ".\u00b7|"),
     "developers": frozenset(" " + _APOSTROPHES + _HYPHENS + ".\u00b7|&,():!\u2013"),
 }
-_FORMULA_START = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe62\ufe63")  # incl. full-width/small
-_MARKUP = frozenset("<>{}[]")
-_ZW_JOINERS = frozenset("\u200c\u200d")
-_INVISIBLE = frozenset(
+FORMULA_START = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe62\ufe63")  # incl. full-width/small
+MARKUP = frozenset("<>{}[]")
+ZW_JOINERS = frozenset("\u200c\u200d")
+INVISIBLE = frozenset(
     "\u034f\u115f\u1160\u3164\uffa0\u2800\u180e" + "".join(chr(c) for c in range(0xFE00, 0xFE10))
 ) | frozenset(chr(c) for c in range(0xE0100, 0xE01F0))
-_CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
-_MAX_MARK_RUN = 3
-_WS_RE = re.compile(r"[\t\n\r ]+")
+CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+MAX_MARK_RUN = 3
+WS_RE = re.compile(r"[\t\n\r ]+")
 # Full-width ASCII (Ｊｏｈｎ, ＝) is folded to ASCII in the display: it is how CJK input
 # methods type Latin, and leaving it would let "Ｊｏｈｎ" look different from "John".
-_FULLWIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)}
+FULLWIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)}
 
 # Letters NFKD does not decompose into ASCII but that have an obvious Latin spelling.
 _TRANSLIT: dict[str, str] = {
@@ -48,8 +48,8 @@ _TRANSLIT: dict[str, str] = {
     "ƀ": "b", "ɨ": "i", "ʉ": "u", "ǥ": "g", "ȼ": "c", "ɇ": "e", "ɍ": "r", "ɏ": "y",
     "ƶ": "z", "ȥ": "z", "ɗ": "d", "ɓ": "b", "ƙ": "k", "ƴ": "y", "ɛ": "e", "ɔ": "o",
 }  # fmt: skip
-_FOLD_TABLE = str.maketrans(
-    {**{c: "'" for c in _APOSTROPHE_LIKE}, **{c: "-" for c in _HYPHENS}, **dict.fromkeys(_ZW_JOINERS), **_TRANSLIT}
+FOLD_TABLE = str.maketrans(
+    {**{c: "'" for c in _APOSTROPHE_LIKE}, **{c: "-" for c in _HYPHENS}, **dict.fromkeys(ZW_JOINERS), **_TRANSLIT}
 )
-_NOT_SLUG_RE = re.compile(r"[^a-z0-9]+")
-_ASCII_CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+NOT_SLUG_RE = re.compile(r"[^a-z0-9]+")
+ASCII_CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult, Reject
-from hybrid_audio_dagster.core.datasets.slugs import _assign_keys, fold
-from hybrid_audio_dagster.core.datasets.validation import _check, _require_kind, preview
+from hybrid_audio_dagster.core.datasets.slugs import assign_folded_keys, fold
+from hybrid_audio_dagster.core.datasets.validation import check_value, require_kind, preview
 
 
 def normalize_items(
@@ -34,7 +34,7 @@ def normalize_items(
     """
     from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, parse_pronunciation
 
-    _require_kind(kind)
+    require_kind(kind)
     values = list(raw_values)
     row_numbers = list(rows) if rows is not None else list(range(1, len(values) + 1))
     if len(row_numbers) != len(values):
@@ -48,7 +48,7 @@ def normalize_items(
     rejects: list[Reject] = []
     first_row: dict[str, tuple[int, str]] = {}
     for row, raw, raw_pron in zip(row_numbers, values, prons):
-        display, problem = _check(kind, raw)
+        display, problem = check_value(kind, raw)
         if problem:
             rejects.append(Reject(row, preview(raw), problem[0], problem[1]))
             continue
@@ -70,7 +70,7 @@ def normalize_items(
         accepted.append((row, display))
         folded.append(key)
     keep = {fold(i.display): i.key for i in existing}
-    keys = _assign_keys([d for _, d in accepted], folded, keep)
+    keys = assign_folded_keys([d for _, d in accepted], folded, keep)
     items = tuple(
         DatasetItem(key, display, row, own.get(row), ((display, own[row]),) if row in own else ())
         for key, (row, display) in zip(keys, accepted)

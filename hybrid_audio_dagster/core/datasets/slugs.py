@@ -6,7 +6,7 @@ import hashlib
 import unicodedata
 from collections.abc import Mapping, Sequence
 
-from hybrid_audio_dagster.core.datasets.constants import _FOLD_TABLE, _NOT_SLUG_RE, _WS_RE, SLUG_MAX_LEN
+from hybrid_audio_dagster.core.datasets.constants import FOLD_TABLE, NOT_SLUG_RE, WS_RE, SLUG_MAX_LEN
 
 
 # --------------------------------------------------------------------------- folding/slugs
@@ -21,10 +21,10 @@ def fold(text: str) -> str:
     dropped so they cannot make two equal-looking values distinct.
     """
     if text.isascii():  # fast path, same result as below for ASCII
-        return _WS_RE.sub(" ", text.lower()).strip()
+        return WS_RE.sub(" ", text.lower()).strip()
     s = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     s = "".join(ch for ch in s if ch.isascii() or unicodedata.category(ch) != "Mn")
-    return _WS_RE.sub(" ", s.translate(_FOLD_TABLE)).strip()
+    return WS_RE.sub(" ", s.translate(FOLD_TABLE)).strip()
 
 
 def _hex(text: str, n: int) -> str:
@@ -56,7 +56,7 @@ def _slug_of_folded(key: str) -> str:
     s = key.replace("'", "").replace("&", "-and-")
     # a letter/digit we cannot spell in ASCII (李, М, ٣): the ASCII part alone is lossy
     lost = not s.isascii() and any(ch.isalnum() and not ch.isascii() for ch in s)
-    ascii_part = _NOT_SLUG_RE.sub("-", s.lower()).strip("-")
+    ascii_part = NOT_SLUG_RE.sub("-", s.lower()).strip("-")
     if not ascii_part:
         return f"u-{_hex(key, 10)}"
     if lost:
@@ -76,10 +76,10 @@ def assign_keys(displays: Sequence[str]) -> list[str]:
     folded text rather than the display so that it does not depend on which spelling of a
     duplicate came first.)
     """
-    return _assign_keys(displays, [fold(d) for d in displays])
+    return assign_folded_keys(displays, [fold(d) for d in displays])
 
 
-def _assign_keys(displays: Sequence[str], folded: Sequence[str], keep: Mapping[str, str] | None = None) -> list[str]:
+def assign_folded_keys(displays: Sequence[str], folded: Sequence[str], keep: Mapping[str, str] | None = None) -> list[str]:
     """``keep`` maps a folded value to the key it already has: an existing item keeps its
     slug whatever joins the dataset later, and a newcomer that collides gets the suffix."""
     keep = keep or {}

@@ -9,16 +9,16 @@ import re
 import unicodedata
 
 from hybrid_audio_dagster.core.datasets.constants import (
-    _ASCII_CTRL_RE,
-    _CONFUSABLE_SCRIPTS,
-    _FORMULA_START,
-    _FULLWIDTH,
-    _INVISIBLE,
-    _MARKUP,
-    _MAX_MARK_RUN,
-    _PREVIEW_LEN,
-    _RAW_HARD_LIMIT,
-    _ZW_JOINERS,
+    ASCII_CTRL_RE,
+    CONFUSABLE_SCRIPTS,
+    FORMULA_START,
+    FULLWIDTH,
+    INVISIBLE,
+    MARKUP,
+    MAX_MARK_RUN,
+    PREVIEW_LEN,
+    RAW_HARD_LIMIT,
+    ZW_JOINERS,
     ALLOWED_PUNCTUATION,
     KINDS,
     MAX_DISPLAY_LEN,
@@ -52,7 +52,7 @@ def _is_nonlatin_letter(ch: str) -> bool:
 def _invisible_problem(s: str) -> tuple[str, str] | None:
     """First control/format/invalid code point in ``s`` (tab/CR/LF are whitespace here)."""
     if s.isascii():
-        m = _ASCII_CTRL_RE.search(s)
+        m = ASCII_CTRL_RE.search(s)
         if m is None:
             return None
         return "control_char", f"contains control character {_cp(m[0])} at position {m.start() + 1}"
@@ -60,7 +60,7 @@ def _invisible_problem(s: str) -> tuple[str, str] | None:
         if ch in "\t\n\r":
             continue
         cat = unicodedata.category(ch)
-        if ch in _ZW_JOINERS:
+        if ch in ZW_JOINERS:
             prev, nxt = s[pos - 2 : pos - 1], s[pos : pos + 1]
             if prev and nxt and _is_nonlatin_letter(prev) and _is_nonlatin_letter(nxt):
                 continue
@@ -71,7 +71,7 @@ def _invisible_problem(s: str) -> tuple[str, str] | None:
             return "control_char", f"contains invisible format character {_cp(ch)} at position {pos}"
         if cat in ("Zl", "Zp"):
             return "control_char", f"contains line/paragraph separator {_cp(ch)} at position {pos}"
-        if ch in _INVISIBLE:
+        if ch in INVISIBLE:
             return "control_char", f"contains invisible character {_cp(ch)} at position {pos}"
         if cat == "Cs":
             return "invalid_char", f"contains a lone surrogate U+{ord(ch):04X} at position {pos} (broken encoding)"
@@ -82,18 +82,18 @@ def _invisible_problem(s: str) -> tuple[str, str] | None:
     return None
 
 
-def _check(kind: str, raw: object) -> tuple[str, tuple[str, str] | None]:
+def check_value(kind: str, raw: object) -> tuple[str, tuple[str, str] | None]:
     """Return ``(display, None)`` or ``("", (code, message))`` for one raw value."""
     if raw is None:
         return "", ("empty", "no value")
     if not isinstance(raw, str):
         return "", ("not_text", f"expected text, got {type(raw).__name__}")
     max_len = MAX_DISPLAY_LEN[kind]
-    if len(raw) > _RAW_HARD_LIMIT:
+    if len(raw) > RAW_HARD_LIMIT:
         return "", ("too_long", f"{len(raw)} characters; the limit is {max_len}")
     if raw[:1] in ("\t", "\r"):
         return "", ("formula_injection", "starts with a tab or carriage return (spreadsheet formula injection)")
-    s = unicodedata.normalize("NFC", raw).translate(_FULLWIDTH)
+    s = unicodedata.normalize("NFC", raw).translate(FULLWIDTH)
     problem = _invisible_problem(s)
     if problem:
         return "", problem
@@ -102,14 +102,14 @@ def _check(kind: str, raw: object) -> tuple[str, tuple[str, str] | None]:
     s = re.sub(r"\s+", " ", s).strip()
     if not s:
         return "", ("empty", "empty after trimming whitespace")
-    if s[0] in _FORMULA_START:
+    if s[0] in FORMULA_START:
         return "", ("formula_injection", f"starts with {s[0]!r} (spreadsheet formula injection)")
     if len(s) > max_len:
         return "", ("too_long", f"{len(s)} characters; the limit for {kind} is {max_len}")
     nfkc = unicodedata.normalize("NFKC", s)
     if "/" in nfkc or "\\" in nfkc or ".." in nfkc:
         return "", ("path_like", "looks like a file path (contains '/', '\\' or '..')")
-    bad_markup = sorted({c for c in nfkc if c in _MARKUP})
+    bad_markup = sorted({c for c in nfkc if c in MARKUP})
     if bad_markup:
         return "", ("markup", f"contains markup character(s) {' '.join(bad_markup)} (break templates/SSML)")
     cats = [unicodedata.category(c) for c in s]
@@ -122,11 +122,11 @@ def _check(kind: str, raw: object) -> tuple[str, tuple[str, str] | None]:
     for pos, (ch, cat) in enumerate(zip(s, cats), start=1):
         if cat in ("Mn", "Mc"):
             mark_run += 1
-            if mark_run > _MAX_MARK_RUN:
-                return "", ("invalid_char", f"more than {_MAX_MARK_RUN} stacked combining marks at position {pos}")
+            if mark_run > MAX_MARK_RUN:
+                return "", ("invalid_char", f"more than {MAX_MARK_RUN} stacked combining marks at position {pos}")
             continue
         mark_run = 0
-        if cat[0] == "L" or cat == "Nd" or ch in allowed or ch in _ZW_JOINERS:
+        if cat[0] == "L" or cat == "Nd" or ch in allowed or ch in ZW_JOINERS:
             continue
         return "", ("invalid_char", f"character {_cp(ch)} at position {pos} is not allowed in {kind}")
     if kind == "names" and "Nd" in cats:
@@ -134,7 +134,7 @@ def _check(kind: str, raw: object) -> tuple[str, tuple[str, str] | None]:
     if not (cats[0][0] == "L" or cats[0] == "Nd"):
         return "", ("bad_start", f"must start with a letter, not {s[0]!r}")
     scripts = set() if s.isascii() else {_script(c) for c, cat in zip(s, cats) if cat[0] == "L"}
-    scripts &= _CONFUSABLE_SCRIPTS
+    scripts &= CONFUSABLE_SCRIPTS
     if len(scripts) > 1:
         mixed = " and ".join(sorted(x.title() for x in scripts))
         return "", ("mixed_script", f"mixes {mixed} letters (look-alike spoofing)")
@@ -143,14 +143,14 @@ def _check(kind: str, raw: object) -> tuple[str, tuple[str, str] | None]:
 
 def clean_value(kind: str, raw: object) -> str:
     """Validate and clean one value; return the display text or raise InvalidValueError."""
-    _require_kind(kind)
-    display, problem = _check(kind, raw)
+    require_kind(kind)
+    display, problem = check_value(kind, raw)
     if problem:
         raise InvalidValueError(*problem)
     return display
 
 
-def preview(value: object, limit: int = _PREVIEW_LEN) -> str:
+def preview(value: object, limit: int = PREVIEW_LEN) -> str:
     """Escaped, truncated rendering of a value for reports: control and invisible characters
     appear as ``\\x..``/``\\u....`` escapes, so a report can never smuggle them."""
     if isinstance(value, str):
@@ -164,6 +164,6 @@ def preview(value: object, limit: int = _PREVIEW_LEN) -> str:
     return text[: limit * 4]  # escapes can expand; keep reports bounded
 
 
-def _require_kind(kind: str) -> None:
+def require_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; expected one of {', '.join(KINDS)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hybrid_audio_dagster.core.datasets import preview
+from hybrid_audio_dagster.core.datasets.validation import preview
 
 PROBLEM_CODES: dict[str, str] = {
     "unreadable": "the file could not be read",

@@ -12,7 +12,9 @@ import json
 import re
 from typing import Any
 
-from hybrid_audio_dagster.core.datasets import KINDS, Reject, preview
+from hybrid_audio_dagster.core.datasets.constants import KINDS
+from hybrid_audio_dagster.core.datasets.items import Reject
+from hybrid_audio_dagster.core.datasets.validation import preview
 from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 
 # Accepted column headers / JSON keys per role, compared after _norm_header
@@ -45,7 +47,7 @@ def _column_error(role: str, found: list[str], what: str) -> InboxFileError:
     )
 
 
-def _pick_column(role: str, headers: list[str], what: str) -> int:
+def pick_column(role: str, headers: list[str], what: str) -> int:
     matches = [i for i, h in enumerate(headers) if _norm_header(h) in COLUMN_CANDIDATES[role]]
     if not matches:
         err = _column_error(role, headers, what)
@@ -67,7 +69,7 @@ def _too_many(max_rows: int) -> InboxFileError:
     return InboxFileError("too_many_rows", f"file has more than {max_rows} rows (the limit)")
 
 
-def _choose_delimiter(text: str, role: str, tsv: bool) -> str:
+def choose_delimiter(text: str, role: str, tsv: bool) -> str:
     header = next((ln for ln in _LINE_RE.split(text) if ln.strip()), "")
     present = [d for d in (",", ";", "\t") if d in header]
     if not present:
@@ -83,8 +85,8 @@ def _choose_delimiter(text: str, role: str, tsv: bool) -> str:
     return max(present, key=score)
 
 
-def _parse_csv(text: str, role: str, tsv: bool, max_rows: int) -> dict[str, Any]:
-    delim = _choose_delimiter(text, role, tsv)
+def parse_csv(text: str, role: str, tsv: bool, max_rows: int) -> dict[str, Any]:
+    delim = choose_delimiter(text, role, tsv)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
     values: list[object] = []
     rows: list[int] = []
@@ -98,7 +100,7 @@ def _parse_csv(text: str, role: str, tsv: bool, max_rows: int) -> dict[str, Any]
                 continue  # blank line / empty spreadsheet row
             if header is None:
                 header = record
-                idx = _pick_column(role, header, "column")
+                idx = pick_column(role, header, "column")
                 continue
             if len(values) + len(rejects) >= max_rows:
                 raise _too_many(max_rows)
@@ -129,7 +131,7 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_json(text: str, role: str, max_rows: int) -> dict[str, Any]:
+def parse_json(text: str, role: str, max_rows: int) -> dict[str, Any]:
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -186,7 +188,7 @@ def _parse_json(text: str, role: str, max_rows: int) -> dict[str, Any]:
     return {"values": values, "rows": rows, "rejects": rejects, "column": column, "delimiter": None}
 
 
-def _parse_txt(text: str, role: str, max_rows: int) -> dict[str, Any]:
+def parse_txt(text: str, role: str, max_rows: int) -> dict[str, Any]:
     values: list[object] = []
     rows: list[int] = []
     rejects: list[Reject] = []

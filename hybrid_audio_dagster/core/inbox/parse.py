@@ -8,10 +8,10 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from hybrid_audio_dagster.core.datasets import KINDS
+from hybrid_audio_dagster.core.datasets.constants import KINDS
 from hybrid_audio_dagster.core.inbox.decode import decode_text
 from hybrid_audio_dagster.core.inbox.errors import InboxFileError
-from hybrid_audio_dagster.core.inbox.formats import _parse_csv, _parse_json, _parse_txt
+from hybrid_audio_dagster.core.inbox.formats import parse_csv, parse_json, parse_txt
 from hybrid_audio_dagster.core.inbox.report import Ingested, ParsedFile, Report
 
 Role = Literal["names", "developers"]
@@ -131,11 +131,11 @@ def parse_file(
         text = text.lstrip("\ufeff")  # a second BOM left by a re-encoding round trip
         fmt = FORMATS[ext]
         if fmt == "csv":
-            parts = _parse_csv(text, role, ext == ".tsv", max_rows)
+            parts = parse_csv(text, role, ext == ".tsv", max_rows)
         elif fmt == "json":
-            parts = _parse_json(text, role, max_rows)
+            parts = parse_json(text, role, max_rows)
         else:
-            parts = _parse_txt(text, role, max_rows)
+            parts = parse_txt(text, role, max_rows)
     except InboxFileError as err:
         err.filename = err.filename or name
         err.sha256 = err.sha256 or sha

@@ -8,7 +8,8 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from hybrid_audio_dagster.core.datasets import DatasetResult, Reject, normalize_items
+from hybrid_audio_dagster.core.datasets.items import DatasetResult, Reject
+from hybrid_audio_dagster.core.datasets.normalize import normalize_items
 from hybrid_audio_dagster.core.fsutil import atomic_write_text
 from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 

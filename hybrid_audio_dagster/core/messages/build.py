@@ -33,8 +33,10 @@ from pathlib import Path
 from hybrid_audio_dagster.core.audio.errors import AudioError
 from hybrid_audio_dagster.core.audio.wav import PcmAudio, parse_wav
 from hybrid_audio_dagster.core.fsutil import file_lock, is_fatal_write_error, safe_join
-from hybrid_audio_dagster.core.stems import MissingStemError, StemRecord, StemStore
-from hybrid_audio_dagster.core.templates import SegmentKind, Template
+from hybrid_audio_dagster.core.stems.index import MissingStemError
+from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import Template
 from hybrid_audio_dagster.core.messages.fingerprint import names_digest, partition_fingerprint, unchanged_partition
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, ManifestWriter, file_matches, manifest_path, read_manifest, recover_spools
 from hybrid_audio_dagster.core.messages.retire import LOCK_NAME

@@ -25,8 +25,10 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hybrid_audio_dagster.core.stems import MissingStemError, StemRecord
-from hybrid_audio_dagster.core.templates import Segment, SegmentKind, Template
+from hybrid_audio_dagster.core.stems.index import MissingStemError
+from hybrid_audio_dagster.core.stems.store import StemRecord
+from hybrid_audio_dagster.core.templates import Segment, Template
+from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.messages.manifest import read_fingerprint, spool_paths
 from hybrid_audio_dagster.core.messages.plan import ASSEMBLER_VERSION, stem_fragment
 

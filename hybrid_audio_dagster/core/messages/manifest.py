@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hybrid_audio_dagster.core.fsutil import _named, owner_tag, safe_join
+from hybrid_audio_dagster.core.fsutil import error_naming, owner_tag, safe_join
 
 MANIFEST_NAME = "manifest.parquet"
 MANIFEST_SCHEMA = pa.schema(
@@ -143,7 +143,7 @@ class ManifestWriter:
         try:
             self._spool = open(self._spool_path, "wb")  # noqa: SIM115 - closed in commit/abort
         except OSError as exc:
-            raise _named(exc, self._spool_path, "creating the manifest spool") from None
+            raise error_naming(exc, self._spool_path, "creating the manifest spool") from None
         self._buf: list[dict] = []
         self._flush_rows = flush_rows
         self._flush_s = flush_s
@@ -172,7 +172,7 @@ class ManifestWriter:
                     os.fsync(self._spool.fileno())
                     self._synced_at = now
             except OSError as exc:
-                raise _named(exc, self._spool_path, "writing the manifest spool") from None
+                raise error_naming(exc, self._spool_path, "writing the manifest spool") from None
             self._buf = []
 
     def commit(self, *, fingerprint: str | None = None) -> None:
@@ -208,7 +208,7 @@ class ManifestWriter:
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self._tmp.unlink(missing_ok=True)
-            raise _named(exc, self.path, "writing the manifest") from None
+            raise error_naming(exc, self.path, "writing the manifest") from None
         except BaseException:
             self._tmp.unlink(missing_ok=True)
             raise

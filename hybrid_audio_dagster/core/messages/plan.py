@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,9 @@ from hybrid_audio_dagster.core.audio.assemble import AssembledMessage, Piece, Tr
 from hybrid_audio_dagster.core.audio.timing import ms_to_frames
 from hybrid_audio_dagster.core.audio.wav import PcmAudio
 from hybrid_audio_dagster.core.fsutil import safe_join
-from hybrid_audio_dagster.core.stems import StemRecord
-from hybrid_audio_dagster.core.templates import SegmentKind, Template
+from hybrid_audio_dagster.core.stems.store import StemRecord
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import Template
 
 ASSEMBLER_VERSION = 1
 

@@ -40,7 +40,7 @@ def _ipa_column(name: str, value: object) -> object:
 
 def pronunciations_of(parsed, data: bytes) -> tuple[object, ...]:
     """One raw pronunciation (or ``None``) per value of ``parsed`` (a ``ParsedFile`` of ``data``)."""
-    from hybrid_audio_dagster.core.inbox import decode_text
+    from hybrid_audio_dagster.core.inbox.decode import decode_text
 
     none = (None,) * len(parsed.values)
     if parsed.format == "txt" or not parsed.values:
@@ -85,8 +85,8 @@ def with_pronunciations(ingested, data: bytes | None):
     a bad pronunciation is a row reject in the upload's report; unchanged without one."""
     from dataclasses import replace
 
-    from hybrid_audio_dagster.core.datasets import normalize_items
-    from hybrid_audio_dagster.core.inbox import Ingested, Report
+    from hybrid_audio_dagster.core.datasets.normalize import normalize_items
+    from hybrid_audio_dagster.core.inbox.report import Ingested, Report
 
     parsed = ingested.parsed
     if parsed is None or data is None:

@@ -1,5 +1,5 @@
 """The audit trail of a rotation: JSON lines, one per committed transaction
-(:class:`_AuditLedger`, the store's append/repair half, and :func:`read_audit`)."""
+(:class:`AuditLedger`, the store's append/repair half, and :func:`read_audit`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 
-class _AuditLedger:
+class AuditLedger:
     """Audit-trail half of :class:`~.store.RotationStore` (a mixin; the store sets
     ``audit_path``, ``fsync`` and ``_audit_mark``)."""
 

@@ -73,7 +73,7 @@ _FEISTEL_ROUNDS = 8
 # --------------------------------------------------------------------------- pure layer
 
 
-def _seed_text(seed: str | int) -> str:
+def seed_text(seed: str | int) -> str:
     # bool is an int subclass; True as a seed is almost certainly a bug
     if isinstance(seed, bool) or not isinstance(seed, (str, int)):
         raise TypeError(f"seed must be a str or an int, got {type(seed).__name__} {seed!r}")
@@ -269,7 +269,7 @@ class PairOrder:
             )
         if cycle < 0:
             raise ValueError(f"cycle must be >= 0, got {cycle}")
-        self.seed = _seed_text(seed)
+        self.seed = seed_text(seed)
         self.cycle = cycle
         n_names, n_devs = len(self.names), len(self.developers)
         self.names_major = n_names >= n_devs
@@ -354,7 +354,7 @@ class StreamOrder:
             raise DatasetError(f"{label}: a stream cycle needs at least one key")
         if cycle < 0:
             raise ValueError(f"cycle must be >= 0, got {cycle}")
-        self.seed = _seed_text(seed)
+        self.seed = seed_text(seed)
         self.cycle = cycle
         self.label = label
         self.length = len(self.keys)

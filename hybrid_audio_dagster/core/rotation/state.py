@@ -1,5 +1,5 @@
 """The persistent state of a :class:`~.store.RotationStore`: the state file, membership
-sidecars and the locked, committed, audited transaction (:class:`_StateFile`).
+sidecars and the locked, committed, audited transaction (:class:`StateFile`).
 
 Persistent state, crashes and concurrency
 -----------------------------------------
@@ -42,7 +42,7 @@ _MEMBER_CACHE_SIZE = 8
 _MEMBER_CACHE_LOCK = threading.Lock()
 
 
-class _StateFile:
+class StateFile:
     """State-file half of :class:`~.store.RotationStore` (a mixin; the store sets
     ``state_path``, ``lock_path``, ``members_dir``, ``fsync``, ``seed``, ``_current`` and
     ``_clock``, and :class:`~.ledger._AuditLedger` supplies the audit methods)."""

@@ -29,17 +29,17 @@ from typing import Any, Literal
 
 from hybrid_audio_dagster.core.rotation.batch import Assignment, Batch, RotationStatus
 from hybrid_audio_dagster.core.rotation.errors import DatasetError, MissingReasonError, RunKeyConflictError, SeekError
-from hybrid_audio_dagster.core.rotation.ledger import _AuditLedger, read_audit
-from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOrder, _seed_text
-from hybrid_audio_dagster.core.rotation.state import _StateFile
-from hybrid_audio_dagster.core.rotation.walk import _DIMS, ROTATIONS, Rotation, ScriptMode, _take_assignments, _Walker
+from hybrid_audio_dagster.core.rotation.ledger import AuditLedger, read_audit
+from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOrder, seed_text
+from hybrid_audio_dagster.core.rotation.state import StateFile
+from hybrid_audio_dagster.core.rotation.walk import DIMENSIONS, ROTATIONS, Rotation, ScriptMode, take_assignments, Walker
 
 
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class RotationStore(_StateFile, _AuditLedger):
+class RotationStore(StateFile, AuditLedger):
     """Persistent cursors of the pair rotation and of the name/developer/script streams.
 
     ``names``/``developers``/``scripts`` are the datasets *now*; the state remembers the
@@ -82,7 +82,7 @@ class RotationStore(_StateFile, _AuditLedger):
                 raise DatasetError(f"{dim}: the dataset is empty; a rotation needs at least one key")
         if remember_batches < 0:
             raise ValueError(f"remember_batches must be >= 0, got {remember_batches}")
-        self.seed = _seed_text(seed)
+        self.seed = seed_text(seed)
         self.remember_batches = remember_batches
         self.fsync = fsync
         self._clock = clock
@@ -133,7 +133,7 @@ class RotationStore(_StateFile, _AuditLedger):
             pairs = self._walker("pairs", rotations.get("pairs"))
             scripts = self._walker("scripts", rotations.get("scripts")) if mode != "none" else None
             before = (pairs.rec["cycle"], pairs.rec["cursor"]) if rotations.get("pairs") else (0, 0)
-            items = tuple(_take_assignments(pairs, scripts, k, mode))
+            items = tuple(take_assignments(pairs, scripts, k, mode))
             rotations["pairs"] = pairs.rec
             if scripts is not None:
                 rotations["scripts"] = scripts.rec
@@ -211,7 +211,7 @@ class RotationStore(_StateFile, _AuditLedger):
             rotations = self._read_state()["rotations"]
             pairs = self._walker("pairs", rotations.get("pairs"))
             scripts = self._walker("scripts", rotations.get("scripts")) if mode != "none" else None
-        return _take_assignments(pairs, scripts, n, mode)
+        return take_assignments(pairs, scripts, n, mode)
 
     def stream(self, rotation: Literal["names", "developers", "scripts"], n: int | None) -> Iterator[str]:
         """Lazily yield the next ``n`` items of a single-dimension stream without advancing."""
@@ -362,7 +362,7 @@ class RotationStore(_StateFile, _AuditLedger):
         return script_mode
 
     def _require(self, rotation: str) -> None:
-        for dim in _DIMS[rotation]:
+        for dim in DIMENSIONS[rotation]:
             if not self._current[dim]:
                 raise DatasetError(f"{dim}: the dataset is empty; nothing to rotate")
 
@@ -376,8 +376,8 @@ class RotationStore(_StateFile, _AuditLedger):
         if rotation not in ROTATIONS:
             raise ValueError(f"unknown rotation {rotation!r}; expected one of {', '.join(ROTATIONS)}")
 
-    def _walker(self, rotation: str, rec: dict[str, Any] | None) -> _Walker:
-        return _Walker(rotation, rec, self._current, self.seed, self._load_members)
+    def _walker(self, rotation: str, rec: dict[str, Any] | None) -> Walker:
+        return Walker(rotation, rec, self._current, self.seed, self._load_members)
 
     def _remembered(self, state: dict[str, Any], run_key: str) -> Batch | None:
         for key, record in reversed(state["batches"]):

@@ -1,4 +1,4 @@
-"""Walking one rotation forward from its state record (:class:`_Walker`), shared by
+"""Walking one rotation forward from its state record (:class:`Walker`), shared by
 :meth:`~.store.RotationStore.advance` and :meth:`~.store.RotationStore.preview`."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOr
 Rotation = Literal["pairs", "names", "developers", "scripts"]
 ScriptMode = Literal["pair", "batch", "none"]
 ROTATIONS: tuple[str, ...] = ("pairs", "names", "developers", "scripts")
-_DIMS: dict[str, tuple[str, ...]] = {
+DIMENSIONS: dict[str, tuple[str, ...]] = {
     "pairs": ("names", "developers"),
     "names": ("names",),
     "developers": ("developers",),
@@ -24,7 +24,7 @@ _DIMS: dict[str, tuple[str, ...]] = {
 # --------------------------------------------------------------------------- walker
 
 
-class _Walker:
+class Walker:
     """Walks one rotation forward from a state record.
 
     Shared by advance (its record is then committed) and preview (discarded), which is
@@ -40,7 +40,7 @@ class _Walker:
         members: Callable[[str], KeySet],
     ) -> None:
         self.rotation = rotation
-        self.dims = _DIMS[rotation]
+        self.dims = DIMENSIONS[rotation]
         self.current = current
         self.seed = seed
         self._members = members
@@ -131,8 +131,8 @@ class _Walker:
         self._load()
 
 
-def _take_assignments(
-    pairs: _Walker, scripts: _Walker | None, k: int | None, mode: str
+def take_assignments(
+    pairs: Walker, scripts: Walker | None, k: int | None, mode: str
 ) -> Iterator[Assignment]:
     """Yield ``k`` assignments (forever if ``k`` is None), drawing scripts per ``mode``."""
     batch_script: tuple[str | None, int | None, int | None] = (None, None, None)

@@ -25,11 +25,11 @@ from hybrid_audio_dagster.core.tts.cartesia.config import (
     SONIC3_LANGUAGES,
     SPEED_RANGE,
     VOLUME_RANGE,
-    _ERROR_BODY_LIMIT,
-    _LOCALE_RE,
-    _WAV_HEADER_ALLOWANCE,
-    _check_range,
-    _check_voice_id,
+    ERROR_BODY_LIMIT,
+    LOCALE_RE,
+    WAV_HEADER_ALLOWANCE,
+    check_range,
+    check_voice_id,
     plausible_duration_range,
 )
 from hybrid_audio_dagster.core.tts.cartesia.dictionary import PronunciationDictionary
@@ -39,9 +39,9 @@ from hybrid_audio_dagster.core.tts.cartesia.errors import (
     CartesiaConfigError,
     CartesiaRequestError,
     CartesiaRetryExhaustedError,
-    _STATUS_ERRORS,
+    STATUS_ERRORS,
 )
-from hybrid_audio_dagster.core.tts.cartesia.http import _Answer, _content_type, _header_request_id, _parse_error_body, _retry_after_seconds
+from hybrid_audio_dagster.core.tts.cartesia.http import HTTPAnswer, content_type, header_request_id, parse_error_body, retry_after_seconds
 from hybrid_audio_dagster.core.tts.cartesia.voices import VoicesMixin
 
 log = logging.getLogger(__name__)
@@ -173,27 +173,27 @@ class CartesiaClient(VoicesMixin):
         body = self.build_request(text, voice, pronunciation_dict_id=dict_id)
         lo, hi = plausible_duration_range(text, voice.speed)
         bytes_per_second = self.config.sample_rate * (4 if self.config.encoding == "pcm_f32le" else 2)
-        max_bytes = int(hi * bytes_per_second) + _WAV_HEADER_ALLOWANCE
+        max_bytes = int(hi * bytes_per_second) + WAV_HEADER_ALLOWANCE
         answer = self._call("POST", "/tts/bytes", json_body=body, accept="audio/wav", max_body=max_bytes)
         return self._check_audio(answer, lo, hi)
 
     # ------------------------------------------------------------------ internals
 
     def _voice_id(self, voice: VoiceSettings) -> str:
-        return _check_voice_id(voice.voice_id) if voice.voice_id else self.config.default_voice_id
+        return check_voice_id(voice.voice_id) if voice.voice_id else self.config.default_voice_id
 
     def _check_voice_settings(self, voice: VoiceSettings) -> None:
         lang = voice.language
-        m = _LOCALE_RE.match(lang) if isinstance(lang, str) else None
+        m = LOCALE_RE.match(lang) if isinstance(lang, str) else None
         if lang not in SONIC3_LANGUAGES and not (m and m["lang"] in SONIC3_LANGUAGES):
             raise CartesiaConfigError(
                 f"language {lang!r} is not supported by Sonic-3 (codes: {', '.join(sorted(SONIC3_LANGUAGES))}; "
                 "or a locale such as 'en-GB')"
             )
         if voice.voice_id:
-            _check_voice_id(voice.voice_id)
-        _check_range("speed", voice.speed, SPEED_RANGE)
-        _check_range("volume", voice.volume, VOLUME_RANGE)
+            check_voice_id(voice.voice_id)
+        check_range("speed", voice.speed, SPEED_RANGE)
+        check_range("volume", voice.volume, VOLUME_RANGE)
         if voice.emotion is not None and voice.emotion not in EMOTIONS:
             raise CartesiaConfigError(f"emotion {voice.emotion!r} is not a documented Sonic-3 emotion")
 
@@ -218,7 +218,7 @@ class CartesiaClient(VoicesMixin):
         params: Mapping[str, Any] | None = None,
         accept: str,
         max_body: int,
-    ) -> _Answer:
+    ) -> HTTPAnswer:
         attempts = 1 + self.config.max_retries
         last_status: int | None = None
         last_code: str | None = None
@@ -243,7 +243,7 @@ class CartesiaClient(VoicesMixin):
                     raise self._final_error(method, path, answer.status, code, title, message, request_id)
                 last_status, last_code, last_request_id = answer.status, code, request_id
                 last_error = f"HTTP {answer.status}" + (f" {code}" if code else "") + f": {message}"
-                retry_after = _retry_after_seconds(answer.headers)
+                retry_after = retry_after_seconds(answer.headers)
             if attempt == attempts:
                 break
             delay = self._backoff(attempt, retry_after)
@@ -270,7 +270,7 @@ class CartesiaClient(VoicesMixin):
         params: Mapping[str, Any] | None,
         accept: str,
         max_body: int,
-    ) -> _Answer:
+    ) -> HTTPAnswer:
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": accept}
         kwargs: dict[str, Any] = {"headers": headers}
         if json_body is not None:
@@ -281,7 +281,7 @@ class CartesiaClient(VoicesMixin):
             kwargs["params"] = params
         with self._http.stream(method, path, **kwargs) as response:
             ok = 200 <= response.status_code < 300
-            limit = max_body if ok else _ERROR_BODY_LIMIT
+            limit = max_body if ok else ERROR_BODY_LIMIT
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
@@ -290,15 +290,15 @@ class CartesiaClient(VoicesMixin):
                     if ok:
                         raise CartesiaBadAudioError(
                             f"Cartesia {method} {path} answer exceeds {limit} bytes (longer than any plausible rendering)",
-                            request_id=_header_request_id(response.headers),
+                            request_id=header_request_id(response.headers),
                         )
                     chunks.append(chunk[: len(chunk) - (size - limit)])
                     break
                 chunks.append(chunk)
-            return _Answer(response.status_code, response.headers, b"".join(chunks))
+            return HTTPAnswer(response.status_code, response.headers, b"".join(chunks))
 
-    def _parse_error(self, answer: _Answer) -> tuple[str | None, str | None, str, str | None]:
-        code, title, message, request_id = _parse_error_body(answer)
+    def _parse_error(self, answer: HTTPAnswer) -> tuple[str | None, str | None, str, str | None]:
+        code, title, message, request_id = parse_error_body(answer)
         return (
             self._redact(code) if code else None,
             self._redact(title) if title else None,
@@ -316,7 +316,7 @@ class CartesiaClient(VoicesMixin):
         message: str,
         request_id: str | None,
     ) -> CartesiaAPIError:
-        cls = _STATUS_ERRORS.get(status, CartesiaRequestError)
+        cls = STATUS_ERRORS.get(status, CartesiaRequestError)
         details = ", ".join(f"{k}={v}" for k, v in (("error_code", code), ("request_id", request_id)) if v)
         text = f"Cartesia {method} {path} -> HTTP {status}" + (f" ({details})" if details else "") + f": {message}"
         return cls(
@@ -330,17 +330,17 @@ class CartesiaClient(VoicesMixin):
             path=path,
         )
 
-    def _json(self, answer: _Answer) -> Any:
+    def _json(self, answer: HTTPAnswer) -> Any:
         try:
             return json.loads(answer.body)
         except ValueError:
             raise CartesiaRequestError(
-                f"expected a JSON answer, got {_content_type(answer.headers) or 'no content type'}",
+                f"expected a JSON answer, got {content_type(answer.headers) or 'no content type'}",
                 status=answer.status,
             ) from None
 
-    def _check_audio(self, answer: _Answer, lo: float, hi: float) -> bytes:
-        request_id = _header_request_id(answer.headers)
+    def _check_audio(self, answer: HTTPAnswer, lo: float, hi: float) -> bytes:
+        request_id = header_request_id(answer.headers)
 
         def bad(problem: str) -> CartesiaBadAudioError:
             rid = f" (request_id={request_id})" if request_id else ""
@@ -349,7 +349,7 @@ class CartesiaClient(VoicesMixin):
 
         if answer.status != 200:
             raise bad(f"status {answer.status}, expected 200")
-        ctype = _content_type(answer.headers)
+        ctype = content_type(answer.headers)
         if ctype not in AUDIO_CONTENT_TYPES:
             raise bad(f"content type {ctype or 'missing'!r} is not audio/wav")
         try:

@@ -54,8 +54,8 @@ MIN_SECONDS_PER_CHAR = 0.01
 MAX_SECONDS_PER_CHAR = 0.35
 MIN_DURATION_S = 0.05
 MAX_DURATION_SLACK_S = 1.5  # leading/trailing silence the model may add
-_ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this many bytes
-_WAV_HEADER_ALLOWANCE = 64 * 1024
+ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this many bytes
+WAV_HEADER_ALLOWANCE = 64 * 1024
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -63,20 +63,20 @@ _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # exists from Sonic-3 on, so older models would silently ignore speed/volume/emotion.
 _MODEL_RE = re.compile(r"^sonic-(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:-\d{4}-\d{2}-\d{2})?$")
 _DICT_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_LOCALE_RE = re.compile(r"^(?P<lang>[a-z]{2})-[A-Za-z]{2,4}$")
+LOCALE_RE = re.compile(r"^(?P<lang>[a-z]{2})-[A-Za-z]{2,4}$")
 _TAG_RE = re.compile(r"<[^>]*>")
 _BREAK_RE = re.compile(r"<break\s+time\s*=\s*[\"']?\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s)\s*[\"']?\s*/?>", re.I)
 _SPELL_RE = re.compile(r"<spell>(?P<body>.*?)</spell>", re.I | re.S)
 
 
 
-def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
+def check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
     lo, hi = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise CartesiaConfigError(f"{name} must be a number in [{lo}, {hi}] (Cartesia Sonic-3), got {value!r}")
 
 
-def _check_voice_id(voice_id: object, what: str = "voice id") -> str:
+def check_voice_id(voice_id: object, what: str = "voice id") -> str:
     if not isinstance(voice_id, str) or not _UUID_RE.match(voice_id):
         raise CartesiaConfigError(f"{what} must be a Cartesia voice UUID (8-4-4-4-12 hex digits), got {voice_id!r}")
     return voice_id.lower()
@@ -126,7 +126,7 @@ class CartesiaConfig:
                 f"model_id must be a Sonic-3 (or newer) model such as 'sonic-3' or 'sonic-3-2025-10-27', "
                 f"got {self.model_id!r}; older models ignore generation_config (speed/volume/emotion)"
             )
-        object.__setattr__(self, "default_voice_id", _check_voice_id(self.default_voice_id, "default_voice_id"))
+        object.__setattr__(self, "default_voice_id", check_voice_id(self.default_voice_id, "default_voice_id"))
         if self.sample_rate not in SAMPLE_RATES:
             raise CartesiaConfigError(f"sample_rate must be one of {SAMPLE_RATES}, got {self.sample_rate!r}")
         if self.encoding not in SUPPORTED_ENCODINGS:

@@ -99,7 +99,7 @@ class CartesiaBadAudioError(CartesiaError):
         self.request_id = request_id
 
 
-_STATUS_ERRORS: dict[int, type[CartesiaAPIError]] = {
+STATUS_ERRORS: dict[int, type[CartesiaAPIError]] = {
     400: CartesiaRequestError,
     401: CartesiaAuthError,
     402: CartesiaBillingError,

@@ -14,28 +14,28 @@ _HTML_TITLE_RE = re.compile(r"<title[^>]*>(?P<title>.*?)</title>", re.I | re.S)
 
 
 @dataclass(frozen=True)
-class _Answer:
+class HTTPAnswer:
     status: int
     headers: httpx.Headers
     body: bytes
 
 
-def _content_type(headers: httpx.Headers) -> str:
+def content_type(headers: httpx.Headers) -> str:
     return headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _header_request_id(headers: httpx.Headers) -> str | None:
+def header_request_id(headers: httpx.Headers) -> str | None:
     for name in ("x-request-id", "request-id", "cartesia-request-id"):
         if headers.get(name):
             return headers[name][:100]
     return None
 
 
-def _parse_error_body(answer: _Answer) -> tuple[str | None, str | None, str, str | None]:
+def parse_error_body(answer: HTTPAnswer) -> tuple[str | None, str | None, str, str | None]:
     """(error_code, title, message, request_id) from a JSON, HTML or plain-text error body."""
-    ctype = _content_type(answer.headers)
+    ctype = content_type(answer.headers)
     text = answer.body.decode("utf-8", errors="replace").strip()
-    request_id = _header_request_id(answer.headers)
+    request_id = header_request_id(answer.headers)
     if "json" in ctype or text.startswith("{"):
         try:
             data = json.loads(text)
@@ -67,7 +67,7 @@ def _shorten(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _retry_after_seconds(headers: httpx.Headers) -> float | None:
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
     """``retry-after-ms`` (ms), else ``retry-after`` (seconds or an HTTP date), else None."""
     value = headers.get("retry-after-ms")
     if value is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hybrid_audio_dagster.core.tts.cartesia.config import _ERROR_BODY_LIMIT, _check_voice_id
+from hybrid_audio_dagster.core.tts.cartesia.config import ERROR_BODY_LIMIT, check_voice_id
 from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError, CartesiaNotFoundError, CartesiaRequestError, CartesiaVoiceNotFoundError
 
 
@@ -18,9 +18,9 @@ class VoicesMixin:
         Raises:
             CartesiaVoiceNotFoundError: the id is unknown to this account.
         """
-        vid = _check_voice_id(voice_id if voice_id is not None else self.config.default_voice_id)
+        vid = check_voice_id(voice_id if voice_id is not None else self.config.default_voice_id)
         try:
-            answer = self._call("GET", f"/voices/{vid}", accept="application/json", max_body=_ERROR_BODY_LIMIT * 16)
+            answer = self._call("GET", f"/voices/{vid}", accept="application/json", max_body=ERROR_BODY_LIMIT * 16)
         except CartesiaNotFoundError as exc:
             raise CartesiaVoiceNotFoundError(
                 f"Cartesia voice {vid} not found for this API key ({exc.api_message or 'no details'}; "
@@ -50,7 +50,7 @@ class VoicesMixin:
             if q:
                 params["q"] = q
             page = self._json(
-                self._call("GET", "/voices", params=params, accept="application/json", max_body=_ERROR_BODY_LIMIT * 64)
+                self._call("GET", "/voices", params=params, accept="application/json", max_body=ERROR_BODY_LIMIT * 64)
             )
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):

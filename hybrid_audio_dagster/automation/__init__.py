@@ -1,1 +1,0 @@
-"""Automation that only decides: schedules and sensors return run requests; runs do the work."""

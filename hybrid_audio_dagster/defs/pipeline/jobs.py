@@ -1,0 +1,15 @@
+"""The first stage of every batch pipeline: the datasets and templates, then the
+retirement of what they no longer hold."""
+
+import dagster as dg
+
+from hybrid_audio_dagster.defs.datasets.assets import developers_dataset, message_templates, names_dataset
+from hybrid_audio_dagster.defs.messages.retirement import retired_outputs
+
+DATASETS_JOB = "datasets_job"
+
+datasets_job = dg.define_asset_job(
+    DATASETS_JOB,
+    selection=dg.AssetSelection.assets(names_dataset, developers_dataset, message_templates, retired_outputs).without_checks(),
+    description="The datasets and templates (adds and removes partitions), then retires the messages of removed items.",
+)
