@@ -23,7 +23,7 @@ from hybrid_audio_dagster.core.audio.assemble import (
 from hybrid_audio_dagster.core.audio.wav import wav_header
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
 
-from .workload import MessageSpec, Stem
+from bench.workload import MessageSpec, Stem
 
 # --------------------------------------------------------------------------- approaches
 # Each approach is a factory: setup(specs, workdir) -> write(spec, path) callable.

@@ -121,11 +121,6 @@ def synthetic_developers(n: int) -> list[str]:
     return [f"{s} {suffixes[i % len(suffixes)]}" for i, s in enumerate(stems)]
 
 
-def write_csv(path: Path, header: str, values: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + "\n" + "\n".join(f'"{v}"' for v in values) + "\n", encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- memory
 
 

@@ -25,9 +25,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .approaches import APPROACHES, EXTERNAL, available, setup_core_assemble_only
-from .common import Stopwatch, clear_dir, median, spread
-from .workload import RATE, MessageSpec, make_workload
+from bench.approaches import APPROACHES, EXTERNAL, available, setup_core_assemble_only
+from bench.common import Stopwatch, clear_dir, median, spread
+from bench.workload import RATE, MessageSpec, make_workload
 
 
 # --------------------------------------------------------------------------- running
@@ -143,7 +143,7 @@ if __name__ == "__main__":  # pragma: no cover - manual use
     import json
     import sys
 
-    from .common import scratch_dir
+    from bench.common import scratch_dir
 
     with scratch_dir(sys.argv[1] if len(sys.argv) > 1 else None) as d:
         print(json.dumps(run(d, messages=500, reps=3, external_messages=20), indent=1))

@@ -28,7 +28,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .common import (
+from bench.common import (
     Stopwatch,
     clear_dir,
     median,
@@ -39,8 +39,9 @@ from .common import (
     synthetic_developers,
     synthetic_names,
 )
-from .probes import install_probes, make_instance, make_project, mtimes, run_events
-from .stems_bench import scenario_stems
+from bench.probes import TEMPLATE_ID, install_probes, make_instance, mtimes, run_events
+from bench.stems_bench import scenario_stems
+from testkit.project import make_project
 
 
 # --------------------------------------------------------------------------- baselines on the real messages
@@ -54,7 +55,7 @@ def specs_from_manifests(paths, limit: int):
     from hybrid_audio_dagster.core.audio.wav import parse_wav
     from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_manifest
 
-    from .workload import MessageSpec, Stem
+    from bench.workload import MessageSpec, Stem
 
     stems: dict[str, Stem] = {}
     specs: list[tuple[MessageSpec, str]] = []  # (spec, sha256 recorded in the manifest)
@@ -85,7 +86,7 @@ def run_baselines(specs_sha, work: Path, names: list[str]) -> dict[str, float]:
     """messages/s of each baseline over the given messages (files removed after, untimed)."""
     import hashlib
 
-    from .approaches import APPROACHES
+    from bench.approaches import APPROACHES
 
     specs = [s for s, _ in specs_sha]
     out: dict[str, float] = {}
@@ -130,7 +131,7 @@ def scenario_batch_setup(args) -> dict:
     from hybrid_audio_dagster.runner.batch import run_full_batch
 
     _work, root, home, paths, resources = _batch_env(args)
-    make_project(root, synthetic_names(args.names), synthetic_developers(args.developers))
+    make_project(root, synthetic_names(args.names), synthetic_developers(args.developers), templates=[TEMPLATE_ID])
     instance = make_instance(home)
     expected = args.names * args.developers
     with Stopwatch() as sw:
@@ -143,7 +144,7 @@ def scenario_batch_setup(args) -> dict:
 
 
 def _rss_now_and_peak() -> tuple[float, float]:
-    from .common import rss_mb
+    from bench.common import rss_mb
 
     return rss_mb(), peak_rss_mb()
 
@@ -253,7 +254,7 @@ def scenario_batch_measure(args) -> dict:
         shutil.rmtree(paths.output, ignore_errors=True)  # untimed; baselines start from the same state
 
         # -- baselines: same process, same messages, rotating order (those installed)
-        from .approaches import available
+        from bench.approaches import available
 
         usable = available()
         names = [b for b in args.baselines if not usable.get(b)]

@@ -1,4 +1,4 @@
-"""Runs the Cartesia fake (``tests/cartesia_fake_server.py``) in its own process for the bench.
+"""Runs the Cartesia fake (``testkit/cartesia_server.py``) in its own process for the bench.
 
 Its own process so the server's threads do not share the GIL with the Dagster run being
 measured. Prints one JSON line ``{"base_url": ...}`` once listening on 127.0.0.1, then answers
@@ -13,7 +13,7 @@ import json
 import sys
 from collections import Counter
 
-from .common import PROJECT_ROOT
+from bench.common import PROJECT_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
-    from tests.cartesia_fake_server import FakeCartesia
+    from testkit.cartesia_server import FakeCartesia
 
     fake = FakeCartesia(api_key=args.key, latency_s=args.latency, concurrency_cap=args.cap).start()
     try:

@@ -23,7 +23,7 @@ One fresh process per (backend, layout, N): ``python -m bench.partition_bench --
 the asset body's own time (building the metadata), per name; and the peak RSS of the process.
 ``add_asset_metadata`` counts as bookkeeping: it validates the partition key by loading every
 dynamic partition of the asset from storage, O(partitions) per call. Postgres cases run on a
-throwaway server (:mod:`tests.pg`), with and without Dagster's own ``DAGSTER_EVENT_BATCH_SIZE``
+throwaway server (:mod:`testkit.postgres`), with and without Dagster's own ``DAGSTER_EVENT_BATCH_SIZE``
 event batching.
 """
 
@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import PROJECT_ROOT, peak_rss_mb, run_child, synthetic_names
+from bench.common import PROJECT_ROOT, peak_rss_mb, run_child, synthetic_names
 
 GROUP_KEY_LEN = 2
 SLOTS = ("greeting", "greeting-alt")  # two name slots per name, as two templates give
@@ -179,8 +179,8 @@ def run_scenario(scratch: Path, *, per_name: list[int], grouped: list[int], log=
     import subprocess
 
     sys.path.insert(0, str(PROJECT_ROOT))
-    from tests.pg import PgServer, pg_bindir, write_postgres_home
-    from tests.pgbouncer import PgBouncer, pgbouncer_binary
+    from testkit.postgres import PgServer, pg_bindir, write_postgres_home
+    from testkit.pgbouncer import PgBouncer, pgbouncer_binary
 
     section: dict = {"ok": True, "cases": [], "skipped": {}, "groups_per_run": GROUPS_PER_RUN,
                      "group_key": f"shortest slug prefix (>= {GROUP_KEY_LEN} chars) of <= {GROUP_CAP} names"}
@@ -243,10 +243,10 @@ def summarize(cases: list[dict]) -> dict:
     """Per backend: per-name bookkeeping of each layout at its largest N, and their ratio."""
     out: dict = {}
     for backend in ("sqlite", "postgres"):
-        def largest(layout: str, batch: int = 0, via: str = "direct") -> dict | None:
+        def largest(layout: str, batch: int = 0, via: str = "direct", backend: str = backend) -> dict | None:
             ok = [c for c in cases if c.get("ok") and c["backend"] == backend and c["layout"] == layout
                   and c.get("event_batch_size", 0) == batch and c.get("via", "direct") == via]
-            return max(ok, key=lambda c: c["names"]) if ok else None
+            return max(ok, key=lambda c: c["names"]) if ok else None  # called within the iteration
 
         per, grp = largest("per-name"), largest("grouped")
         if not per and not grp:

@@ -5,7 +5,6 @@ project and instance, and a run's step timing and event counts read from its eve
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -14,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .common import PROJECT_ROOT, write_csv
+from bench.common import PROJECT_ROOT
 
 TEMPLATE_ID = "followup-en"
 
@@ -114,16 +113,6 @@ def install_probes() -> Probe:
 
 
 # --------------------------------------------------------------------------- project setup
-
-
-def make_project(root: Path, names: list[str], developers: list[str]) -> None:
-    write_csv(root / "data" / "names.csv", "name", names)
-    write_csv(root / "data" / "developers.csv", "developer", developers)
-    (root / "templates").mkdir(parents=True, exist_ok=True)
-    # one voice: the measured campaign is N × M messages of one template, its variants left out
-    data = json.loads((PROJECT_ROOT / "templates" / f"{TEMPLATE_ID}.json").read_text(encoding="utf-8"))
-    data.pop("variants", None)
-    (root / "templates" / f"{TEMPLATE_ID}.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
 def make_instance(home: Path):

@@ -61,12 +61,18 @@ def evaluate(report: dict) -> list[dict]:
     if scale:
         pg = ssum.get("postgres") or {}
         sq = ssum.get("sqlite") or {}
-        biggest = (lambda e: e["by_names"][max(e["by_names"], key=int)] if e.get("by_names") else None)
+
+        def biggest(e: dict) -> dict | None:
+            return e["by_names"][max(e["by_names"], key=int)] if e.get("by_names") else None
+
         pgb, sqb = biggest(pg), biggest(sq)
         skip = (scale.get("skipped") or {}).get("postgres", "")
         out.append(_t("scale.bookkeeping_pg", "Postgres: Dagster bookkeeping per name partition, cold stems run (ms, largest N)",
                       pgb and pgb["bookkeeping_per_name_partition_ms"], "<=", 10.0, note=skip))
-        how = (lambda r: "MEASURED" if r and r["noop_1m_measured"] else "EXTRAPOLATED")
+
+        def how(r: dict | None) -> str:
+            return "MEASURED" if r and r["noop_1m_measured"] else "EXTRAPOLATED"
+
         out.append(_t("scale.noop_1m_pg", f"Postgres: no-op batch over 1M messages, {how(pgb)} (s)",
                       pgb and pgb["noop_1m_s"], "<=", 60.0, note=skip))
         out.append(_t("scale.memory_pg", "Postgres: peak RSS largest ÷ smallest N (flat memory)",
@@ -127,7 +133,7 @@ METHOD = {
             "and, independently, calls of TTSResource.synthesize counted by a wrapper",
     "scale": "bench/scale_bench.py, one fresh process per (backend, N): a project of N names x D developers x 2 tiny "
              "templates, an instant fake TTS engine (a deterministic tone per text); sqlite = deploy/dagster.yaml, Postgres = "
-             "deploy/dagster.postgres.yaml on a throwaway server started by the bench (tests/pg.py). Cold = run_full_batch "
+             "deploy/dagster.postgres.yaml on a throwaway server started by the bench (testkit/postgres.py). Cold = run_full_batch "
              "from nothing; bookkeeping per name partition = (name_stems run wall - materialize_stems body time) / name "
              "partitions, Dagster's add_asset_metadata counted as bookkeeping; engine alone = the same (text, voice) pairs "
              "synthesized again in the same process without Dagster. No-op = run_full_batch again; checked/s = messages "
@@ -136,7 +142,7 @@ METHOD = {
              "EXTRAPOLATED: the batch's time outside the messages run kept, the messages run scaled linearly (an upper "
              "bound). Peak RSS = VmHWM of the child through the cold "
              "batch and through the no-op batch (the larger)",
-    "cartesia": "the fake server (tests/cartesia_fake_server.py) in its own process on 127.0.0.1 with the given "
+    "cartesia": "the fake server (testkit/cartesia_server.py) in its own process on 127.0.0.1 with the given "
                 "latency and concurrency cap; name_stems over N names with force=True; max in flight as the "
                 "server counted it",
 }
@@ -284,7 +290,7 @@ def table(report: dict) -> str:
         for line in scale_verdict(scale):
             rows.append(("7 scale", "  verdict", line))
     if sc.get("partitions"):
-        from .partition_bench import table_rows
+        from bench.partition_bench import table_rows
 
         rows += table_rows(sc["partitions"], _fmt)
     scal = report.get("scaling")

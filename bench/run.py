@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import PROJECT_ROOT, environment, scratch_dir
+from bench.common import PROJECT_ROOT, environment, scratch_dir
 
 DEFAULT_OUT = PROJECT_ROOT / "bench" / "results" / "report.json"
 REPORT_SCHEMA = 1
@@ -149,7 +149,7 @@ def run_children(children: list[Child], jobs: int) -> None:
             _collect(c, status, usage)
 
 
-from .report import METHOD, evaluate, table  # noqa: E402  (the report half of this module)
+from bench.report import METHOD, evaluate, table  # noqa: E402  (the report half of this module)
 
 
 # --------------------------------------------------------------------------- main
@@ -191,7 +191,7 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
             log(f"[setup] {', '.join(c.key for c in setups)} (untimed, in parallel) ...")
             run_children(setups, max(jobs, 2))
         if want("core"):
-            from . import core_bench
+            from bench import core_bench
 
             log(f"[1] assembly core: {preset.core_messages} messages × {preset.core_reps} reps ...")
             try:
@@ -220,7 +220,7 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
             else:
                 report["scenarios"][c.key] = c.result
         if want("scale"):
-            from . import scale_bench
+            from bench import scale_bench
 
             limit = scale_max or preset.scale_max
             sizes = [n for n in preset.scale_names if n <= limit]
@@ -234,7 +234,7 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
 
                 report["scenarios"]["scale"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         if want("partitions"):
-            from . import partition_bench
+            from bench import partition_bench
 
             log(f"[8] partitions: per-name {list(preset.partitions_per_name)} vs name groups {list(preset.partitions_grouped)} ...")
             try:

@@ -3,7 +3,7 @@
 
 The parent (:mod:`bench.run`) prepares the Dagster home: sqlite (``deploy/dagster.yaml``) or
 Postgres (``deploy/dagster.postgres.yaml`` over a database of a throwaway server it started,
-written by ``tests.pg.write_postgres_home``). In the child, on a fresh project of N names ×
+written by ``testkit.postgres.write_postgres_home``). In the child, on a fresh project of N names ×
 D developers × 2 tiny bench templates, with an instant fake TTS engine
 (:mod:`bench.scale_project`):
 
@@ -35,8 +35,8 @@ import time
 import warnings
 from pathlib import Path
 
-from .common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, run_child, rss_mb
-from .scale_project import CALLS, instant_resource_class, make_project
+from bench.common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, run_child, rss_mb
+from bench.scale_project import CALLS, instant_resource_class, make_synthetic_project
 
 ONE_MILLION = 1_000_000
 
@@ -139,7 +139,7 @@ def run(args) -> dict:
     rss_imports = rss_mb()
     work = Path(args.workdir)
     root = work / "project"
-    make_project(root, args.names, args.developers, args.templates)
+    make_synthetic_project(root, args.names, args.developers, args.templates)
     paths = ProjectPaths(root=str(root))
     tts_cls = instant_resource_class()
     resources = {"paths": paths, "tts": tts_cls(stem_ms=args.stem_ms), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
@@ -276,7 +276,7 @@ def run_scenario(scratch: Path, sizes: list[int], *, developers: int, templates:
     import subprocess
 
     sys.path.insert(0, str(PROJECT_ROOT))
-    from tests.pg import PgServer, pg_bindir, write_postgres_home
+    from testkit.postgres import PgServer, pg_bindir, write_postgres_home
 
     section: dict = {"ok": True, "sizes": sizes, "developers": developers, "templates": templates, "stem_ms": stem_ms,
                      "backends": {}, "skipped": {}}

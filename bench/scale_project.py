@@ -11,7 +11,8 @@ import math
 import struct
 from pathlib import Path
 
-from .common import synthetic_developers, synthetic_names, write_csv
+from bench.common import synthetic_developers, synthetic_names
+from testkit.project import write_csv
 
 SAMPLE_RATE = 22050
 
@@ -87,7 +88,7 @@ def bench_templates(n: int) -> list[dict]:
     return out
 
 
-def make_project(root: Path, names: int, developers: int, templates: int) -> None:
+def make_synthetic_project(root: Path, names: int, developers: int, templates: int) -> None:
     write_csv(root / "data" / "names.csv", "name", synthetic_names(names))
     write_csv(root / "data" / "developers.csv", "developer", synthetic_developers(developers))
     (root / "templates").mkdir(parents=True, exist_ok=True)

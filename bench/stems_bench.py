@@ -13,8 +13,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from .common import PROJECT_ROOT, Stopwatch, median, spread, synthetic_developers, synthetic_names
-from .probes import Probe, install_probes, make_instance, make_project, run_events
+from bench.common import PROJECT_ROOT, Stopwatch, median, spread, synthetic_developers, synthetic_names
+from bench.probes import TEMPLATE_ID, Probe, install_probes, make_instance, run_events
+from testkit.project import make_project
 
 
 # --------------------------------------------------------------------------- scenario: stems
@@ -65,7 +66,7 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
 
     work = Path(args.workdir) / engine
     root, home = work / "project", work / "dagster_home"
-    make_project(root, synthetic_names(n_names, offset=args.name_offset), synthetic_developers(args.developers))
+    make_project(root, synthetic_names(n_names, offset=args.name_offset), synthetic_developers(args.developers), templates=[TEMPLATE_ID])
     instance = make_instance(home)
     paths = ProjectPaths(root=str(root))
     proc = None

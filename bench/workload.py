@@ -15,7 +15,7 @@ from hybrid_audio_dagster.core.audio.wav import PcmAudio
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_template
 
-from .common import PROJECT_ROOT
+from bench.common import PROJECT_ROOT
 
 RATE = 44_100
 TEMPLATE = PROJECT_ROOT / "templates" / "followup-en.json"

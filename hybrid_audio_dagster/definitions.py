@@ -5,16 +5,18 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.datasets.definitions import defs as datasets
-from hybrid_audio_dagster.defs.delivery.definitions import defs as delivery
-from hybrid_audio_dagster.defs.messages.definitions import defs as messages
-from hybrid_audio_dagster.defs.pipeline.definitions import defs as pipeline
-from hybrid_audio_dagster.defs.privacy.definitions import defs as privacy
+# the domains' modules, not their Definitions objects: Dagster loads the one Definitions
+# object at this module's scope
+from hybrid_audio_dagster.defs.datasets import definitions as datasets
+from hybrid_audio_dagster.defs.delivery import definitions as delivery
+from hybrid_audio_dagster.defs.messages import definitions as messages
+from hybrid_audio_dagster.defs.pipeline import definitions as pipeline
+from hybrid_audio_dagster.defs.privacy import definitions as privacy
 from hybrid_audio_dagster.defs.resources.environment import resources_from_env
-from hybrid_audio_dagster.defs.rotation.definitions import defs as rotation
-from hybrid_audio_dagster.defs.stems.definitions import defs as stems
+from hybrid_audio_dagster.defs.rotation import definitions as rotation
+from hybrid_audio_dagster.defs.stems import definitions as stems
 
-DOMAINS = (datasets, stems, messages, rotation, delivery, privacy, pipeline)
+DOMAINS = tuple(domain.defs for domain in (datasets, stems, messages, rotation, delivery, privacy, pipeline))
 
 
 def build_defs(resources: Mapping | None = None) -> dg.Definitions:

@@ -1,3 +1,5 @@
-"""Fixtures shared by every test module: a real PostgreSQL (tests/pg.py)."""
+"""Fixtures every test module can ask for, registered once here: a real PostgreSQL
+(testkit/postgres.py), the Cartesia loopback server and client (tests/support/cartesia.py),
+the GCS emulator (tests/support/delivery.py)."""
 
-from tests.pg import pg_database, postgres, postgres_instance  # noqa: F401  (pytest fixtures)
+pytest_plugins = ["testkit.postgres", "tests.support.cartesia", "tests.support.delivery"]

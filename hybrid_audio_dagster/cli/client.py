@@ -43,11 +43,11 @@ _LOGS = """query ($id: ID!, $after: String) { logsForRun(runId: $id, afterCursor
     ... on ExecutionStepOutputEvent { stepKey outputName %s }
     ... on ExecutionStepFailureEvent { stepKey error { message } }
     ... on RunFailureEvent { message } } }
-  ... on RunNotFoundError { message } ... on PythonError { message } } }""" % (_META, _META)
+  ... on RunNotFoundError { message } ... on PythonError { message } } }""" % (_META, _META)  # noqa: UP031  (GraphQL braces)
 
 _ASSET = """query ($path: [String!]!, $partitions: [String!], $limit: Int) { assetNodes(assetKeys: [{path: $path}]) {
   partitionKeysByDimension { name partitionKeys }
-  assetMaterializations(partitions: $partitions, limit: $limit) { partition runId timestamp %s } } }""" % _META
+  assetMaterializations(partitions: $partitions, limit: $limit) { partition runId timestamp %s } } }""" % _META  # noqa: UP031
 
 _KEYS = """query ($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) { partitionKeysByDimension { name partitionKeys } } }"""
 

@@ -164,7 +164,7 @@ def remove_stale_temp_files(*roots: str | os.PathLike, legacy_age_s: float = LEG
     here, now = host_id(), time.time()
     removed: list[Path] = []
     for root in roots:
-        for folder, dirs, files in os.walk(root):
+        for folder, _dirs, files in os.walk(root):
             for name in files:
                 if not (name.startswith(".") and name.endswith(".tmp")):
                     continue

@@ -24,10 +24,11 @@ from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 from hybrid_audio_dagster.core.inbox.formats import choose_delimiter, pick_column
 from hybrid_audio_dagster.core.inbox.decode import decode_text
 
-REPORT_SUFFIX = ".report.json"  # beside every stored or rejected upload
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME
 from hybrid_audio_dagster.core.messages.retire import LOCK_NAME, drop_rows
 from hybrid_audio_dagster.core.stems.store import StemStore
+
+REPORT_SUFFIX = ".report.json"  # beside every stored or rejected upload
 
 
 @dataclass

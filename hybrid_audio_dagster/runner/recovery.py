@@ -26,6 +26,7 @@ import dagster as dg
 
 from hybrid_audio_dagster.defs.tags import DRIVER_TAG
 from hybrid_audio_dagster.core.fsutil import pid_alive
+from hybrid_audio_dagster.defs.pools import MESSAGES_POOL, TTS_POOL
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def run_process_alive(run: dg.DagsterRun) -> bool | None:
 # monitoring frees slots with exactly these event-log storage calls
 # (dagster/_daemon/monitoring/concurrency.py), but no daemon watches `make batch`. Kept in
 # these three functions (pool_slot_holders, free_pool_slots, ensure_pool_limits);
-# tests/test_crash_safety.py pins them, so an upgrade that changes them fails a test, not a
+# tests/system/test_crash_safety.py pins them, so an upgrade that changes them fails a test, not a
 # batch.
 def pool_slot_holders(instance: dg.DagsterInstance, pool: str) -> tuple[int, list[str], list[str]]:
     """(slot limit, run ids holding a slot, run ids with a step waiting for one) of ``pool``."""
@@ -86,7 +87,7 @@ def pool_slot_holders(instance: dg.DagsterInstance, pool: str) -> tuple[int, lis
     return limit or 0, [s.run_id for s in info.claimed_slots], waiting
 
 
-def free_pool_slots(instance: dg.DagsterInstance, run_id: str, pools: Sequence[str] = ("tts", "messages")) -> int:
+def free_pool_slots(instance: dg.DagsterInstance, run_id: str, pools: Sequence[str] = (TTS_POOL, MESSAGES_POOL)) -> int:
     """Free every pool slot (and pending claim) of ``run_id``; returns how many it held in ``pools``."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
@@ -96,7 +97,7 @@ def free_pool_slots(instance: dg.DagsterInstance, run_id: str, pools: Sequence[s
     return held
 
 
-def ensure_pool_limits(instance: dg.DagsterInstance, pools: Sequence[str] = ("tts", "messages")) -> None:
+def ensure_pool_limits(instance: dg.DagsterInstance, pools: Sequence[str] = (TTS_POOL, MESSAGES_POOL)) -> None:
     """Store the instance's default limit for ``pools`` before any run claims a slot.
 
     Dagster 1.13 creates a pool's limit row when a run first claims a slot in it; two
@@ -122,7 +123,7 @@ class Recovery:
     slots_freed: int = 0
 
 
-def recover_dead_runs(instance: dg.DagsterInstance, pools: Sequence[str] = ("tts", "messages")) -> Recovery:
+def recover_dead_runs(instance: dg.DagsterInstance, pools: Sequence[str] = (TTS_POOL, MESSAGES_POOL)) -> Recovery:
     """Mark failed the runs of a ``make batch`` on this host whose process is gone, and free
     the pool slots they (or finished runs of such a process) still hold. Runs of a live
     process, of another host, or launched by a code server (the daemon's run monitoring

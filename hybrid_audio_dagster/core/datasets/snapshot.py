@@ -20,6 +20,11 @@ from hybrid_audio_dagster.core.layout import ProjectDirs
 from hybrid_audio_dagster.core.pronounce.columns import pronunciations_of
 from hybrid_audio_dagster.core.pronounce.lexicon import LexiconError, apply_lexicon, load_lexicon
 from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+
+
+# the dataset each kind of segment is spoken from (script segments have none)
+DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}
 
 
 class DatasetSourceError(ValueError):
@@ -137,3 +142,8 @@ def snapshot_fingerprint(paths: ProjectDirs, kind: str) -> str | None:
         return json.loads(snapshot_path(paths, kind).read_text(encoding="utf-8")).get("fingerprint")
     except (OSError, ValueError):
         return None
+
+
+def displays_for(paths: ProjectDirs, kind: SegmentKind) -> dict[str, str]:
+    """slug → display text of the dataset ``kind``'s segments are spoken from ({} for scripts)."""
+    return {} if kind is SegmentKind.SCRIPT else read_snapshot(paths, DATASET_OF[kind])

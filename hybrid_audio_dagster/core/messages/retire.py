@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from contextlib import ExitStack
 from pathlib import Path
 
 from hybrid_audio_dagster.core.fsutil import file_lock
@@ -89,3 +90,9 @@ def _retire_names(folder: Path, names: Collection[str], done: Retirement) -> Non
             done.files += 1
             for picture in folder.glob(f".timing-{stem}-*.png"):
                 picture.unlink()
+
+
+def lock_partitions(stack: ExitStack, folders: list[Path]) -> None:
+    """Hold the messages asset's per-partition lock of every folder, taken in sorted order (no deadlock)."""
+    for folder in sorted(set(folders), key=str):
+        stack.enter_context(file_lock(folder / LOCK_NAME))

@@ -19,31 +19,20 @@ from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.core.delivery.records import SyncReport
 from hybrid_audio_dagster.core.delivery.consistency import write_jsonl
 from hybrid_audio_dagster.core.delivery.inventory import partition_entries, stamp_manifest
-from hybrid_audio_dagster.core.fsutil import file_lock, safe_join
+from hybrid_audio_dagster.core.fsutil import safe_join
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_manifest
-from hybrid_audio_dagster.core.messages.retire import LOCK_NAME
+from hybrid_audio_dagster.core.messages.retire import lock_partitions
 from hybrid_audio_dagster.core.templates import load_templates
 from hybrid_audio_dagster.defs.partitions import message_partition_dims, messages_partitions
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.defs.delivery.inventory import local_inventory, segment_categories, to_regenerate
-from hybrid_audio_dagster.defs.messages.assets import MESSAGES_POOL
+from hybrid_audio_dagster.defs.delivery.reporting import REPORT_LOG, consistency_metadata, delivery_failure
+from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
 
 IN_SYNC_CHECK = "in_sync"
-REPORT_LOG = "bucket_consistency.jsonl"
 URI_SAMPLE = 5
-
-
-def lock_partition_folders(stack: ExitStack, folders: list[Path]) -> None:
-    # the messages asset's per-partition lock, taken in the same (sorted) order: no deadlock
-    for folder in sorted(set(folders), key=str):
-        stack.enter_context(file_lock(folder / LOCK_NAME))
-
-
-def delivery_failure(exc: DeliveryError, what: str) -> dg.Failure:
-    return dg.Failure(f"{what}: {exc}. Local files are untouched; the next run picks up what was not uploaded.",
-                      metadata={"bucket": exc.bucket or "", "error": type(exc).__name__})
 
 
 @dg.asset(
@@ -73,7 +62,7 @@ def delivered_messages(context: dg.AssetExecutionContext, paths: ProjectPaths, g
         tid, dev = message_partition_dims(key)
         parts[key] = (safe_join(paths.output, tid, dev), [], [])
     with ExitStack() as locks:
-        lock_partition_folders(locks, [folder for folder, _, _ in parts.values()])
+        lock_partitions(locks, [folder for folder, _, _ in parts.values()])
         for key, (folder, rows, entries) in parts.items():
             tid, _ = message_partition_dims(key)
             rows += read_manifest(folder / MANIFEST_NAME)
@@ -168,18 +157,6 @@ def _record(context, keys: list[str], owner: dict[str, str], report: SyncReport,
             md["manifest_uri"] = dg.MetadataValue.url(manifest_uri[key])
         md["gs_uris"] = dg.MetadataValue.md("\n".join(f"- `{u}`" for u in samples[key]) or "none")
         context.add_asset_metadata(md, partition_key=key)
-
-
-def consistency_metadata(report, regenerate: dict[str, list[str]], log_path: Path | None) -> dict:
-    md: dict = {"report": dg.MetadataValue.md(report.to_markdown()), "clean": report.is_clean,
-                "totals": dg.MetadataValue.json(report.summary()), "counts": dg.MetadataValue.json(report.counts())}
-    if log_path is not None:
-        md["jsonl"] = dg.MetadataValue.path(str(log_path))
-    if regenerate:
-        md["to_regenerate"] = dg.MetadataValue.md("\n".join(
-            f"- materialize `{asset}` partition(s) {', '.join(f'`{p}`' for p in parts[:50])}"
-            + (f" and {len(parts) - 50} more" if len(parts) > 50 else "") for asset, parts in regenerate.items()))
-    return md
 
 
 @dg.asset(

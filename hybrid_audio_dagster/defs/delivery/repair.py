@@ -16,7 +16,8 @@ import dagster as dg
 
 from hybrid_audio_dagster.defs.resources.audit import run_auditor
 
-from hybrid_audio_dagster.defs.delivery.assets import REPORT_LOG, delivery_failure, lock_partition_folders, consistency_metadata
+from hybrid_audio_dagster.core.messages.retire import lock_partitions
+from hybrid_audio_dagster.defs.delivery.reporting import REPORT_LOG, consistency_metadata, delivery_failure
 from hybrid_audio_dagster.defs.delivery.inventory import local_inventory, to_regenerate
 from hybrid_audio_dagster.core.delivery.errors import DeliveryError
 from hybrid_audio_dagster.core.delivery.consistency import write_jsonl
@@ -44,7 +45,7 @@ def bucket_repair(context: dg.OpExecutionContext, config: BucketRepairConfig, pa
     inventory = local_inventory(context.instance, paths, tts)
     with ExitStack() as locks:
         if not config.dry_run:  # downloads replace messages and manifests: no messages run meanwhile
-            lock_partition_folders(locks, [paths.output / t / d for t in inventory.templates for d in inventory.developers])
+            lock_partitions(locks, [paths.output / t / d for t in inventory.templates for d in inventory.developers])
         try:
             result = gcs.repair(inventory.entries, dry_run=config.dry_run, validate=validate_file,
                                 locate=inventory.locate)

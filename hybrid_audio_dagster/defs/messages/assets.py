@@ -23,8 +23,8 @@ from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
 from hybrid_audio_dagster.defs.stems.lookup import CampaignStems, describe_missing
 from hybrid_audio_dagster.core.markdown import table_cell
+from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
 
-MESSAGES_POOL = "messages"  # one messages step at a time: two runs must never rewrite one manifest
 
 
 class MessagesConfig(dg.Config):

@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from hybrid_audio_dagster.core.datasets.snapshot import build_dataset
-from hybrid_audio_dagster.defs.stems.assets import STEM_ASSETS_BY_KIND
-from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
+from hybrid_audio_dagster.core.datasets.snapshot import DATASET_OF, build_dataset
+from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
 from hybrid_audio_dagster.defs.messages.jobs import MESSAGES_JOB
 from hybrid_audio_dagster.defs.stems.jobs import STEM_JOB_NAMES
 from hybrid_audio_dagster.defs.pipeline.stages import contiguous_ranges, range_tags
@@ -28,7 +27,6 @@ from hybrid_audio_dagster.defs.partitions import developers_partitions, message_
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
 
-DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}
 PARTITIONS_OF = {SegmentKind.NAME: names_partitions, SegmentKind.DEVELOPER: developers_partitions, SegmentKind.SCRIPT: templates_partitions}
 
 
@@ -83,7 +81,7 @@ def batch_plan(instance: dg.DagsterInstance, paths: ProjectPaths, tts, config: B
         new = {sig: s for sig, s in new.items() if sig not in seen}
         seen |= set(new)
         chars = sum(len(s.text) for s in new.values())
-        plan["stems"][STEM_ASSETS_BY_KIND[kind].key.path[-1]] = {"partitions": len(stale[kind]), "to_synthesize": len(new), "chars": chars}
+        plan["stems"][STEM_ASSETS[kind]] = {"partitions": len(stale[kind]), "to_synthesize": len(new), "chars": chars}
         plan["stems_to_synthesize"] += len(new)
         plan["chars"] += chars
 
@@ -129,7 +127,7 @@ def _messages_estimate(campaign, paths, tpl, dev, dev_display, run_names, names,
 def _stage_requests(instance, plan, stale, scope, config, base_tags) -> None:
     for kind in SegmentKind:
         order = list(instance.get_dynamic_partitions(PARTITIONS_OF[kind].name))
-        asset = STEM_ASSETS_BY_KIND[kind].key.path[-1]
+        asset = STEM_ASSETS[kind]
         run_config = {"ops": {asset: {"config": {"force": config.force}}}}
         for first, last in exact_spans(order, stale[kind]):  # exact: a bridged gap could bill stems outside the plan
             plan["requests"]["stems"].append(_request(STEM_JOB_NAMES[kind], first, last, {**base_tags, STAGE_TAG: "stems"}, run_config))

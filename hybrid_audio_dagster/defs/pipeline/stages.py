@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.stems.assets import STEM_ASSETS_BY_KIND
-from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
+from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
 from hybrid_audio_dagster.defs.stems.checks import current_keys
-from hybrid_audio_dagster.defs.stems.assets import displays_for
+from hybrid_audio_dagster.core.datasets.snapshot import displays_for
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.defs.partitions import developers_partitions, message_partition_key, templates_partitions
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
@@ -99,21 +98,21 @@ def stems_stage(
     campaign = CampaignStems(instance, paths, tts)
     tags = stage_tags(base_tags, "stems")
     for kind in SegmentKind:
-        asset = STEM_ASSETS_BY_KIND[kind]
+        asset = STEM_ASSETS[kind]
         keys = current_keys(instance, kind)
         scope = [k for k in keys if k in set(names)] if names and kind is SegmentKind.NAME else keys
         if not scope:
             continue
         fresh = campaign.freshness(kind, scope, displays_for(paths, kind))
         stale = scope if force else fresh.stale_partitions
-        stage.partitions[asset.key.to_user_string()] = len(stale)
+        stage.partitions[asset] = len(stale)
         stage.stems_to_synthesize += len(fresh.to_synthesize)
         stage.chars += fresh.chars
-        config = {"ops": {asset.key.path[-1]: {"config": {"force": force}}}}
+        config = {"ops": {asset: {"config": {"force": force}}}}
         for first, last in contiguous_ranges(keys, stale):
             stage.requests.append(
                 partition_request(
-                    STEM_JOB_NAMES[kind], first, last, run_key=f"{pipeline}:stems:{asset.key.path[-1]}:{first}...{last}",
+                    STEM_JOB_NAMES[kind], first, last, run_key=f"{pipeline}:stems:{asset}:{first}...{last}",
                     tags=tags, run_config=config,
                 )
             )

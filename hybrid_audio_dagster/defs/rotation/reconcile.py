@@ -48,10 +48,11 @@ def stem_problems(
         name, dev, tid = triple
         tpl: Template = rotation.templates[tid]
         for seg in tpl.segments:
+            # each render is called at once, in this iteration (the lambdas only defer a KeyError)
             owner, text = {
-                SegmentKind.NAME: (name, lambda: seg.render(name=rotation.names[name])),
-                SegmentKind.DEVELOPER: (dev, lambda: seg.render(developer=rotation.developers[dev])),
-                SegmentKind.SCRIPT: (tid, lambda: seg.render()),
+                SegmentKind.NAME: (name, lambda: seg.render(name=rotation.names[name])),  # noqa: B023
+                SegmentKind.DEVELOPER: (dev, lambda: seg.render(developer=rotation.developers[dev])),  # noqa: B023
+                SegmentKind.SCRIPT: (tid, lambda: seg.render()),  # noqa: B023
             }[seg.kind]
             try:
                 campaign.resolve(seg.kind, owner, tpl, seg.id, text())

@@ -12,7 +12,8 @@ from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
-from hybrid_audio_dagster.defs.stems.assets import STEM_ASSETS_BY_KIND, displays_for
+from hybrid_audio_dagster.core.datasets.snapshot import displays_for
+from hybrid_audio_dagster.defs.stems.assets import STEM_ASSETS_BY_KIND
 from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 
 CURRENT_CHECK = "up_to_date"

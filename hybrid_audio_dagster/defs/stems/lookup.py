@@ -27,7 +27,6 @@ from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 STEM_ASSETS = {SegmentKind.NAME: "name_stems", SegmentKind.DEVELOPER: "developer_stems", SegmentKind.SCRIPT: "script_stems"}
 STEMS_META = "stems"  # signature → stored stem record
 SLOTS_META = "slots"  # slot ("<template>/<segment>") → signature
-DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}
 
 
 def describe_missing(errors: Iterable[MissingStemError], limit: int = 20) -> str:
@@ -91,7 +90,7 @@ class CampaignStems:
     def says(self, kind: SegmentKind) -> dict[str, tuple[Say, ...]]:
         """key → pronunciations of the kind's items, from the dataset snapshot (read once)."""
         if kind not in self._says:
-            from hybrid_audio_dagster.core.datasets.snapshot import read_says
+            from hybrid_audio_dagster.core.datasets.snapshot import DATASET_OF, read_says
 
             self._says[kind] = {} if kind is SegmentKind.SCRIPT else read_says(self.paths, DATASET_OF[kind])
         return self._says[kind]

@@ -13,7 +13,7 @@ by signature. The spend guard sees the estimate before any call.
 import dagster as dg
 
 from hybrid_audio_dagster.core.datasets.snapshot import LEXICON_FILE, read_says, read_snapshot
-from hybrid_audio_dagster.defs.stems.assets import TTS_POOL
+from hybrid_audio_dagster.defs.pools import TTS_POOL
 from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value
 from hybrid_audio_dagster.core.datasets.slugs import fold
