@@ -6,7 +6,7 @@ Layout (all under :class:`~.resources.paths.ProjectDirs`):
 * ``data/store/<kind>/<UTC timestamp>-<sha8>-<safe name>`` -- accepted files, one per
   accepted version (a re-upload under the same name is a new file; the old one is kept).
   A hidden sidecar ``.<stored name>.report.json`` holds the validation report. The dataset
-  assets read every non-hidden file here (see ``assets.datasets.dataset_sources``).
+  assets read every non-hidden file here (see :func:`hybrid_audio_dagster.core.datasets.snapshot.dataset_sources`).
 * ``data/rejected/<UTC timestamp>-<sha8>-<safe name>`` plus ``<that>.report.json`` --
   refused files and the report naming every problem (row, value, reason).
 * ``data/rejected/duplicates/`` -- files whose exact content was already accepted.
@@ -16,7 +16,7 @@ inbox's *strict* rule: a file with any refused row (other than :data:`BENIGN_REJ
 refused whole, so a half-broken export never reaches the datasets.
 
 The per-file steps (validation, placing a file in the store or the rejected folder) live in
-:mod:`.dataset_files`; every name other code imports from here is re-exported.
+:mod:`hybrid_audio_dagster.core.datasets.files`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """One dataset file: validate it with the inbox's rules and place it in the dataset folders.
 
-What the inbox sensor and :mod:`.dataset_admin` call per file: :func:`validate` (a
+What the inbox sensor and :mod:`hybrid_audio_dagster.core.datasets.admin` call per file: :func:`validate` (a
 :class:`Verdict`), :func:`store_accepted` (``data/store/<kind>/``), :func:`reject_file`
 (``data/rejected/``), :func:`set_aside_duplicate` (``data/rejected/duplicates/``) and
 :func:`find_stored`; stored names are ``<UTC timestamp>-<sha8>-<safe name>``
-(:func:`utc_stamp`, :func:`safe_basename`). The layout is described in :mod:`.dataset_admin`,
+(:func:`utc_stamp`, :func:`safe_basename`). The layout is described in :mod:`hybrid_audio_dagster.core.datasets.admin`,
 which re-exports every name here.
 """
 

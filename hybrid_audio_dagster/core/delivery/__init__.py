@@ -1,5 +1,5 @@
 """Delivery to Google Cloud Storage: the bucket layout, a verified mirror, the consistency
-report and verify-and-repair. Pure library: no Dagster here (``resources/gcs.py`` wraps it).
+report and verify-and-repair. Pure library: no Dagster here (``defs/resources/gcs.py`` wraps it).
 
 - :mod:`.layout`: object names below a prefix, :class:`InventoryEntry`, checksums.
 - :mod:`.mirror`: :class:`GCSMirror` (upload / download / list / exists / sync), retries.

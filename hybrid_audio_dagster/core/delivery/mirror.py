@@ -2,7 +2,7 @@
 
 :class:`GCSMirror` wraps a ``google.cloud.storage.Client`` (any object with its
 ``bucket`` / ``list_blobs`` methods) and one bucket. It knows nothing of Dagster: the
-resource in ``resources/gcs.py`` builds one from config.
+resource in ``defs/resources/gcs.py`` builds one from config.
 
 Retries: every request is made with the google client's own retry turned off (its default
 keeps going for 120 s) and an explicit per-request timeout; :mod:`tenacity` retries the

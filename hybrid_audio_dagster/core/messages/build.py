@@ -350,7 +350,7 @@ def _finish(job: _Job, future) -> None:
             {**tl.to_dict(), "stem_paths": {s.stem.sha256: s.stem.path for s in plan.segments}},
             separators=(",", ":"),
         ),
-        "gs_uri": None,  # set by the delivery asset (assets/delivery.py) once uploaded
+        "gs_uri": None,  # set by the delivery asset (defs/delivery/assets.py) once uploaded
     }
     _keep(state, row)
     state.result.written += 1

@@ -2,7 +2,7 @@
 ``bucket_consistency`` (local against bucket, with the ``in_sync`` check).
 
 Thin over ``core/delivery``: the inventory comes from the manifests and the stem assets'
-records (:mod:`.delivery_inventory`), the work from :class:`DeliveryResource`. With GCS
+records (:mod:`hybrid_audio_dagster.defs.delivery.inventory`), the work from :class:`DeliveryResource`. With GCS
 off both assets record "GCS is off" and touch nothing.
 """
 

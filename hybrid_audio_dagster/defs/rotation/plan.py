@@ -2,7 +2,7 @@
 it asks for (:class:`PlannedRequest`), its record in the retry ledger (:class:`TickPlan`),
 the tick's identity (:func:`tick_key`), run keys and the tags that tie runs to requests.
 
-Used by :mod:`.rotation_ledger` (reconciling and planning) and :mod:`.rotation_schedule`
+Used by :mod:`hybrid_audio_dagster.defs.rotation.reconcile` (reconciling and planning) and :mod:`hybrid_audio_dagster.defs.rotation.tick`
 (the tick, the schedule and the CLI operations), which re-exports every name.
 """
 

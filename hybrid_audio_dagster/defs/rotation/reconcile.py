@@ -2,8 +2,8 @@
 settling earlier requests from their runs (:func:`reconcile`) and turning pairs into
 messages runs (:func:`plan_requests`).
 
-Called under the ledger's lock by :func:`~.rotation_schedule.evaluate_rotation_tick` and
-:func:`~.rotation_schedule.generate_next_pair`.
+Called under the ledger's lock by :func:`~hybrid_audio_dagster.defs.rotation.tick.evaluate_rotation_tick` and
+:func:`~hybrid_audio_dagster.defs.rotation.tick.generate_next_pair`.
 """
 
 import os
