@@ -28,10 +28,11 @@ def _instance() -> dg.DagsterInstance:
 
 def init() -> int:
     from hybrid_audio_dagster.defs.pipeline.jobs import DATASETS_JOB
+    from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
     from hybrid_audio_dagster.definitions import defs
 
     instance = _instance()
-    result = defs.resolve_job_def(DATASETS_JOB).execute_in_process(instance=instance, tags={"hybrid_audio/trigger": "cli"}, raise_on_error=False)
+    result = defs.resolve_job_def(DATASETS_JOB).execute_in_process(instance=instance, tags={TRIGGER_TAG: "cli"}, raise_on_error=False)
     if not result.success:
         print(f"datasets run {result.run_id} failed: see its logs in the Dagster UI", file=sys.stderr)
         return 1

@@ -90,3 +90,24 @@ def snapshot(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.suffix != ".lock"
     }
+
+
+def warm_home(base: Path, names: list[str], developers: list[str], *, variants: bool = False,
+              drop_templates: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """(project root, instance home) after one full batch with the offline engine: the
+    starting point of the rotation's Dagster tests (made once per module)."""
+    import dagster as dg
+
+    from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+    from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
+    from hybrid_audio_dagster.runner.batch import run_full_batch
+    from testkit.project import make_project
+
+    root, home = base / "project", base / "home"
+    make_project(root, names, developers, variants=variants)
+    for template_id in drop_templates:
+        (root / "templates" / f"{template_id}.json").unlink()
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        run_full_batch(instance, {"paths": ProjectPaths(root=str(root)), "tts": OfflineTTSResource()})
+    return root, home

@@ -1,6 +1,6 @@
 """Dataset management: what the CLI and the inbox sensor call to add, inspect and remove lists.
 
-Layout (all under :class:`~.resources.paths.ProjectDirs`):
+Layout (all under the project folders, :class:`~hybrid_audio_dagster.core.layout.ProjectDirs`):
 
 * ``data/inbox/`` -- drop zone watched by ``inbox_sensor``; :func:`upload` can place files here.
 * ``data/store/<kind>/<UTC timestamp>-<sha8>-<safe name>`` -- accepted files, one per

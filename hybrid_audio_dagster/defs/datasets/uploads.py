@@ -23,6 +23,7 @@ from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.partitions import uploads_partitions
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.core.markdown import table_cell
+from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
 
 
 class UploadConfig(dg.Config):
@@ -65,7 +66,7 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
     audit = run_auditor(context, paths)
     path = None if carried else paths.inbox / name
     provenance = {"inbox_file" if not carried else "uploaded_file": name, "sha256": config.sha256, "run_id": context.run.run_id,
-                  "trigger": context.run.tags.get("dagster/sensor_name") or context.run.tags.get("hybrid_audio/trigger", "manual")}
+                  "trigger": context.run.tags.get("dagster/sensor_name") or context.run.tags.get(TRIGGER_TAG, "manual")}
     stored_as = find_stored(paths, config.sha256)
     if carried:
         data = _carried(config)

@@ -153,6 +153,6 @@ def batch_plan_op(context: dg.OpExecutionContext, config: BatchPlanConfig, paths
 
 
 @dg.job(description="Computes a batch's plan (dry run: nothing is synthesized or written). The `hybrid-audio batch` CLI reads it.",
-        tags={"hybrid_audio/stage": "plan"})
+        tags={STAGE_TAG: "plan"})
 def batch_plan_job() -> None:
     batch_plan_op()

@@ -20,6 +20,7 @@ from hybrid_audio_dagster.defs.partitions import names_partitions
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
+from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
 
 
 HISTORY_NAMING_PEOPLE = ("names_dataset", "dataset_uploads", "name_stems", "messages")
@@ -77,6 +78,6 @@ def erase_name(
     return dg.Output(summary, metadata={k: v for k, v in summary.items()})
 
 
-@dg.job(description="Erases one person completely (config: ops.erase_name.config.name = slug or text).", tags={"hybrid_audio/trigger": "privacy"})
+@dg.job(description="Erases one person completely (config: ops.erase_name.config.name = slug or text).", tags={TRIGGER_TAG: "privacy"})
 def erase_name_job() -> None:
     erase_name()

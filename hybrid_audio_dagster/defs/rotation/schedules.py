@@ -18,7 +18,7 @@ import dagster as dg
 from hybrid_audio_dagster.defs.rotation.jobs import ADVANCE_JOB
 
 from hybrid_audio_dagster.defs.rotation.plan import TICK_TAG, RotationSettings, tick_key
-from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
+from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
 
 ROTATION_CRON = "0 9 * * *"
 ROTATION_TIMEZONE = "UTC"
@@ -72,8 +72,8 @@ def advance_request(when: datetime, settings: RotationSettings = RotationSetting
             "templates": settings.resolved_templates(),
             "max_attempts": settings.max_attempts, "launch_grace_s": settings.launch_grace_s,
         }}}},
-        tags={"hybrid_audio/pipeline": pipeline, "hybrid_audio/stage": "advance", "hybrid_audio/driver": "daemon",
-              "hybrid_audio/scope": "rotation", TRIGGER_TAG: "rotation", TICK_TAG: tick},
+        tags={PIPELINE_TAG: pipeline, STAGE_TAG: "advance", DRIVER_TAG: "daemon", SCOPE_TAG: "rotation", TRIGGER_TAG: "rotation",
+              TICK_TAG: tick},
     )
 
 

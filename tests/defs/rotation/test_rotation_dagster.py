@@ -12,30 +12,35 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.defs.datasets.assets import names_dataset
-from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
-from hybrid_audio_dagster.core.rotation.campaign import open_rotation, rotation_dir
-from hybrid_audio_dagster.defs.rotation.assets import rotation_cycle
-from hybrid_audio_dagster.defs.stems.assets import name_stems
-from hybrid_audio_dagster.runner.batch import run_full_batch
-from hybrid_audio_dagster.defs.metadata_index import latest_metadata
-from hybrid_audio_dagster.core.messages.plan import message_path
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.core.messages.plan import message_path
+from hybrid_audio_dagster.core.rotation.campaign import open_rotation, rotation_dir
 from hybrid_audio_dagster.core.rotation.ledger import read_audit
+from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
-from hybrid_audio_dagster.defs.pipeline.sensors import rotation_requests
-from hybrid_audio_dagster.defs.tags import STAGE_TAG
 from hybrid_audio_dagster.definitions import build_defs, defs
+from hybrid_audio_dagster.defs.datasets.assets import names_dataset
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
+from hybrid_audio_dagster.defs.pipeline.sensors import rotation_requests
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
-from tests.support.campaign import NoCallTTS
-from testkit.project import make_project, write_csv
+from hybrid_audio_dagster.defs.rotation.assets import rotation_cycle
 from hybrid_audio_dagster.defs.rotation.plan import BATCH_TAG, RotationSettings
-from hybrid_audio_dagster.defs.rotation.schedules import ROTATION_CRON, build_rotation_schedule, rotation_schedule, rotation_schedule_from_env
+from hybrid_audio_dagster.defs.rotation.schedules import (
+    ROTATION_CRON,
+    build_rotation_schedule,
+    rotation_schedule,
+    rotation_schedule_from_env,
+)
 from hybrid_audio_dagster.defs.rotation.tick import generate_next_pair, preview_pairs
+from hybrid_audio_dagster.defs.stems.assets import name_stems
+from hybrid_audio_dagster.defs.tags import STAGE_TAG
+from testkit.project import write_csv
+from tests.support.campaign import NoCallTTS
+from tests.support.rotation import warm_home
 
 NAMES = ["John", "Maria", "Zoë", "Ann"]
 DEVELOPERS = ["Wyndham", "Hilton", "Marriott"]
@@ -49,13 +54,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
     """A project and an instance home after one full batch (made once per module)."""
-    base = tmp_path_factory.mktemp("warm")
-    root, home = base / "project", base / "home"
-    make_project(root, NAMES, DEVELOPERS)
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        run_full_batch(instance, {"paths": ProjectPaths(root=str(root)), "tts": OfflineTTSResource()})
-    return root, home
+    return warm_home(tmp_path_factory.mktemp("warm"), NAMES, DEVELOPERS)
 
 
 class Env:

@@ -13,29 +13,28 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.defs.messages.checks import verify_partition
-from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
-from hybrid_audio_dagster.core.rotation.campaign import open_rotation, rotation_templates
-from hybrid_audio_dagster.defs.rotation.assets import rotation_cycle, rotation_status_metadata
-from hybrid_audio_dagster.defs.pipeline.sensors import rotation_requests
-from hybrid_audio_dagster.defs.tags import STAGE_TAG
-from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.cli import common as cli_common
 from hybrid_audio_dagster.cli import rotation as cli_rotation
-from hybrid_audio_dagster.core.rotation.errors import DatasetError
-from hybrid_audio_dagster.core.rotation.store import RotationStore
-from hybrid_audio_dagster.core.rotation.ledger import read_audit
+from hybrid_audio_dagster.core.rotation.campaign import open_rotation, rotation_templates
 from hybrid_audio_dagster.core.rotation.counts import script_counts
+from hybrid_audio_dagster.core.rotation.errors import DatasetError
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
+from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
+from hybrid_audio_dagster.core.rotation.store import RotationStore
 from hybrid_audio_dagster.core.template_variants import select_keys
 from hybrid_audio_dagster.definitions import build_defs
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.pipeline.sensors import rotation_requests
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.rotation.admin import plain_metadata
+from hybrid_audio_dagster.defs.rotation.assets import rotation_cycle, rotation_status_metadata
 from hybrid_audio_dagster.defs.rotation.plan import RotationSettings
 from hybrid_audio_dagster.defs.rotation.schedules import build_rotation_schedule
-from hybrid_audio_dagster.defs.rotation.admin import plain_metadata
+from hybrid_audio_dagster.defs.tags import STAGE_TAG
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from tests.support.campaign import NoCallTTS
-from testkit.project import make_project
+from tests.support.rotation import warm_home
 
 A, B, C = "followup-en", "followup-en--soft_warm", "followup-en--fast_assertive"
 
@@ -124,14 +123,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 @pytest.fixture(scope="module")
 def warm(tmp_path_factory):
     """A project with the shipped variants and an instance home after one full batch."""
-    base = tmp_path_factory.mktemp("warm")
-    root, home = base / "project", base / "home"
-    make_project(root, NAMES, DEVELOPERS, variants=True)
-    (root / "templates" / "seguimiento-es.json").unlink()
-    home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home)) as instance:
-        run_full_batch(instance, {"paths": ProjectPaths(root=str(root)), "tts": OfflineTTSResource()})
-    return root, home
+    return warm_home(tmp_path_factory.mktemp("warm"), NAMES, DEVELOPERS, variants=True, drop_templates=("seguimiento-es",))
 
 
 class Env:
