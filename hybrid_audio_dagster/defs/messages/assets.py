@@ -93,7 +93,7 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
         output_root=paths.output, force=config.force,
     )
     for r in results:
-        context.add_asset_metadata(_metadata(r), partition_key=r.partition.key)
+        context.add_asset_metadata(_metadata(r, paths), partition_key=r.partition.key)
     failed = sum(len(r.failed) for r in results)
     context.log.info(
         f"{len(parts)} partitions × {len(run_names)} names: {sum(r.written for r in results)} written, "
@@ -103,7 +103,7 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
         context.log.warning(f"{failed} message(s) failed; their partitions are marked partial:\n" + "\n".join(f for r in results for f in r.failed[:5]))
 
 
-def _metadata(r: PartitionResult) -> dict:
+def _metadata(r: PartitionResult, paths: ProjectPaths) -> dict:
     table = "\n".join(f"| {table_cell(x['name'])} | `{x['path']}` | {x['duration_s']:.2f} | `{x['sha256'][:12]}` |" for x in r.preview)
     md: dict = {
         "status": f"partial: {len(r.failed)} failed" if r.failed else "complete",
@@ -123,9 +123,9 @@ def _metadata(r: PartitionResult) -> dict:
     if r.preview:  # the first message's timing, drawn (output and stems sit under one root)
         from hybrid_audio_dagster.core.messages.picture import segment_labels, timing_markdown
 
-        row, root = r.preview[0], ProjectPaths(root=str(r.manifest.parents[3]))
+        row = r.preview[0]
         labels = segment_labels(r.partition.template, row["name"], r.partition.developer)
-        md["timing_picture"] = dg.MetadataValue.md(timing_markdown(row, r.manifest.parents[2], root.stems, labels=labels))
+        md["timing_picture"] = dg.MetadataValue.md(timing_markdown(row, paths.output, paths.stems, labels=labels))
         md["timing_of"] = row["path"]
     return md
 
