@@ -19,7 +19,8 @@ import pytest
 from tests.pg import DEPLOY_ENV, DEPLOY_YAML, write_postgres_home
 from hybrid_audio_dagster.assets.checks import verify_partition
 from hybrid_audio_dagster.resources.paths import ProjectPaths
-from tests.servers import ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
+from tests.servers import (ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule_with_due_tick, stop_schedule,
+                           wait_for_pipeline, wait_until)
 from tests.support import make_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +181,6 @@ def deployment(postgres, tmp_path_factory):
         "HYBRID_AUDIO_CODE_SERVER_PORT": str(free_port()),
         "HYBRID_AUDIO_WEBSERVER_PORT": str(free_port()),
         "TTS_ENGINE": "offline",
-        "HYBRID_AUDIO_NIGHTLY_CRON": "* * * * *",  # the nightly batch every minute, for the scheduled-run test
         "HYBRID_AUDIO_PIPELINE_SENSOR_S": "2",
     }
     unknown = set(exported_names(blocks["env"])) - values.keys()
@@ -201,6 +201,12 @@ def deployment(postgres, tmp_path_factory):
         wait_until(lambda: dep.bash(blocks["code-server-ready"], timeout_s=30).returncode == 0,
                    timeout_s=120, interval_s=1, what="the code server to answer", alive=dep.alive)
         timings["code_server_s"] = time.monotonic() - t0
+        # the nightly schedule on, its last tick (the real 02:00 cron) already due: the daemon
+        # fires it as it starts, the pipeline runs while the other tests look (nightly_pipeline)
+        t0 = time.monotonic()
+        start_schedule_with_due_tick(env, "nightly_batch_schedule", ROOT / "deploy" / "workspace.grpc.yaml",
+                                     open_instance=lambda: _instance(dep))
+        timings["schedule_start_s"] = time.monotonic() - t0
         for name in ("webserver", "daemon"):
             procs[name] = ServerProcess(name, ["bash", "-c", blocks[name]], env=env, cwd=ROOT, log_dir=tmp)
         t0 = time.monotonic()
@@ -243,9 +249,39 @@ def _instance(deployment) -> dg.DagsterInstance:
                 os.environ[k] = v
 
 
+@pytest.fixture(scope="module")
+def nightly_pipeline(deployment):
+    """(runs, pipeline id) of the nightly schedule's pipeline, whose tick the daemon fired as it
+    started (the fixture above turned the schedule on with that tick due); the schedule is
+    stopped again, so every test using this one sees a quiet instance afterwards."""
+    try:
+        return wait_for_pipeline(deployment.url, "nightly", timeout_s=300, alive=deployment.alive)
+    finally:
+        stop_schedule(deployment.url, "nightly_batch_schedule")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment):
+def test_readme_deployment_a_scheduled_run_completes(deployment, nightly_pipeline):
+    """The nightly schedule's pipeline through the queue on Postgres: the datasets run, the
+    stems runs pipeline_sensor asks for, then the messages run, every message bit-exact."""
+    runs, pipeline = nightly_pipeline
+    mine = [r for r in runs if run_tag(r, "hybrid_audio/pipeline") == pipeline]
+    assert {r["jobName"] for r in mine} >= {"datasets_job", "name_stems_job", "messages_job"}
+    assert all(r["status"] == "SUCCESS" for r in mine)
+    assert {run_tag(r, "dagster/schedule_name") for r in mine if r["jobName"] == "datasets_job"} == {"nightly_batch_schedule"}
+    paths = ProjectPaths(root=str(deployment.project))
+    for tid in ("followup-en", "seguimiento-es"):
+        for dev in os.listdir(deployment.project / "output" / tid):
+            checked, problems = verify_partition(paths, tid, dev)
+            assert problems == [] and checked == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment, nightly_pipeline):
+    """A datasets run launched over GraphQL goes through the queue (after the nightly pipeline,
+    so it is the only run in flight and the latest materialization of the dataset assets)."""
     url = deployment.url
     repos = graphql(url, REPOSITORIES)["repositoriesOrError"]["nodes"]
     (repo,) = [r for r in repos if r["location"]["name"] == "hybrid_audio"]
@@ -288,26 +324,6 @@ def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment)
     required = {d["daemonType"]: d["healthy"] for d in daemons if d["required"]}
     for daemon in ("QUEUED_RUN_COORDINATOR", "MONITORING", "SCHEDULER", "SENSOR"):
         assert required.get(daemon), (daemon, required)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_readme_deployment_a_scheduled_run_completes(deployment):
-    """The nightly schedule's pipeline through the queue on Postgres: the datasets run, the
-    stems runs pipeline_sensor asks for, then the messages run, every message bit-exact."""
-    start_schedule(deployment.url, "nightly_batch_schedule")
-    try:
-        runs, pipeline = wait_for_pipeline(deployment.url, "nightly", timeout_s=300, alive=deployment.alive)
-    finally:
-        stop_schedule(deployment.url, "nightly_batch_schedule")
-    mine = [r for r in runs if run_tag(r, "hybrid_audio/pipeline") == pipeline]
-    assert {r["jobName"] for r in mine} >= {"datasets_job", "name_stems_job", "messages_job"}
-    assert all(r["status"] == "SUCCESS" for r in mine)
-    paths = ProjectPaths(root=str(deployment.project))
-    for tid in ("followup-en", "seguimiento-es"):
-        for dev in os.listdir(deployment.project / "output" / tid):
-            checked, problems = verify_partition(paths, tid, dev)
-            assert problems == [] and checked == 3
 
 
 # -- run monitoring and run retries on Postgres -----------------------------------------------
