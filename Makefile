@@ -43,7 +43,7 @@ ui: setup home
 	$(VENV)/bin/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench.run $(BENCH_ARGS)
