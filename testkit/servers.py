@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -147,3 +148,26 @@ def wait_for_pipeline(url: str, trigger: str, *, timeout_s: float, alive=None) -
         return (runs, run_tag(ok[-1], "hybrid_audio/pipeline")) if ok else None
 
     return wait_until(done, timeout_s=timeout_s, interval_s=2, what=f"a {trigger} pipeline's messages run", alive=alive)
+
+
+def start_schedule_with_due_tick(env: dict, name: str, workspace: Path, *, open_instance: Callable[[], object],
+                                 due_before_s: float = 86_400 + 60) -> None:
+    """Turn schedule ``name`` on BEFORE the daemon starts, with its last cron tick already due.
+
+    ``dagster schedule start NAME -w WORKSPACE`` (the documented way, deploy/README.md and the
+    schedule's docstring) stores the RUNNING state; its ``start_timestamp`` (the time from
+    which the scheduler counts ticks) is then moved ``due_before_s`` back through the
+    instance (``DagsterInstance.all_instigator_state`` / ``update_instigator_state``). The
+    schedule keeps its real cron (the nightly 02:00): the tick in that past day is due, so
+    the daemon's first scheduler iteration, right after it starts, fires it (one tick: a
+    schedule without a partition set never catches up more) — no waiting for a cron minute.
+    ``open_instance`` opens the same instance as the servers (the Postgres one needs the
+    DAGSTER_PG_* variables)."""
+    r = subprocess.run([str(Path(sys.executable).with_name("dagster")), "schedule", "start", name, "-w", str(workspace)], env=env, cwd=workspace.parent,
+                       capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, f"dagster schedule start failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    with open_instance() as instance:
+        [state] = [s for s in instance.all_instigator_state() if s.instigator_name == name]
+        assert state.is_running, state
+        data = state.instigator_data
+        instance.update_instigator_state(state.with_data(data._replace(start_timestamp=time.time() - due_before_s)))

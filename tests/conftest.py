@@ -1,5 +1,6 @@
 """Fixtures every test module can ask for, registered once here: a real PostgreSQL
 (testkit/postgres.py), the Cartesia loopback server and client (tests/support/cartesia.py),
-the GCS emulator (tests/support/delivery.py)."""
+the GCS emulator (tests/support/delivery.py); and the order in which pytest-xdist gets the
+test files (tests/support/xdist_order.py)."""
 
-pytest_plugins = ["testkit.postgres", "tests.support.cartesia", "tests.support.delivery"]
+pytest_plugins = ["testkit.postgres", "tests.support.cartesia", "tests.support.delivery", "tests.support.xdist_order"]

@@ -14,6 +14,7 @@ import time
 import zlib
 from pathlib import Path
 
+import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
@@ -21,7 +22,8 @@ from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from testkit.cartesia_server import FakeCartesia
 from testkit.project import make_project
-from testkit.servers import ServerProcess, free_port, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
+from testkit.servers import (ServerProcess, free_port, loaded_locations, run_tag, start_schedule_with_due_tick, stop_schedule,
+                           wait_for_pipeline, wait_until)
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk_car_SECRET_canary_7f3a9c2e1b"
@@ -76,9 +78,12 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
     with FakeCartesia(KEY) as api:
         env = {
             **os.environ, "DAGSTER_HOME": str(home), "HYBRID_AUDIO_ROOT": str(root), "TTS_ENGINE": "cartesia",
-            "CARTESIA_API_KEY": KEY, "CARTESIA_BASE_URL": api.base_url, "HYBRID_AUDIO_NIGHTLY_CRON": "* * * * *",
+            "CARTESIA_API_KEY": KEY, "CARTESIA_BASE_URL": api.base_url,
             "HYBRID_AUDIO_PIPELINE_SENSOR_S": "2",  # the next stage within seconds of the last one
         }
+        # the schedule on, its nightly tick already due: the daemon fires it as soon as it starts
+        start_schedule_with_due_tick(env, "nightly_batch_schedule", ROOT / "workspace.yaml",
+                                     open_instance=lambda: dg.DagsterInstance.from_config(str(home)))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         dagster = Path(sys.executable).with_name("dagster")
@@ -91,7 +96,6 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
         try:
             [entry] = wait_until(lambda: loaded_locations(url), timeout_s=120, what="the code location", alive=alive)
             assert entry["locationOrLoadError"]["__typename"] != "PythonError", entry
-            start_schedule(url, "nightly_batch_schedule")
             t0 = time.monotonic()
             runs, pipeline = wait_for_pipeline(url, "nightly", timeout_s=240, alive=alive)
             pipeline_s = time.monotonic() - t0
@@ -126,4 +130,4 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
 
     hits = [h for folder in (home, root) for h in _secret_hits(folder, KEY.encode())]
     assert hits == [], hits
-    print(f"scheduled pipeline: {len(mine)} runs in {pipeline_s:.0f}s after the schedule started")
+    print(f"scheduled pipeline: {len(mine)} runs in {pipeline_s:.0f}s after the code location loaded")

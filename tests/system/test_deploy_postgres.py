@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from testkit.postgres import DEPLOY_ENV, DEPLOY_YAML, write_postgres_home
+from testkit.postgres import DEPLOY_ENV, DEPLOY_YAML
 from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from testkit.servers import ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule, stop_schedule, wait_for_pipeline, wait_until
+from testkit.servers import (ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule_with_due_tick, stop_schedule,
+                           wait_for_pipeline, wait_until)
 from testkit.project import make_project
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +179,6 @@ def deployment(postgres, tmp_path_factory):
         "HYBRID_AUDIO_CODE_SERVER_PORT": str(free_port()),
         "HYBRID_AUDIO_WEBSERVER_PORT": str(free_port()),
         "TTS_ENGINE": "offline",
-        "HYBRID_AUDIO_NIGHTLY_CRON": "* * * * *",  # the nightly batch every minute, for the scheduled-run test
         "HYBRID_AUDIO_PIPELINE_SENSOR_S": "2",
     }
     unknown = set(exported_names(blocks["env"])) - values.keys()
@@ -201,6 +199,12 @@ def deployment(postgres, tmp_path_factory):
         wait_until(lambda: dep.bash(blocks["code-server-ready"], timeout_s=30).returncode == 0,
                    timeout_s=120, interval_s=1, what="the code server to answer", alive=dep.alive)
         timings["code_server_s"] = time.monotonic() - t0
+        # the nightly schedule on, its last tick (the real 02:00 cron) already due: the daemon
+        # fires it as it starts, the pipeline runs while the other tests look (nightly_pipeline)
+        t0 = time.monotonic()
+        start_schedule_with_due_tick(env, "nightly_batch_schedule", ROOT / "deploy" / "workspace.grpc.yaml",
+                                     open_instance=lambda: _instance(dep))
+        timings["schedule_start_s"] = time.monotonic() - t0
         for name in ("webserver", "daemon"):
             procs[name] = ServerProcess(name, ["bash", "-c", blocks[name]], env=env, cwd=ROOT, log_dir=tmp)
         t0 = time.monotonic()
@@ -243,9 +247,39 @@ def _instance(deployment) -> dg.DagsterInstance:
                 os.environ[k] = v
 
 
+@pytest.fixture(scope="module")
+def nightly_pipeline(deployment):
+    """(runs, pipeline id) of the nightly schedule's pipeline, whose tick the daemon fired as it
+    started (the fixture above turned the schedule on with that tick due); the schedule is
+    stopped again, so every test using this one sees a quiet instance afterwards."""
+    try:
+        return wait_for_pipeline(deployment.url, "nightly", timeout_s=300, alive=deployment.alive)
+    finally:
+        stop_schedule(deployment.url, "nightly_batch_schedule")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment):
+def test_readme_deployment_a_scheduled_run_completes(deployment, nightly_pipeline):
+    """The nightly schedule's pipeline through the queue on Postgres: the datasets run, the
+    stems runs pipeline_sensor asks for, then the messages run, every message bit-exact."""
+    runs, pipeline = nightly_pipeline
+    mine = [r for r in runs if run_tag(r, "hybrid_audio/pipeline") == pipeline]
+    assert {r["jobName"] for r in mine} >= {"datasets_job", "name_stems_job", "messages_job"}
+    assert all(r["status"] == "SUCCESS" for r in mine)
+    assert {run_tag(r, "dagster/schedule_name") for r in mine if r["jobName"] == "datasets_job"} == {"nightly_batch_schedule"}
+    paths = ProjectPaths(root=str(deployment.project))
+    for tid in ("followup-en", "seguimiento-es"):
+        for dev in os.listdir(deployment.project / "output" / tid):
+            checked, problems = verify_partition(paths, tid, dev)
+            assert problems == [] and checked == 3
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment, nightly_pipeline):
+    """A datasets run launched over GraphQL goes through the queue (after the nightly pipeline,
+    so it is the only run in flight and the latest materialization of the dataset assets)."""
     url = deployment.url
     repos = graphql(url, REPOSITORIES)["repositoriesOrError"]["nodes"]
     (repo,) = [r for r in repos if r["location"]["name"] == "hybrid_audio"]
@@ -288,114 +322,3 @@ def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment)
     required = {d["daemonType"]: d["healthy"] for d in daemons if d["required"]}
     for daemon in ("QUEUED_RUN_COORDINATOR", "MONITORING", "SCHEDULER", "SENSOR"):
         assert required.get(daemon), (daemon, required)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_readme_deployment_a_scheduled_run_completes(deployment):
-    """The nightly schedule's pipeline through the queue on Postgres: the datasets run, the
-    stems runs pipeline_sensor asks for, then the messages run, every message bit-exact."""
-    start_schedule(deployment.url, "nightly_batch_schedule")
-    try:
-        runs, pipeline = wait_for_pipeline(deployment.url, "nightly", timeout_s=300, alive=deployment.alive)
-    finally:
-        stop_schedule(deployment.url, "nightly_batch_schedule")
-    mine = [r for r in runs if run_tag(r, "hybrid_audio/pipeline") == pipeline]
-    assert {r["jobName"] for r in mine} >= {"datasets_job", "name_stems_job", "messages_job"}
-    assert all(r["status"] == "SUCCESS" for r in mine)
-    paths = ProjectPaths(root=str(deployment.project))
-    for tid in ("followup-en", "seguimiento-es"):
-        for dev in os.listdir(deployment.project / "output" / tid):
-            checked, problems = verify_partition(paths, tid, dev)
-            assert problems == [] and checked == 3
-
-
-# -- run monitoring and run retries on Postgres -----------------------------------------------
-CRASHY_DEFS = '''
-import os, time
-import dagster as dg
-
-@dg.asset(pool="tts")
-def crashy_tts() -> None:
-    """First attempt: says where it runs, then hangs until killed; a retry succeeds."""
-    marker = os.environ["CRASHY_MARKER"]
-    if not os.path.exists(marker):
-        with open(marker + ".tmp", "w") as f:
-            f.write(f"{os.getpid()} {os.getppid()}")
-        os.replace(marker + ".tmp", marker)
-        time.sleep(600)
-
-defs = dg.Definitions(assets=[crashy_tts], jobs=[dg.define_asset_job("crashy_job", [crashy_tts])])
-'''
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_killed_run_is_failed_its_pool_slot_freed_and_retried(pg_database, tmp_path):
-    """deploy/dagster.postgres.yaml's run monitoring and retries with the default run
-    launcher: kill -9 of a run worker holding the `tts` slot → the run is marked FAILURE, the
-    daemon frees the slot, and the retry run gets it and succeeds — no manual step.
-    (Intervals shortened for the test; everything else is the production file.)"""
-    home = write_postgres_home(tmp_path / "home", pg_database, overrides={
-        "run_monitoring": {"poll_interval_seconds": 1, "free_slots_after_run_end_seconds": 2},
-        "run_coordinator": {"config": {"dequeue_interval_seconds": 1}},
-    })
-    (tmp_path / "crashy.py").write_text(CRASHY_DEFS)
-    marker = tmp_path / "first_attempt"
-    port = free_port()
-    (tmp_path / "workspace.yaml").write_text(
-        f"load_from:\n  - grpc_server: {{host: 127.0.0.1, port: {port}, location_name: crashy}}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "CARTESIA_"))}
-    env.update(DAGSTER_HOME=str(home), CRASHY_MARKER=str(marker), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
-    procs: list[ServerProcess] = []
-
-    def alive():
-        for p in procs:
-            if not p.alive():
-                raise AssertionError(f"{p.name} exited:\n{p.log_tail()}")
-
-    try:
-        procs.append(ServerProcess("code-server", ["dagster", "code-server", "start", "-h", "127.0.0.1", "-p", str(port),
-                                                   "-f", str(tmp_path / "crashy.py"), "--location-name", "crashy"],
-                                   env=env, cwd=tmp_path, log_dir=tmp_path))
-        wait_until(lambda: subprocess.run(["dagster", "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(port)], env=env,
-                                          capture_output=True, timeout=30).returncode == 0,
-                   timeout_s=120, interval_s=1, what="the code server", alive=alive)
-        procs.append(ServerProcess("daemon", ["dagster-daemon", "run", "-w", str(tmp_path / "workspace.yaml")],
-                                   env=env, cwd=tmp_path, log_dir=tmp_path))
-        run_id = str(uuid.uuid4())
-        r = subprocess.run(["dagster", "job", "launch", "-w", str(tmp_path / "workspace.yaml"), "-l", "crashy", "-j", "crashy_job",
-                            "--run-id", run_id], env=env, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-        try:
-            pids = wait_until(lambda: marker.exists() and marker.read_text(), timeout_s=180, interval_s=0.5,
-                              what="the first attempt to start", alive=alive)
-        except AssertionError as exc:
-            with dg.DagsterInstance.from_config(str(home)) as instance:
-                run = instance.get_run_by_id(run_id)
-            logs = "\n".join(f"--- {p.name} ---\n{p.log_tail(3000)}" for p in procs)
-            raise AssertionError(f"{exc}; run status {run.status if run else None}\n{logs}") from None
-        step_pid, worker_pid = map(int, pids.split())
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
-            assert [s.run_id for s in instance.event_log_storage.get_concurrency_info("tts").claimed_slots] == [run_id]
-
-            t0 = time.monotonic()
-            for pid in (worker_pid, step_pid):  # the run worker and its step process, as an OOM kill would
-                os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE, timeout_s=60,
-                       what="the killed run to be marked FAILURE", alive=alive)
-            failed_s = time.monotonic() - t0
-            wait_until(lambda: run_id not in {s.run_id for s in instance.event_log_storage.get_concurrency_info("tts").claimed_slots},
-                       timeout_s=120, what="run monitoring to free the killed run's tts slot", alive=alive)
-            freed_s = time.monotonic() - t0
-            retry = wait_until(lambda: next(iter(instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))), None),
-                               timeout_s=300, what="the retry run", alive=alive)  # the retry daemon is slow on a loaded machine
-            wait_until(lambda: instance.get_run_by_id(retry.run_id).is_finished, timeout_s=180, what="the retry to finish", alive=alive)
-            assert instance.get_run_by_id(retry.run_id).status == dg.DagsterRunStatus.SUCCESS
-            retried_s = time.monotonic() - t0
-            assert not instance.event_log_storage.get_concurrency_info("tts").claimed_slots
-        print(f"kill -9 → FAILURE {failed_s:.1f}s, slot freed {freed_s:.1f}s, retry SUCCESS {retried_s:.1f}s")
-    finally:
-        for p in reversed(procs):
-            p.stop()
