@@ -41,9 +41,9 @@ _LOGS = """query ($id: ID!, $after: String) { logsForRun(runId: $id, afterCursor
   ... on EventConnection { cursor hasMore events { __typename
     ... on MaterializationEvent { assetKey { path } partition %s }
     ... on ExecutionStepOutputEvent { stepKey outputName %s }
-    ... on ExecutionStepFailureEvent { stepKey error { message } }
+    ... on ExecutionStepFailureEvent { stepKey error { message } failureMetadata { %s } }
     ... on RunFailureEvent { message } } }
-  ... on RunNotFoundError { message } ... on PythonError { message } } }""" % (_META, _META)  # noqa: UP031  (GraphQL braces)
+  ... on RunNotFoundError { message } ... on PythonError { message } } }""" % (_META, _META, _META)  # noqa: UP031  (GraphQL braces)
 
 _ASSET = """query ($path: [String!]!, $partitions: [String!], $limit: Int) { assetNodes(assetKeys: [{path: $path}]) {
   partitionKeysByDimension { name partitionKeys }
@@ -72,6 +72,15 @@ class RunFailed(RemoteError):
     def __init__(self, run_id: str, status: str, reason: str) -> None:
         super().__init__(f"run {run_id} {status.lower()}: {reason}")
         self.run_id, self.status, self.reason = run_id, status, reason
+
+
+class Refused(RunFailed):
+    """The run refused its input (its failure carries the metadata ``refused``: a problem
+    code); the message is the server's reason."""
+
+    def __init__(self, run_id: str, problem: str, reason: str) -> None:
+        RemoteError.__init__(self, reason)
+        self.run_id, self.status, self.reason, self.problem = run_id, "FAILURE", reason, problem
 
 
 def parse_headers(values: list[str] | None, env_value: str | None = None) -> dict[str, str]:
@@ -122,6 +131,7 @@ class RunResult:
     materializations: list[dict] = field(default_factory=list)  # {asset, partition, metadata}
     outputs: dict[str, dict] = field(default_factory=dict)  # step key → output metadata
     failure: str = ""
+    refused: str = ""  # the problem code when the run refused its input (see ``Refused``)
 
 
 @dataclass
@@ -272,6 +282,8 @@ class Client:
             elif t == "ExecutionStepFailureEvent" and not out.failure:
                 message = (e.get("error") or {}).get("message", "").strip()
                 out.failure = message.split("Failure: ", 1)[-1] if message.startswith("dagster.") else message
+                refused = metadata_of((e.get("failureMetadata") or {}).get("metadataEntries") or []).get("refused")
+                out.refused = str(refused) if refused else ""
             elif t == "RunFailureEvent" and not out.failure:
                 out.failure = e.get("message", "")
         return out

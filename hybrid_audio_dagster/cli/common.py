@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hybrid_audio_dagster.cli.client import Client, RemoteError, RunFailed, RunResult, Unreachable, parse_headers
+from hybrid_audio_dagster.cli.client import Client, Refused, RemoteError, RunFailed, RunResult, Unreachable, parse_headers
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 URL_ENV = "HYBRID_AUDIO_DAGSTER_URL"
@@ -30,7 +30,7 @@ class Exit:
 
     OK = 0
     FAILED = 1  # a run failed, a message did not verify, a check found problems
-    REFUSED = 2  # bad input: unknown name/developer/template, bad option, file too big
+    REFUSED = 2  # bad input, here or in the webserver: unknown name/developer/template, bad option, file too big, a rejected file
     UNREACHABLE = 3  # no webserver at the URL
     REMOTE = 4  # the webserver answered with an error (auth, GraphQL, refused run)
     NOT_WIRED = 5  # the feature is not in this code location (e.g. GCS)
@@ -71,11 +71,11 @@ def as_json(flag: bool) -> bool:
     return STATE.json
 
 
-def fail(message: str, code: int) -> NoReturn:
-    """One line on stderr (or a JSON error on stdout with --json), then exit ``code``."""
+def fail(message: str, code: int, data: dict | None = None) -> NoReturn:
+    """One line on stderr (or a JSON error on stdout with --json, with ``data`` in it), then exit ``code``."""
     line = " ".join(str(message).split())
     if STATE.json:
-        print(json.dumps({"ok": False, "error": line, "exit_code": code}))
+        print(json.dumps({**(data or {}), "ok": False, "error": line, "exit_code": code}, ensure_ascii=False, default=str))
     else:
         err.print(f"error: {line}", markup=False)
     raise typer.Exit(code)
@@ -102,6 +102,8 @@ def guarded(fn):
             return fn(*args, **kwargs)
         except Unreachable as exc:
             fail(f"{exc}; start it with `make ui` (or pass --url / set {URL_ENV})", Exit.UNREACHABLE)
+        except Refused as exc:
+            fail(f"refused: {exc.reason}", Exit.REFUSED, {"run_id": exc.run_id, "problem": exc.problem})
         except RunFailed as exc:
             fail(str(exc), Exit.FAILED)
         except TimeoutError as exc:
@@ -152,10 +154,11 @@ def run_and_wait(launches: list[tuple[str, dict]], what: str, *, fail_on_error: 
 
         states = client.wait(ids, timeout_s=STATE.timeout, on_poll=on_poll)
     results = [client.result(r, states[r]["status"]) for r in ids]
-    if fail_on_error:
-        for r in results:
-            if r.status != "SUCCESS":
-                raise RunFailed(r.run_id, r.status, r.failure or "see the run in the Dagster UI")
+    for r in results:
+        if r.status != "SUCCESS" and r.refused:  # bad input is a refusal whatever the caller does with failures
+            raise Refused(r.run_id, r.refused, r.failure or "refused")
+        if fail_on_error and r.status != "SUCCESS":
+            raise RunFailed(r.run_id, r.status, r.failure or "see the run in the Dagster UI")
     return results
 
 

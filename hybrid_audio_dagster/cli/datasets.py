@@ -1,4 +1,9 @@
-"""``datasets``: upload (the file's bytes travel in an ingest run's config), preview, list, delete."""
+"""``datasets``: upload (a small file's bytes travel in an ingest run's config; a big one is
+read from the server's inbox by reference), preview, list, delete.
+
+A refusal from the webserver (a file the dataset rules reject, an unknown or unsafe name)
+exits 2 with the server's reason, in text and with ``--json`` (``"ok": false``) alike.
+"""
 
 from __future__ import annotations
 
@@ -6,57 +11,63 @@ import base64
 import hashlib
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn
 
 import typer
 
+from hybrid_audio_dagster.cli.client import RemoteError
 from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
 
 datasets_app = typer.Typer(help="Dataset files (names, developers): upload, preview, list, delete.", no_args_is_help=True)
-MAX_BYTES = 5 * 1024 * 1024  # the ingest run's own bound (DEFAULT_MAX_BYTES) applies again server-side
+MAX_BYTES = 5 * 1024 * 1024  # what a run's config carries (the server's DEFAULT_MAX_BYTES); bigger files go through the inbox
+REFERENCE_LIMITS = "32 MiB and 1,000,000 rows"  # what an ingest run reads from the inbox (REFERENCE_MAX_BYTES / _ROWS)
 ROLE_PREFIXES = {"names": ("names",), "developers": ("developers", "brands")}
-RoleOpt = Annotated[Optional[str], typer.Option("--role", help="names or developers (default: from the file name).")]
+RoleOpt = Annotated[str | None, typer.Option("--role", help="names or developers (default: from the file name).")]
+FileArg = Annotated[Path | None, typer.Argument(help="A local file (at most 5 MiB; bigger ones go through the inbox).")]
+FromInboxOpt = Annotated[str | None, typer.Option(
+    "--from-inbox", metavar="NAME", help="A file already in the server's inbox (a plain file name), read there: for lists over 5 MiB.")]
 
 
-def _read(file: Path, role: str | None) -> tuple[bytes, str]:
+def _check_role(role: str | None) -> None:
     if role is not None and role not in ROLE_PREFIXES:
         fail(f"unknown role {role!r}: names or developers", Exit.REFUSED)
+
+
+def _server_inbox() -> str:
+    """The inbox folder on the server, as its ``paths`` resource says (a hint when it can't be read)."""
+    try:
+        values = STATE.client.resource_values("paths")
+    except RemoteError:
+        values = {}
+    if values.get("inbox_dir"):
+        return values["inbox_dir"]
+    return f"{values['root'].rstrip('/')}/data/inbox" if values.get("root") else "data/inbox/ in the project on the server"
+
+
+def _too_big(file: Path, size: int, role: str | None, verb: str) -> NoReturn:
+    named = role is not None or file.name.lower().startswith(("names", "developers", "brands", "name", "developer", "brand"))
+    role_hint = f" --role {role}" if role else ("" if named else " --role names|developers")
+    fail(f"{file.name} is {size} bytes, over the {MAX_BYTES} bytes an upload carries in a run's config. Copy it into the inbox on "
+         f"the server ({_server_inbox()}), then run `hybrid-audio datasets {verb} --from-inbox {file.name}{role_hint}`: the run reads it "
+         f"there (up to {REFERENCE_LIMITS}) with the same validation, rejection report and audit", Exit.REFUSED)
+
+
+def _read(file: Path, role: str | None, verb: str) -> tuple[bytes, str]:
+    _check_role(role)
     if not file.is_file():
         fail(f"no such file: {file}", Exit.REFUSED)
-    if file.stat().st_size > MAX_BYTES:
-        fail(f"{file.name} is larger than {MAX_BYTES} bytes", Exit.REFUSED)
+    size = file.stat().st_size
+    if size > MAX_BYTES:
+        _too_big(file, size, role, verb)
     name = file.name
     if role is not None and not name.lower().startswith(ROLE_PREFIXES[role]):
         name = f"{role}-{name}"  # the server reads the role from the name, as for an inbox file
     return file.read_bytes(), name
 
 
-@datasets_app.command("upload")
-def upload(file: Path, role: RoleOpt = None,
-           build: Annotated[bool, typer.Option("--build", help="Then let pipeline_sensor build the new items' stems and messages.")] = False,
-           json_: JsonOpt = False) -> None:
-    """Validate and ingest FILE over HTTP (an ingest_job run carrying its bytes)."""
-    as_json(json_)
-    data, name = _read(file, role)
-    detected = role or next((r for r, prefixes in ROLE_PREFIXES.items() if name.lower().startswith(prefixes)), None)
-    if detected is None:
-        fail(f"cannot tell the role of {file.name!r}: pass --role names|developers", Exit.REFUSED)
-    sha = hashlib.sha256(data).hexdigest()
-    key = f"{detected}-{sha[:16]}"
-    STATE.client.add_partition("uploads", key)
-    tags = {**TRIGGER, "hybrid_audio/pipeline": f"upload-{sha[:16]}-{time.time_ns()}", "hybrid_audio/stage": "datasets",
-            "hybrid_audio/driver": "daemon" if build else "cli", "hybrid_audio/scope": detected}
-    config = {"ops": {"dataset_uploads": {"config": {"sha256": sha, "content_b64": base64.b64encode(data).decode(), "filename": name}}}}
-    [r] = run_and_wait([("ingest_job", {"partition": key, "run_config": config, "tags": tags})], "ingest", fail_on_error=False)
-    md = {m["asset"]: m["metadata"] for m in r.materializations}
-    if r.status != "SUCCESS":
-        fail(f"upload refused (run {r.run_id}): {r.failure or r.status}", Exit.FAILED if "rejected" not in r.failure else Exit.REFUSED)
-    up = md.get("dataset_uploads", {})
-    new = (md.get(f"{detected}_dataset") or {}).get("new_keys") or []
-    emit({"ok": True, "run_id": r.run_id, "status": up.get("status"), "stored_as": up.get("stored_as"), "rows": up.get("rows"),
-          "rejected_rows": up.get("rejected_rows"), "new_keys": new},
-         [f"{up.get('status')}: {up.get('stored_as')} ({up.get('rows', 0)} rows, {up.get('rejected_rows', 0)} rejected)",
-          f"new {detected}: {', '.join(new) if new else 'none'}"])
+def _one_source(file: Path | None, from_inbox: str | None) -> None:
+    if (file is None) == (from_inbox is None):
+        fail("give either FILE or --from-inbox NAME", Exit.REFUSED)
 
 
 def _admin(action: str, **config) -> dict:
@@ -65,15 +76,71 @@ def _admin(action: str, **config) -> dict:
     return output_of(r, "datasets_admin")
 
 
-@datasets_app.command("preview")
-def preview(file: Path, role: RoleOpt = None, n: Annotated[int, typer.Option("-n", help="Items to show.")] = 20, json_: JsonOpt = False) -> None:
-    """Normalised items and rejects of FILE, validated by the webserver; nothing is ingested."""
+@datasets_app.command("upload")
+def upload(file: FileArg = None, role: RoleOpt = None, from_inbox: FromInboxOpt = None,
+           build: Annotated[bool, typer.Option("--build", help="Then let pipeline_sensor build the new items' stems and messages.")] = False,
+           json_: JsonOpt = False) -> None:
+    """Validate and ingest FILE over HTTP (an ingest_job run carrying its bytes), or a file already in the inbox (--from-inbox)."""
     as_json(json_)
-    data, name = _read(file, role)
-    out = _admin("preview", content_b64=base64.b64encode(data).decode(), filename=name, role=role or "", n=n)
-    emit({"ok": True, **out}, [f"{i.get('key', ''):<24} {i.get('display', '')}" for i in out.get("items", [])]
-         + [f"{out.get('total_items', 0)} items, {len(out.get('rejects', []))} rejected"]
-         + [f"  row {x.get('row')}: {x.get('value')!r}: {x.get('reason')}" for x in out.get("rejects", [])[:20]])
+    _one_source(file, from_inbox)
+    if file is not None:
+        data, name = _read(file, role, "upload")
+        detected = role or next((r for r, prefixes in ROLE_PREFIXES.items() if name.lower().startswith(prefixes)), None)
+        if detected is None:
+            fail(f"cannot tell the role of {file.name!r}: pass --role names|developers", Exit.REFUSED)
+        sha = hashlib.sha256(data).hexdigest()
+        source = {"content_b64": base64.b64encode(data).decode(), "filename": name}
+    else:
+        _check_role(role)
+        entry = _admin("inbox", inbox_file=from_inbox)
+        detected = role or entry.get("role")
+        if detected is None:
+            fail(f"cannot tell the role of {from_inbox!r} from its name: pass --role names|developers", Exit.REFUSED)
+        sha = entry["sha256"]
+        source = {"inbox_file": from_inbox, "role": role or ""}
+    key = f"{detected}-{sha[:16]}"
+    STATE.client.add_partition("uploads", key)
+    tags = {**TRIGGER, "hybrid_audio/pipeline": f"upload-{sha[:16]}-{time.time_ns()}", "hybrid_audio/stage": "datasets",
+            "hybrid_audio/driver": "daemon" if build else "cli", "hybrid_audio/scope": detected}
+    config = {"ops": {"dataset_uploads": {"config": {"sha256": sha, **source}}}}
+    # a refusal (the file rejected, the name unsafe) raises Refused: exit 2 with the server's reason
+    [r] = run_and_wait([("ingest_job", {"partition": key, "run_config": config, "tags": tags})], "ingest", fail_on_error=False)
+    md = {m["asset"]: m["metadata"] for m in r.materializations}
+    if r.status != "SUCCESS":
+        fail(f"upload failed (run {r.run_id}): {r.failure or r.status}", Exit.FAILED)
+    up = md.get("dataset_uploads", {})
+    new = (md.get(f"{detected}_dataset") or {}).get("new_keys") or []
+    emit({"ok": True, "run_id": r.run_id, "status": up.get("status"), "stored_as": up.get("stored_as"), "rows": up.get("rows"),
+          "rejected_rows": up.get("rejected_rows"), "new_keys": new, "by_reference": from_inbox is not None},
+         [f"{up.get('status')}: {up.get('stored_as')} ({up.get('rows', 0)} rows, {up.get('rejected_rows', 0)} rejected)",
+          f"new {detected}: {', '.join(new[:50]) if new else 'none'}{f' … ({len(new)} in all)' if len(new) > 50 else ''}"])
+
+
+@datasets_app.command("preview")
+def preview(file: FileArg = None, role: RoleOpt = None, from_inbox: FromInboxOpt = None,
+            n: Annotated[int, typer.Option("-n", help="Items to show.")] = 20, json_: JsonOpt = False) -> None:
+    """Normalised items and rejects of FILE (or of an inbox file), validated by the webserver; nothing is ingested.
+    Exits 2 with the reason when an upload of it would be refused."""
+    as_json(json_)
+    _one_source(file, from_inbox)
+    if file is not None:
+        data, name = _read(file, role, "preview")
+        out = _admin("preview", content_b64=base64.b64encode(data).decode(), filename=name, role=role or "", n=n)
+    else:
+        _check_role(role)
+        out = _admin("preview", inbox_file=from_inbox, role=role or "", n=n)
+    report = out.get("report") or {}
+    rejects = out.get("rejects", [])
+    lines = ([f"{i.get('key', ''):<24} {i.get('display', '')}" for i in out.get("items", [])]
+             + [f"{out.get('total_items', 0)} items, {len(rejects)} rejected"]
+             + [f"  row {x.get('row')}: {x.get('value')!r}: {x.get('reason')}" for x in rejects[:20]])
+    if report.get("status") == "rejected":
+        problem = report.get("problem") or {}
+        if not STATE.json:
+            emit(None, lines)
+        fail(f"an upload of {report.get('filename') or from_inbox or file.name} would be refused ({problem.get('code')}): {problem.get('message')}",
+             Exit.REFUSED, {**out, "problem": problem.get("code")})
+    emit({"ok": True, **out}, lines)
 
 
 @datasets_app.command("list")

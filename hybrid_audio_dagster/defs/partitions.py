@@ -37,22 +37,31 @@ def cycle_key(cycle: int) -> str:
     return f"cycle-{cycle:04d}"
 
 
+ADD_CHUNK = 10_000  # keys per insert: sqlite binds one variable per key (at most 32,766 a statement)
+
+
 def add_partitions(instance: dg.DagsterInstance, name: str, keys: list[str], attempts: int = 5) -> list[str]:
     """Add the dynamic partitions ``keys`` that are missing; returns those this call added.
 
     Dagster's sqlite event storage reads the existing keys and then inserts the rest, so two
     runs adding the same key at once (two batches, or a batch and an inbox ingest) make one of
     them fail with a UNIQUE error; Postgres upserts. Re-read and retry what is still missing.
+    The keys go in chunks of ``ADD_CHUNK`` (a 300,000-name list in one statement is too many
+    variables for sqlite).
     """
+    added: list[str] = []
     for attempt in range(attempts):
         have = set(instance.get_dynamic_partitions(name))
         missing = [k for k in dict.fromkeys(keys) if k not in have]
         if not missing:
-            return []
+            return added
         try:
-            instance.add_dynamic_partitions(name, missing)
-            return missing
+            for start in range(0, len(missing), ADD_CHUNK):
+                chunk = missing[start:start + ADD_CHUNK]
+                instance.add_dynamic_partitions(name, chunk)
+                added += chunk
+            return added
         except IntegrityError:
             if attempt == attempts - 1:
                 raise
-    return []
+    return added

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from hybrid_audio_dagster.core.datasets.constants import SLUG_MAX_LEN
 from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult, dataset_fingerprint
-from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value, preview
-from hybrid_audio_dagster.core.datasets.slugs import assign_keys, fold, slugify
 from hybrid_audio_dagster.core.datasets.normalize import normalize_items
+from hybrid_audio_dagster.core.datasets.slugs import assign_keys, fold, slugify
+from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value, preview
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -363,3 +363,36 @@ def test_reordering_with_duplicates_keeps_slug_per_dedup_class(raw: list[str], r
     rnd.shuffle(shuffled)
     after = {fold(i.display): i.key for i in normalize_items("names", shuffled, source="p").items}
     assert after == before
+
+
+@given(st.text(alphabet=st.sampled_from("AbcZz '\t-.1=é"), max_size=45), st.sampled_from(["names", "developers"]))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_plain_ascii_fast_path_agrees_with_every_rule(raw, kind):
+    """A value of ASCII letters in single-spaced words skips the per-character checks; the
+    answer is the one the full rules give."""
+    from hybrid_audio_dagster.core.datasets import validation
+
+    fast = validation.check_value(kind, raw)
+    saved = validation._PLAIN_ASCII
+    validation._PLAIN_ASCII = re.compile(r"(?!)")  # never matches: every value takes the full rules
+    try:
+        assert validation.check_value(kind, raw) == fast
+    finally:
+        validation._PLAIN_ASCII = saved
+
+
+def test_stored_lists_are_read_with_the_reference_bounds(tmp_path):
+    """A stored 150,000-row list (over the by-value row limit) still builds its dataset."""
+    from hybrid_audio_dagster.core.datasets.snapshot import build_dataset
+    from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_ROWS, REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS
+    from testkit.project import make_project
+
+    paths = make_project(tmp_path, ["John"], ["Wyndham"])
+    n = DEFAULT_MAX_ROWS + 50_000
+    assert n < REFERENCE_MAX_ROWS and REFERENCE_MAX_BYTES >= 32 * 1024 * 1024
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    names = ["Ann" + "".join(letters[(i // 26**k) % 26] for k in range(4)) for i in range(n)]
+    (paths.dataset_store / "names").mkdir(parents=True, exist_ok=True)
+    (paths.dataset_store / "names" / "20260101T000000000000Z-00000000-names-big.csv").write_text("name\n" + "\n".join(names) + "\n")
+    result = build_dataset(paths, "names")
+    assert len(result.items) == n + 1  # and John from the seed file

@@ -62,3 +62,18 @@ def test_the_raw_dagster_call_does_race_on_sqlite(tmp_path):
     errors, keys = _race(tmp_path, use_helper=False)
     assert errors, "expected at least one UNIQUE error in 25 simultaneous rounds"
     assert all("IntegrityError" in e for e in errors), errors
+
+
+def test_many_keys_go_in_chunks_sqlite_can_bind(tmp_path, monkeypatch):
+    """A roster of 300,000 names is one add too many variables for sqlite: the keys go in chunks."""
+    from hybrid_audio_dagster.defs import partitions
+
+    monkeypatch.setattr(partitions, "ADD_CHUNK", 7)
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as instance:
+        sizes = []
+        real = instance.add_dynamic_partitions
+        monkeypatch.setattr(instance, "add_dynamic_partitions", lambda name, keys: (sizes.append(len(keys)), real(name, keys)))
+        instance.add_dynamic_partitions("big", ["k00", "k01"])
+        keys = [f"k{i:02d}" for i in range(30)]
+        assert add_partitions(instance, "big", keys) == keys[2:]
+        assert sizes == [2, 7, 7, 7, 7] and sorted(instance.get_dynamic_partitions("big")) == keys

@@ -21,15 +21,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.cli import main as cli
 from hybrid_audio_dagster.core import audit
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from testkit.cartesia_server import FakeCartesia
 from testkit.gcs_emulator import GCSEmulator
-from testkit.servers import ServerProcess, free_port, loaded_locations, wait_until
 from testkit.project import make_project
+from testkit.servers import ServerProcess, free_port, loaded_locations, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk_car_FAKE_cli_audit_7f3a9c1e5b"
@@ -211,8 +211,15 @@ def test_datasets_upload_preview_list_delete(web, capsys):
     bad = tmp / "names-bad.csv"
     bad.write_text("name\n=HYPERLINK(1)\n12345\nPia\n", encoding="utf-8")
 
-    code, preview = run(web, capsys, "datasets", "preview", str(bad))
-    assert code == 0 and preview["total_items"] == 1 and len(preview["rejects"]) == 2
+    code, preview = run(web, capsys, "datasets", "preview", str(bad))  # an upload of it would be refused: so is the preview
+    assert code == 2 and not preview["ok"] and preview["problem"] == "rows_rejected" and "rows_rejected" in preview["error"]
+    assert preview["total_items"] == 1 and len(preview["rejects"]) == 2
+    unnamed = tmp / "small_names.csv"
+    unnamed.write_text("name\nAna\n", encoding="utf-8")
+    code, preview = run(web, capsys, "datasets", "preview", str(unnamed))
+    assert code == 2 and not preview["ok"] and "cannot tell from the file name" in preview["error"], preview
+    code, err = run(web, capsys, "datasets", "upload", str(bad))
+    assert code == 2 and not err["ok"] and "rows_rejected" in err["error"], err
     code, up = run(web, capsys, "datasets", "upload", str(good), "--role", "names")
     assert code == 0, up
     assert up["status"] == "stored" and sorted(up["new_keys"]) == ["ana", "luis"]
@@ -220,13 +227,31 @@ def test_datasets_upload_preview_list_delete(web, capsys):
     uploads = [d for d in listed["datasets"] if d["source"] == "upload"]
     assert code == 0 and [d["name"] for d in uploads] == [up["stored_as"]]
     code, err = run(web, capsys, "datasets", "delete", "../names.csv")
-    assert code == 1 and "refused" in err["error"]
+    assert code == 2 and "refused" in err["error"]
     stored = web["paths"].dataset_store / up["stored_as"]
     assert stored.is_file()
     code, out = run(web, capsys, "datasets", "delete", up["stored_as"])
     assert code == 0 and out["deleted"] == up["stored_as"] and out["refresh_run"] and not stored.exists()
     code, err = run(web, capsys, "assemble", "ana", "wyndham")  # the rosters were rebuilt without it
     assert code == 2 and "unknown name 'ana'" in err["error"]
+
+
+def test_datasets_by_reference_from_the_inbox(web, capsys):
+    """A list placed in the server's inbox is previewed and ingested there (run config: its name and hash)."""
+    paths = web["paths"]
+    paths.inbox.mkdir(parents=True, exist_ok=True)
+    (paths.inbox / "people.csv").write_text("name\nIngrid\nOlaf\n", encoding="utf-8")
+    code, out = run(web, capsys, "datasets", "preview", "--from-inbox", "people.csv", "--role", "names")
+    assert code == 0 and out["total_items"] == 2 and out["inbox"]["role"] is None, out
+    code, err = run(web, capsys, "datasets", "upload", "--from-inbox", "people.csv")
+    assert code == 2 and "--role" in err["error"], err
+    code, err = run(web, capsys, "datasets", "upload", "--from-inbox", "../names.csv")
+    assert code == 2 and "not a plain file name" in err["error"], err
+    code, up = run(web, capsys, "datasets", "upload", "--from-inbox", "people.csv", "--role", "names")
+    assert code == 0 and up["by_reference"] and up["status"] == "stored" and sorted(up["new_keys"]) == ["ingrid", "olaf"], up
+    assert not (paths.inbox / "people.csv").exists() and (paths.dataset_store / up["stored_as"]).is_file()
+    code, out = run(web, capsys, "datasets", "delete", up["stored_as"])
+    assert code == 0, out
 
 
 def test_picture_and_the_partition_page_in_chromium(web, capsys):

@@ -25,31 +25,31 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from hybrid_audio_dagster.core.datasets.snapshot import build_dataset, snapshot_path, write_snapshot
 from hybrid_audio_dagster.core.datasets.constants import KINDS
-from hybrid_audio_dagster.core.datasets.items import DatasetResult
-from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, safe_join
-from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, detect_role
-from hybrid_audio_dagster.core.inbox.errors import InboxFileError
-from hybrid_audio_dagster.core.inbox.report import Report
 from hybrid_audio_dagster.core.datasets.files import (
-    STORED_NAME,
     BENIGN_REJECTS,
     REPORT_SUFFIX,
+    STORED_NAME,
     DatasetAdminError,
     Verdict,
-    remove_stored,
-    unique_path,
     find_stored,
     reject_file,
+    remove_stored,
     safe_basename,
     set_aside_duplicate,
     store_accepted,
+    unique_path,
     validate,
 )
+from hybrid_audio_dagster.core.datasets.items import DatasetResult
+from hybrid_audio_dagster.core.datasets.snapshot import build_dataset, snapshot_path, write_snapshot
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, safe_join
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
+from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, detect_role
+from hybrid_audio_dagster.core.inbox.report import Report
 from hybrid_audio_dagster.core.layout import ProjectDirs
 
 
@@ -160,13 +160,16 @@ def preview(
     n: int = 20,
     *,
     filename: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_rows: int = DEFAULT_MAX_ROWS,
 ) -> dict:
     """First ``n`` normalised items and every reject of a file, without ingesting it.
 
     ``paths`` is unused today (kept so every admin function has the same first argument).
+    ``report.status`` is ``"rejected"`` when an upload of the file would be refused.
     """
     del paths
-    verdict = validate(file, filename=filename, role=role)
+    verdict = validate(file, filename=filename, role=role, max_bytes=max_bytes, max_rows=max_rows)
     result = verdict.ingested.result
     return {
         "report": verdict.report.to_dict(),
@@ -197,7 +200,7 @@ def list_datasets(paths: ProjectDirs) -> list[dict]:
             entry: dict = {"kind": kind, "name": f"{kind}/{p.name}", "source": "upload", "size": p.stat().st_size}
             m = STORED_NAME.match(p.name)
             if m:
-                entry["accepted_at"] = datetime.strptime(m["ts"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc).isoformat()
+                entry["accepted_at"] = datetime.strptime(m["ts"], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).isoformat()
                 entry["original_name"] = m["name"]
             sidecar = p.with_name(f".{p.name}{REPORT_SUFFIX}")
             if sidecar.is_file():

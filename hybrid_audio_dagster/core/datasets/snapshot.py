@@ -15,13 +15,12 @@ from pathlib import Path
 from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult
 from hybrid_audio_dagster.core.datasets.normalize import normalize_items
 from hybrid_audio_dagster.core.fsutil import atomic_write_text
-from hybrid_audio_dagster.core.inbox.parse import parse_file
+from hybrid_audio_dagster.core.inbox.parse import REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS, parse_file
 from hybrid_audio_dagster.core.layout import ProjectDirs
 from hybrid_audio_dagster.core.pronounce.columns import pronunciations_of
 from hybrid_audio_dagster.core.pronounce.lexicon import LexiconError, apply_lexicon, load_lexicon
 from hybrid_audio_dagster.core.pronounce.spec import Say
 from hybrid_audio_dagster.core.template_fields import SegmentKind
-
 
 # the dataset each kind of segment is spoken from (script segments have none)
 DATASET_OF = {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers"}
@@ -104,7 +103,8 @@ def build_dataset(paths: ProjectDirs, kind: str) -> DatasetResult:
     pronunciations: list[object] = []
     for src in sources:
         data = src.read_bytes()
-        parsed = parse_file(data, filename=src.name, role=kind)
+        # already validated when stored: bounded like any file read by reference
+        parsed = parse_file(data, filename=src.name, role=kind, max_bytes=REFERENCE_MAX_BYTES, max_rows=REFERENCE_MAX_ROWS)
         values += parsed.values
         try:
             pronunciations += pronunciations_of(parsed, data)

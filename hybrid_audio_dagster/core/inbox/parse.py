@@ -16,8 +16,12 @@ from hybrid_audio_dagster.core.inbox.report import Ingested, ParsedFile, Report
 
 Role = Literal["names", "developers"]
 MiB = 1024 * 1024
+# A file carried by value (its bytes in a run's config: the CLI's upload) is bounded so the
+# run config stays small; a file read where it lies (the inbox, the store) by reference.
 DEFAULT_MAX_BYTES = 5 * MiB
 DEFAULT_MAX_ROWS = 100_000
+REFERENCE_MAX_BYTES = 32 * MiB
+REFERENCE_MAX_ROWS = 1_000_000
 
 # detect_role: file-name prefixes (lower-case, glob "prefix*"), checked in this order.
 ROLE_PREFIXES: tuple[tuple[str, str], ...] = (

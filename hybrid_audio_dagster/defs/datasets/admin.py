@@ -1,54 +1,94 @@
-"""``datasets_admin_job`` (``hybrid-audio datasets list|preview|delete``): list, preview
-(validate without ingesting) or delete dataset files; uploads go through ``ingest_job``
-with the bytes in run config."""
+"""``datasets_admin_job`` (``hybrid-audio datasets list|preview|delete|inbox``): list,
+preview (validate without ingesting), delete dataset files, or say what an inbox file is
+(size, sha256, role) before ``datasets upload --from-inbox`` ingests it; uploads go through
+``ingest_job``. Bad input (an unsafe or unknown name, bad base64) is refused with
+:func:`~hybrid_audio_dagster.defs.cli_result.refused`."""
 
 import base64
 import binascii
+import hashlib
 import json
 
 import dagster as dg
 
 from hybrid_audio_dagster.core.datasets import admin as dataset_admin
 from hybrid_audio_dagster.core.datasets.files import DatasetAdminError
-from hybrid_audio_dagster.defs.cli_result import cli_result
+from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS, detect_role
+from hybrid_audio_dagster.defs.cli_result import cli_result, refused
+from hybrid_audio_dagster.defs.datasets.uploads import inbox_path
 from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 
 MAX_PREVIEW_BYTES = 8 * 1024 * 1024
+ACTIONS = ("list", "preview", "delete", "inbox")
 
 
 class DatasetsAdminConfig(dg.Config):
-    action: str  # list | preview | delete
+    action: str  # list | preview | delete | inbox
     name: str = ""  # delete: '<kind>/<file>' as listed
     content_b64: str = ""  # preview: the file's bytes
     filename: str = ""
+    inbox_file: str = ""  # preview / inbox: a plain file name in the inbox, read there
     role: str = ""
     n: int = 20
 
 
-@dg.op(description="Lists, previews (validates without ingesting) or deletes dataset files.")
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _inbox_entry(paths: ProjectPaths, name: str) -> dict:
+    path = inbox_path(paths, name)
+    if path.is_symlink() or not path.is_file():
+        present = sorted(p.name for p in paths.inbox.iterdir() if p.is_file() and not p.name.startswith(".")) if paths.inbox.is_dir() else []
+        shown = f"; it holds {', '.join(present[:10])}{'…' if len(present) > 10 else ''}" if present else "; it is empty"
+        raise refused(f"no file {name!r} in the inbox ({paths.inbox}){shown}", problem="not_in_inbox")
+    size = path.stat().st_size
+    return {"name": name, "path": str(path), "size": size, "sha256": _sha256(path), "role": detect_role(name),
+            "max_bytes": REFERENCE_MAX_BYTES, "max_rows": REFERENCE_MAX_ROWS}
+
+
+def _preview_bytes(config: DatasetsAdminConfig) -> bytes:
+    if len(config.content_b64) > 4 * (MAX_PREVIEW_BYTES // 3 + 2):
+        raise refused(f"preview: larger than {MAX_PREVIEW_BYTES} bytes; preview it from the inbox (--from-inbox)", problem="too_large")
+    try:
+        return base64.b64decode(config.content_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise refused("preview: content_b64 is not base64", problem="not_base64") from None
+
+
+@dg.op(description="Lists, previews (validates without ingesting) or deletes dataset files; describes an inbox file.")
 def datasets_admin(context: dg.OpExecutionContext, config: DatasetsAdminConfig, paths: ProjectPaths) -> dg.Output[dict]:
+    if config.action not in ACTIONS:
+        raise refused(f"unknown action {config.action!r} ({', '.join(ACTIONS)})", problem="unknown_action")
     try:
         if config.action == "list":
             return cli_result({"datasets": dataset_admin.list_datasets(paths)})
+        if config.action == "inbox":
+            return cli_result(_inbox_entry(paths, config.inbox_file))
         if config.action == "preview":
-            if len(config.content_b64) > 4 * (MAX_PREVIEW_BYTES // 3 + 2):
-                raise dg.Failure(f"preview: larger than {MAX_PREVIEW_BYTES} bytes")
-            try:
-                data = base64.b64decode(config.content_b64, validate=True)
-            except (binascii.Error, ValueError):
-                raise dg.Failure("preview: content_b64 is not base64") from None
-            out = dataset_admin.preview(paths, data, config.role or None, n=config.n, filename=config.filename or None)
+            if config.inbox_file:
+                entry = _inbox_entry(paths, config.inbox_file)
+                limits = {"max_bytes": REFERENCE_MAX_BYTES, "max_rows": REFERENCE_MAX_ROWS}
+                source, filename = inbox_path(paths, config.inbox_file), config.inbox_file
+            else:
+                entry, limits = None, {"max_bytes": DEFAULT_MAX_BYTES}
+                source, filename = _preview_bytes(config), config.filename or None
+            out = dataset_admin.preview(paths, source, config.role or None, n=config.n, filename=filename, **limits)
+            if entry is not None:
+                out["inbox"] = entry
             return cli_result(json.loads(json.dumps(out, default=str)))
-        if config.action == "delete":
-            removed = dataset_admin.delete(paths, config.name, refresh=False)
-            run_auditor(context, paths)("dataset_deleted", stored_as=config.name)
-            return cli_result({"deleted": config.name, "path": str(removed)})
+        removed = dataset_admin.delete(paths, config.name, refresh=False)
+        run_auditor(context, paths)("dataset_deleted", stored_as=config.name)
+        return cli_result({"deleted": config.name, "path": str(removed)})
     except DatasetAdminError as exc:
-        raise dg.Failure(str(exc)) from None
-    raise dg.Failure(f"unknown action {config.action!r} (list, preview, delete)")
+        raise refused(str(exc), problem="refused") from None
 
 
-@dg.job(description="Dataset files: list, preview, delete (the `hybrid-audio datasets` CLI).")
+@dg.job(description="Dataset files: list, preview, delete, describe an inbox file (the `hybrid-audio datasets` CLI).")
 def datasets_admin_job() -> None:
     datasets_admin()

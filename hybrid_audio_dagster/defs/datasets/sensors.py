@@ -18,13 +18,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from hybrid_audio_dagster.core.inbox.parse import REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS, detect_role
 from hybrid_audio_dagster.defs.datasets.jobs import INGEST_JOB
-
-from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, detect_role
 from hybrid_audio_dagster.defs.partitions import uploads_partitions
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
-
 
 
 @dataclass(frozen=True)
@@ -33,13 +31,14 @@ class InboxSettings:
 
     Attributes:
         min_age_s: a file must be at least this old (mtime) before it is read.
-        max_bytes / max_rows: per-file limits, passed to the ingest run (it rejects bigger files).
+        max_bytes / max_rows: per-file limits, passed to the ingest run (it rejects bigger files);
+            the run reads the file where it lies, so they are the by-reference bounds.
         max_files_per_tick: files requested per evaluation (the rest wait for the next tick).
     """
 
     min_age_s: float = 2.0
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_rows: int = DEFAULT_MAX_ROWS
+    max_bytes: int = REFERENCE_MAX_BYTES
+    max_rows: int = REFERENCE_MAX_ROWS
     max_files_per_tick: int = 20
 
 

@@ -1,10 +1,18 @@
-"""``dataset_uploads``: one partition per file dropped in the inbox.
+"""``dataset_uploads``: one partition per file dropped in the inbox or uploaded by the CLI.
 
 The inbox sensor only decides: it asks for the partition and an ingest run naming the file
 and the content hash it saw. The run validates the file with the dataset rules and either
 stores it as a new version in ``data/store/<kind>/`` or moves it to ``data/rejected/`` with
 a report (the partition's materialization then fails, naming the problem). The rosters
 (``names_dataset`` / ``developers_dataset``) are rebuilt in the same run.
+
+A file comes by reference or by value. By reference (``inbox_file``): a plain file name in
+the inbox, read where it lies, up to ``REFERENCE_MAX_BYTES`` / ``REFERENCE_MAX_ROWS`` (a
+300,000-name list is ~5.4 MB); the sensor and ``hybrid-audio datasets upload --from-inbox``
+go this way. By value (``content_b64``): the CLI's upload of a small file, its bytes in the
+run config, at most ``DEFAULT_MAX_BYTES`` so the run config stays small. Both are validated,
+stored or rejected, and audited alike. A refusal is raised with :func:`refused`, so the CLI
+exits 2 with the reason.
 """
 
 
@@ -15,46 +23,68 @@ import os
 
 import dagster as dg
 
-from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS
-from hybrid_audio_dagster.core.inbox.errors import InboxFileError
-from hybrid_audio_dagster.core.inbox.report import Report
+from hybrid_audio_dagster.core.datasets.constants import KINDS
 from hybrid_audio_dagster.core.datasets.files import find_stored, reject_file, set_aside_duplicate, store_accepted, validate
-from hybrid_audio_dagster.defs.resources.audit import run_auditor
-from hybrid_audio_dagster.defs.partitions import uploads_partitions
-from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+from hybrid_audio_dagster.core.fsutil import safe_join
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
+from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS
+from hybrid_audio_dagster.core.inbox.report import Report
 from hybrid_audio_dagster.core.markdown import table_cell
+from hybrid_audio_dagster.defs.cli_result import refused
+from hybrid_audio_dagster.defs.partitions import uploads_partitions
+from hybrid_audio_dagster.defs.resources.audit import run_auditor
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
 
 
 class UploadConfig(dg.Config):
-    """What the sensor saw: the file's name in the inbox and its content hash. An upload over
-    HTTP (the CLI) carries the bytes instead: ``content_b64`` (base64, at most ``max_bytes``
-    decoded) with ``filename``; they are validated exactly like an inbox file's."""
+    """Which file and the content hash it must have.
+
+    ``inbox_file``: a plain file name in the inbox (never a path), read there (by reference).
+    ``content_b64`` with ``filename``: the bytes themselves (base64, at most
+    ``DEFAULT_MAX_BYTES`` decoded, whatever ``max_bytes`` says). ``role`` (names or
+    developers) overrides the role the file name says."""
 
     inbox_file: str = ""
     sha256: str
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_rows: int = DEFAULT_MAX_ROWS
+    max_bytes: int = REFERENCE_MAX_BYTES
+    max_rows: int = REFERENCE_MAX_ROWS
     content_b64: str = ""
     filename: str = ""
+    role: str = ""
 
 
-def _plain_name(name: str, what: str) -> str:
-    if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
-        raise dg.Failure(f"{what} {name!r} is not a plain file name")
+def plain_name(name: str, what: str) -> str:
+    """``name`` if it is a plain file name (no folder, not hidden), else a refusal."""
+    if not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name or name.startswith("."):
+        raise refused(f"{what} {name!r} is not a plain file name", problem="unsafe_name")
     return name
+
+
+def inbox_path(paths: ProjectPaths, name: str):
+    """The inbox entry named ``name`` (a symbolic link is returned as is: the run rejects it)."""
+    path = paths.inbox / plain_name(name, "inbox file name")
+    if not path.is_symlink():
+        try:
+            return safe_join(paths.inbox, name)
+        except ValueError as exc:
+            raise refused(f"inbox file name {name!r}: {exc}", problem="unsafe_name") from None
+    return path
 
 
 def _carried(config: UploadConfig) -> bytes:
     """The bytes an upload over HTTP carried in run config (bounded before decoding)."""
-    if len(config.content_b64) > 4 * (config.max_bytes // 3 + 2):
-        raise dg.Failure(f"upload {config.filename!r} is larger than {config.max_bytes} bytes")
+    limit = min(config.max_bytes, DEFAULT_MAX_BYTES)
+    too_big = refused(f"upload {config.filename!r} is larger than {limit} bytes, the most a run's config carries; "
+                      "put it in the inbox and ingest it from there (`hybrid-audio datasets upload --from-inbox NAME`)", problem="too_large")
+    if len(config.content_b64) > 4 * (limit // 3 + 2):
+        raise too_big
     try:
         data = base64.b64decode(config.content_b64, validate=True)
     except (binascii.Error, ValueError):
-        raise dg.Failure(f"upload {config.filename!r}: content_b64 is not base64") from None
-    if len(data) > config.max_bytes:
-        raise dg.Failure(f"upload {config.filename!r} is larger than {config.max_bytes} bytes")
+        raise refused(f"upload {config.filename!r}: content_b64 is not base64", problem="not_base64") from None
+    if len(data) > limit:
+        raise too_big
     return data
 
 
@@ -62,9 +92,12 @@ def _carried(config: UploadConfig) -> bytes:
 def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, paths: ProjectPaths) -> dg.MaterializeResult:
     """An uploaded names or developers file: validated, then stored as a dataset version or rejected."""
     carried = bool(config.content_b64)
-    name = _plain_name(config.filename if carried else config.inbox_file, "upload file name" if carried else "inbox file name")
+    if config.role and config.role not in KINDS:
+        raise refused(f"unknown role {config.role!r}: names or developers", problem="unknown_role")
+    role = config.role or None
+    name = plain_name(config.filename, "upload file name") if carried else config.inbox_file
+    path = None if carried else inbox_path(paths, name)
     audit = run_auditor(context, paths)
-    path = None if carried else paths.inbox / name
     provenance = {"inbox_file" if not carried else "uploaded_file": name, "sha256": config.sha256, "run_id": context.run.run_id,
                   "trigger": context.run.tags.get("dagster/sensor_name") or context.run.tags.get(TRIGGER_TAG, "manual")}
     stored_as = find_stored(paths, config.sha256)
@@ -74,21 +107,23 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
         if not os.path.lexists(path):
             if stored_as:  # a re-execution of a run that already stored it
                 return dg.MaterializeResult(metadata={"status": "stored", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)})
-            raise dg.Failure(f"{name!r} is no longer in the inbox ({paths.inbox}) and was never stored")
+            raise refused(f"{name!r} is not in the inbox ({paths.inbox}) and was never stored", problem="not_in_inbox")
         if path.is_symlink() or not path.is_file():
             err = InboxFileError("unreadable", "not a regular file (symbolic links and devices are not read)", filename=name)
             target = reject_file(paths, path, Report.from_error(err))
-            raise dg.Failure(f"rejected {name!r}: not a regular file; moved to {target}")
+            raise refused(f"rejected {name!r}: not a regular file; moved to {target}", problem="unreadable")
         if path.stat().st_size > config.max_bytes:
-            verdict = validate(path, filename=name, max_bytes=config.max_bytes, max_rows=config.max_rows)
+            verdict = validate(path, filename=name, role=role, max_bytes=config.max_bytes, max_rows=config.max_rows)
             target = reject_file(paths, path, verdict.report)
             audit("dataset_rejected", problem=verdict.report.problem_code, sha256=config.sha256)
-            raise dg.Failure(f"rejected {name!r} ({verdict.report.problem_code}): {verdict.report.problem_message}; moved to {target.name}")
+            raise refused(f"rejected {name!r} ({verdict.report.problem_code}): {verdict.report.problem_message}; moved to {target.name}",
+                          problem=verdict.report.problem_code or "rejected")
         data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     if sha != config.sha256:
-        raise dg.Failure(f"{name!r} changed since the sensor saw it (sha256 {sha[:12]}… ≠ {config.sha256[:12]}…); the next tick picks up the new content")
-    verdict = validate(data, filename=name, max_bytes=config.max_bytes, max_rows=config.max_rows)
+        raise refused(f"{name!r} changed since it was looked at (sha256 {sha[:12]}… ≠ {config.sha256[:12]}…); ingest it again "
+                      "(the inbox sensor's next tick does)", problem="changed")
+    verdict = validate(data, filename=name, role=role, max_bytes=config.max_bytes, max_rows=config.max_rows)
     report = verdict.report
     if stored_as:
         if path is not None:
@@ -97,9 +132,9 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
     if not verdict.ok:
         target = reject_file(paths, path, report, data=data if path is None else None)
         audit("dataset_rejected", problem=report.problem_code, sha256=sha)
-        raise dg.Failure(
+        raise refused(
             f"rejected {name!r} ({report.problem_code}): {report.problem_message}; moved to {target.name} with a report",
-            metadata={"rejects": len(report.rejects), "problem": report.problem_code or ""},
+            problem=report.problem_code or "rejected", rejects=len(report.rejects),
         )
     stored = store_accepted(paths, verdict)
     if path is not None:

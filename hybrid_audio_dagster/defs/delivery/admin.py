@@ -5,9 +5,9 @@ import dagster as dg
 
 from hybrid_audio_dagster.core.delivery.layout import file_checksums
 from hybrid_audio_dagster.core.stems.store import StemStore
+from hybrid_audio_dagster.defs.cli_result import cli_result, refused
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from hybrid_audio_dagster.defs.cli_result import cli_result
 
 MAX_LISTED = 2000
 
@@ -22,7 +22,7 @@ def _stem_check(paths: ProjectPaths, gcs: DeliveryResource, wanted: str) -> dict
     store = StemStore(paths.stems)
     matches = [(e, s) for e, s in store.signatures() if len(wanted) >= 8 and s.startswith(wanted.lower())]
     if len(matches) != 1:
-        raise dg.Failure(f"{wanted!r}: {'no stored stem' if not matches else f'{len(matches)} stems'} match")
+        raise refused(f"{wanted!r}: {'no stored stem' if not matches else f'{len(matches)} stems'} match", problem="unknown_stem")
     engine, sig = matches[0]
     record = store.find(sig, engine)
     folder = store.signature_dir(engine, sig)
@@ -52,7 +52,7 @@ def bucket_admin(context: dg.OpExecutionContext, config: BucketAdminConfig, path
     elif config.action == "check":
         out = {"enabled": True, "status": gcs.status_message, **_stem_check(paths, gcs, config.stem)}
     else:
-        raise dg.Failure(f"unknown action {config.action!r} (list, check)")
+        raise refused(f"unknown action {config.action!r} (list, check)", problem="unknown_action")
     return cli_result(out)
 
 

@@ -13,7 +13,7 @@ from hybrid_audio_dagster.core.audio.wav import parse_wav
 from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.core.templates import load_templates
-from hybrid_audio_dagster.defs.cli_result import cli_result
+from hybrid_audio_dagster.defs.cli_result import cli_result, refused
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 
@@ -44,7 +44,8 @@ def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, path
     rows = {r["name_key"]: r for r in read_manifest(manifest_path(paths.output, config.template, config.developer))}
     row = rows.get(config.name)
     if row is None:
-        raise dg.Failure(f"no message for {config.name!r} in {config.template}/{config.developer}: run `hybrid-audio assemble` first")
+        raise refused(f"no message for {config.name!r} in {config.template}/{config.developer}: run `hybrid-audio assemble` first",
+                      problem="no_message")
     problems = verify_row(paths, row)
     out = {
         "path": str(paths.output / row["path"]), "relpath": row["path"], "duration_s": round(row["duration_s"], 3),

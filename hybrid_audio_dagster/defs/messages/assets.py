@@ -12,19 +12,19 @@ import time
 
 import dagster as dg
 
+from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
+from hybrid_audio_dagster.core.delivery.errors import DeliveryError
+from hybrid_audio_dagster.core.markdown import table_cell
 from hybrid_audio_dagster.core.messages.build import Partition, PartitionResult, build_partitions, preflight
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.defs.cli_result import refused
 from hybrid_audio_dagster.defs.partitions import message_partition_dims, messages_partitions
-from hybrid_audio_dagster.core.delivery.errors import DeliveryError
+from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
-from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
 from hybrid_audio_dagster.defs.stems.lookup import CampaignStems, describe_missing
-from hybrid_audio_dagster.core.markdown import table_cell
-from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
-
 
 
 class MessagesConfig(dg.Config):
@@ -61,7 +61,7 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
     developers = read_snapshot(paths, "developers")
     unknown = [n for n in config.names if n not in names]
     if unknown:
-        raise dg.Failure(f"unknown name slug(s) {unknown[:10]}: not in the names dataset")
+        raise refused(f"unknown name slug(s) {unknown[:10]}: not in the names dataset", problem="unknown_name")
     run_names = list(dict.fromkeys(config.names)) if config.names else list(names)
 
     parts: list[Partition] = []

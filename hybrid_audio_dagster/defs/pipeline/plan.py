@@ -14,18 +14,19 @@ from collections.abc import Mapping, Sequence
 import dagster as dg
 
 from hybrid_audio_dagster.core.datasets.snapshot import DATASET_OF, build_dataset
-from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
-from hybrid_audio_dagster.defs.messages.jobs import MESSAGES_JOB
-from hybrid_audio_dagster.defs.stems.jobs import STEM_JOB_NAMES
-from hybrid_audio_dagster.defs.pipeline.stages import contiguous_ranges, range_tags
-from hybrid_audio_dagster.defs.tags import STAGE_TAG
-from hybrid_audio_dagster.core.messages.plan import MessagePlanner
 from hybrid_audio_dagster.core.messages.manifest import file_matches, manifest_path, read_manifest
+from hybrid_audio_dagster.core.messages.plan import MessagePlanner
 from hybrid_audio_dagster.core.stems.index import MissingStemError
 from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.defs.cli_result import refused
+from hybrid_audio_dagster.defs.messages.jobs import MESSAGES_JOB
 from hybrid_audio_dagster.defs.partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
+from hybrid_audio_dagster.defs.pipeline.stages import contiguous_ranges, range_tags
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
+from hybrid_audio_dagster.defs.stems.jobs import STEM_JOB_NAMES
+from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
+from hybrid_audio_dagster.defs.tags import STAGE_TAG
 
 PARTITIONS_OF = {SegmentKind.NAME: names_partitions, SegmentKind.DEVELOPER: developers_partitions, SegmentKind.SCRIPT: templates_partitions}
 
@@ -63,7 +64,7 @@ def batch_plan(instance: dg.DagsterInstance, paths: ProjectPaths, tts, config: B
         "names": [n for n in config.names if n not in displays[SegmentKind.NAME]],
     }
     if any(unknown.values()):
-        raise dg.Failure(f"unknown in the datasets/templates: { {k: v for k, v in unknown.items() if v} }")
+        raise refused(f"unknown in the datasets/templates: { {k: v for k, v in unknown.items() if v} }", problem="unknown_item")
     scope = {
         SegmentKind.NAME: list(config.names) or list(displays[SegmentKind.NAME]),
         SegmentKind.DEVELOPER: list(config.developers) or list(displays[SegmentKind.DEVELOPER]),

@@ -11,17 +11,17 @@ import hashlib
 import dagster as dg
 
 from hybrid_audio_dagster.core.datasets.snapshot import dataset_sources, snapshot_path
-from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
-from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.core.privacy import Erasure, erase_from_snapshot, erase_from_sources, erase_messages, erase_stems, item_of
 from hybrid_audio_dagster.core.stems.store import engine_dirname
 from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.defs.cli_result import refused
 from hybrid_audio_dagster.defs.partitions import names_partitions
+from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
+from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
-
 
 HISTORY_NAMING_PEOPLE = ("names_dataset", "dataset_uploads", "name_stems", "messages")
 
@@ -39,7 +39,7 @@ def erase_name(
     snapshot = snapshot_path(paths, "names")
     item = item_of(snapshot, config.name) if snapshot.exists() else None
     if item is None:
-        raise dg.Failure("no such name in the names dataset (give its slug or its text exactly as listed)")
+        raise refused("no such name in the names dataset (give its slug or its text exactly as listed)", problem="unknown_name")
     done = Erasure(item.key)
     campaign = CampaignStems(context.instance, paths, tts).load(SegmentKind.NAME, [item.key])
     slots, _ = campaign.slots(SegmentKind.NAME, [item.key], {item.key: item.display})

@@ -9,12 +9,12 @@ succeeds). Nothing else here writes.
 import dagster as dg
 
 from hybrid_audio_dagster.core.rotation.campaign import open_rotation
-from hybrid_audio_dagster.defs.rotation.assets import rotation_status_metadata
+from hybrid_audio_dagster.defs.cli_result import cli_result, refused
 from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
+from hybrid_audio_dagster.defs.rotation.assets import rotation_status_metadata
 from hybrid_audio_dagster.defs.rotation.tick import generate_next_pair, preview_pairs
-from hybrid_audio_dagster.defs.cli_result import cli_result
 
 ACTIONS = ("status", "next-pair", "stream", "generate-pair", "next-script")
 
@@ -39,7 +39,7 @@ def _script(paths: ProjectPaths, pair: dict) -> list[dict]:
 @dg.op(description="Rotation status, the next pair(s) or script (no advance), or one generated pair (advances).")
 def rotation_admin(context: dg.OpExecutionContext, config: RotationAdminConfig, paths: ProjectPaths, tts: TTSResource) -> dg.Output[dict]:
     if config.action not in ACTIONS:
-        raise dg.Failure(f"unknown action {config.action!r} ({', '.join(ACTIONS)})")
+        raise refused(f"unknown action {config.action!r} ({', '.join(ACTIONS)})", problem="unknown_action")
     try:
         if config.action == "status":
             out = plain_metadata(rotation_status_metadata(paths))

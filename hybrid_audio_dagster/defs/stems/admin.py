@@ -5,7 +5,7 @@ signature (prefix) so the next stems run re-synthesizes exactly them
 import dagster as dg
 
 from hybrid_audio_dagster.core.stems.store import StemStore
-from hybrid_audio_dagster.defs.cli_result import cli_result
+from hybrid_audio_dagster.defs.cli_result import cli_result, refused
 from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 
@@ -33,7 +33,7 @@ def invalidate_stems(context: dg.OpExecutionContext, config: InvalidateConfig, p
             continue
         found.append(matches[0])
     if problems:
-        raise dg.Failure("nothing invalidated: " + "; ".join(problems))
+        raise refused("nothing invalidated: " + "; ".join(problems), problem="unknown_stem")
     done = [{"engine": e, "signature": s, "files": store.invalidate(e, s)} for e, s in found]
     run_auditor(context, paths)("stems_invalidated", stems=[d["signature"][:16] for d in done], files=sum(d["files"] for d in done))
     return cli_result({"invalidated": done})

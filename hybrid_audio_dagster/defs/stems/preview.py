@@ -12,23 +12,23 @@ by signature. The spend guard sees the estimate before any call.
 
 import dagster as dg
 
-from hybrid_audio_dagster.core.datasets.snapshot import LEXICON_FILE, read_says, read_snapshot
-from hybrid_audio_dagster.defs.pools import TTS_POOL
-from hybrid_audio_dagster.defs.resources.audit import run_auditor
-from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value
 from hybrid_audio_dagster.core.datasets.slugs import fold
+from hybrid_audio_dagster.core.datasets.snapshot import LEXICON_FILE, read_says, read_snapshot
+from hybrid_audio_dagster.core.datasets.validation import InvalidValueError, clean_value
 from hybrid_audio_dagster.core.pronounce.lexicon import LexiconError, load_lexicon, says_for, says_in_text
 from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, Say, parse_pronunciation
 from hybrid_audio_dagster.core.spend import BudgetExceeded, check_budget
-from hybrid_audio_dagster.core.stems.store import StemStore
 from hybrid_audio_dagster.core.stems.identity import stem_signature
+from hybrid_audio_dagster.core.stems.store import StemStore
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
 from hybrid_audio_dagster.core.tts.base import TTSError
+from hybrid_audio_dagster.defs.cli_result import cli_result, refused
+from hybrid_audio_dagster.defs.pools import TTS_POOL
+from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
-from hybrid_audio_dagster.defs.cli_result import cli_result
 
 
 class StemPreviewConfig(dg.Config):
@@ -54,11 +54,11 @@ def _said(paths: ProjectPaths, name: str, pronunciation: str) -> tuple[str, str 
         try:
             display = clean_value("names", name)
         except InvalidValueError as exc:
-            raise dg.Failure(f"name refused ({exc.code}): {exc.message}") from None
+            raise refused(f"name refused ({exc.code}): {exc.message}", problem=exc.code) from None
     try:
         pron = parse_pronunciation(pronunciation)
     except PronunciationError as exc:
-        raise dg.Failure(f"pronunciation refused ({exc.code}): {exc.message}") from None
+        raise refused(f"pronunciation refused ({exc.code}): {exc.message}", problem=exc.code) from None
     if pron is not None:
         return display, key, (Say(display, pron.value),)
     if key is not None:
@@ -76,7 +76,7 @@ def stem_preview(
     display, key, says = _said(paths, config.name, config.pronunciation)
     templates = load_templates(paths.templates)
     if config.template and config.template not in templates:
-        raise dg.Failure(f"unknown template {config.template!r} (known: {', '.join(templates)})")
+        raise refused(f"unknown template {config.template!r} (known: {', '.join(templates)})", problem="unknown_template")
     store = StemStore(paths.stems)
     todo = []
     for tpl in templates.values():
