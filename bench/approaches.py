@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.workload import MessageSpec, Stem
 from hybrid_audio_dagster.core.audio.assemble import (
     AssembledMessage,
     Piece,
@@ -22,8 +23,6 @@ from hybrid_audio_dagster.core.audio.assemble import (
 )
 from hybrid_audio_dagster.core.audio.wav import wav_header
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
-
-from bench.workload import MessageSpec, Stem
 
 # --------------------------------------------------------------------------- approaches
 # Each approach is a factory: setup(specs, workdir) -> write(spec, path) callable.
@@ -257,8 +256,28 @@ def setup_ffmpeg(specs, workdir):
 
     def write(spec: MessageSpec, path: Path) -> None:
         subprocess.run(
-            [ffmpeg, "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", prepared[id(spec)],
-             "-c", "copy", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:a", "+bitexact", str(path)],
+            [
+                ffmpeg,
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                prepared[id(spec)],
+                "-c",
+                "copy",
+                "-map_metadata",
+                "-1",
+                "-fflags",
+                "+bitexact",
+                "-flags:a",
+                "+bitexact",
+                str(path),
+            ],
             check=True,
         )
 

@@ -53,8 +53,10 @@ def stem_texts(count: int) -> list[str]:
     for seg in template.segments:
         if seg.kind is SegmentKind.SCRIPT:
             texts.append(seg.render())
-    pools = [[s.render(name=n) for n in names for s in template.segments if s.kind is SegmentKind.NAME],
-             [s.render(developer=d) for d in devs for s in template.segments if s.kind is SegmentKind.DEVELOPER]]
+    pools = [
+        [s.render(name=n) for n in names for s in template.segments if s.kind is SegmentKind.NAME],
+        [s.render(developer=d) for d in devs for s in template.segments if s.kind is SegmentKind.DEVELOPER],
+    ]
     i = 0
     while len(texts) < count and any(pools):
         pool = pools[i % 2]

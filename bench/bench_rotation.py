@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 a, d = divmod(i, m)
                 n_tuple[a], d_tuple[d]
             return len(pos)
+
         return run
 
     def random_access(pos: Sequence[int]) -> Callable[[], int]:
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i in pos:
                 pair_at(i)
             return len(pos)
+
         return run
 
     def sequential(count: int) -> Callable[[], int]:
@@ -105,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for _ in order.pairs(start, start + count):
                 pass
             return count
+
         return run
 
     pairs_for_inverse = [order.pair_at(i) for i in positions]
@@ -115,30 +118,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, dev in pairs:
                 position_of(name, dev)
             return len(pairs)
+
         return run
 
     rows: list[dict[str, object]] = []
 
     def measure(label: str, timed: Callable[[], int], traced: Callable[[], object], note: str = "") -> None:
         seconds, count = _best_time(timed, args.repeat)
-        rows.append({
-            "name": label, "pairs": count, "seconds": seconds,
-            "us_per_pair": seconds / count * 1e6, "peak_bytes": _peak_bytes(traced), "note": note,
-        })
+        rows.append(
+            {
+                "name": label,
+                "pairs": count,
+                "seconds": seconds,
+                "us_per_pair": seconds / count * 1e6,
+                "peak_bytes": _peak_bytes(traced),
+                "note": note,
+            }
+        )
 
-    measure("baseline: divmod + tuple index", baseline(positions), baseline(mem_positions),
-            "unshuffled row-major order; the reference cost")
-    measure("PairOrder.pair_at (random i)", random_access(positions), random_access(mem_positions),
-            "2 Feistel permutations + diagonal arithmetic")
-    measure("PairOrder.pairs (sequential)", sequential(args.samples), sequential(args.mem_samples),
-            "a preview/advance walks like this")
-    measure("PairOrder.position_of (inverse)", inverse(pairs_for_inverse), inverse(pairs_for_inverse[: args.mem_samples]),
-            "bisect + 2 inverse permutations + CRT")
+    measure(
+        "baseline: divmod + tuple index", baseline(positions), baseline(mem_positions), "unshuffled row-major order; the reference cost"
+    )
+    measure(
+        "PairOrder.pair_at (random i)",
+        random_access(positions),
+        random_access(mem_positions),
+        "2 Feistel permutations + diagonal arithmetic",
+    )
+    measure("PairOrder.pairs (sequential)", sequential(args.samples), sequential(args.mem_samples), "a preview/advance walks like this")
+    measure(
+        "PairOrder.position_of (inverse)",
+        inverse(pairs_for_inverse),
+        inverse(pairs_for_inverse[: args.mem_samples]),
+        "bisect + 2 inverse permutations + CRT",
+    )
 
     # end to end: a locked, fsync'd, audited advance on the 50,000 × 100 datasets
     with tempfile.TemporaryDirectory() as tmp:
-        store = RotationStore(Path(tmp) / "state.json", names=names, developers=devs, seed=args.seed,
-                              audit_path=Path(tmp) / "logs" / "audit.jsonl")
+        store = RotationStore(
+            Path(tmp) / "state.json", names=names, developers=devs, seed=args.seed, audit_path=Path(tmp) / "logs" / "audit.jsonl"
+        )
         t0 = time.perf_counter()
         store.advance(1)  # first commit also writes the 50,000-name membership sidecar
         first_s = time.perf_counter() - t0
@@ -148,10 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for _ in range(times):
                     store.advance(args.batch)
                 return times * args.batch
+
             return run
 
-        measure(f"RotationStore.advance(k={args.batch})", advances(3), advances(1),
-                "lock + state read/write (fsync) + audit line, per pair")
+        measure(
+            f"RotationStore.advance(k={args.batch})", advances(3), advances(1), "lock + state read/write (fsync) + audit line, per pair"
+        )
 
         def preview() -> int:
             for _ in store.preview(args.batch):
@@ -173,15 +194,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     result = {
         "benchmark": "rotation i-th pair",
-        "params": {"names": args.names, "developers": args.developers, "cycle_length": length,
-                   "samples": args.samples, "mem_samples": args.mem_samples, "repeat": args.repeat,
-                   "batch": args.batch, "seed": args.seed},
-        "environment": {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
-                        "platform": platform.platform(), "machine": platform.machine()},
-        "setup": {"keyset_build_seconds": keyset_s, "keyset_build_peak_bytes": keyset_mem,
-                  "pairorder_build_seconds": build_s, "pairorder_build_peak_bytes": build_mem,
-                  "store_first_advance_seconds": first_s,
-                  "materialised_cycle_estimated_bytes": materialised_estimate},
+        "params": {
+            "names": args.names,
+            "developers": args.developers,
+            "cycle_length": length,
+            "samples": args.samples,
+            "mem_samples": args.mem_samples,
+            "repeat": args.repeat,
+            "batch": args.batch,
+            "seed": args.seed,
+        },
+        "environment": {
+            "python": sys.version.split()[0],
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+        },
+        "setup": {
+            "keyset_build_seconds": keyset_s,
+            "keyset_build_peak_bytes": keyset_mem,
+            "pairorder_build_seconds": build_s,
+            "pairorder_build_peak_bytes": build_mem,
+            "store_first_advance_seconds": first_s,
+            "materialised_cycle_estimated_bytes": materialised_estimate,
+        },
         "results": rows,
     }
 
@@ -191,14 +227,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['name']:<36} {row['us_per_pair']:>9.3f} {row['ratio_vs_baseline']:>7.1f} "
-              f"{row['peak_bytes'] / 1024:>9.1f} {row['peak_bytes_over_baseline'] / 1024:>8.1f}  {row['note']}")
+        print(
+            f"{row['name']:<36} {row['us_per_pair']:>9.3f} {row['ratio_vs_baseline']:>7.1f} "
+            f"{row['peak_bytes'] / 1024:>9.1f} {row['peak_bytes_over_baseline'] / 1024:>8.1f}  {row['note']}"
+        )
     print()
-    print(f"setup: KeySet build {keyset_s * 1e3:.1f} ms / {keyset_mem / 2**20:.1f} MiB (the O(N+M) input), "
-          f"PairOrder build {build_s * 1e6:.0f} µs / {build_mem / 1024:.1f} KiB, "
-          f"first store advance {first_s * 1e3:.1f} ms")
-    print(f"a materialised cycle would need ~{materialised_estimate / 2**20:,.0f} MiB "
-          f"(measured on {slice_n:,} pairs, scaled to {length:,})")
+    print(
+        f"setup: KeySet build {keyset_s * 1e3:.1f} ms / {keyset_mem / 2**20:.1f} MiB (the O(N+M) input), "
+        f"PairOrder build {build_s * 1e6:.0f} µs / {build_mem / 1024:.1f} KiB, "
+        f"first store advance {first_s * 1e3:.1f} ms"
+    )
+    print(
+        f"a materialised cycle would need ~{materialised_estimate / 2**20:,.0f} MiB (measured on {slice_n:,} pairs, scaled to {length:,})"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -179,9 +179,7 @@ def environment(scratch: Path) -> dict:
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "scratch": str(scratch),
         "scratch_fs": filesystem_of(scratch),
-        "packages": {
-            d: _version(d) for d in ("dagster", "numpy", "soundfile", "pydub", "psutil", "httpx", "hybrid-audio-dagster")
-        },
+        "packages": {d: _version(d) for d in ("dagster", "numpy", "soundfile", "pydub", "psutil", "httpx", "hybrid-audio-dagster")},
         "sox": shutil.which("sox"),
         "ffmpeg": shutil.which("ffmpeg"),
     }

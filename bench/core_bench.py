@@ -29,7 +29,6 @@ from bench.approaches import APPROACHES, EXTERNAL, available, setup_core_assembl
 from bench.common import Stopwatch, clear_dir, median, spread
 from bench.workload import RATE, MessageSpec, make_workload
 
-
 # --------------------------------------------------------------------------- running
 
 
@@ -117,8 +116,12 @@ def run(scratch: Path, *, messages: int, reps: int, external_messages: int, veri
     return {
         "description": "assemble + AssembledMessage.write per message vs baselines, same messages, stems in memory",
         "message": {
-            "sample_rate": RATE, "channels": 1, "sample_format": "pcm_s16le",
-            "seconds": round(specs[0].frames / RATE, 3), "bytes": msg_bytes, "stems": len(specs[0].stems),
+            "sample_rate": RATE,
+            "channels": 1,
+            "sample_format": "pcm_s16le",
+            "seconds": round(specs[0].frames / RATE, 3),
+            "bytes": msg_bytes,
+            "stems": len(specs[0].stems),
         },
         "reps": reps,
         "approaches": approaches,

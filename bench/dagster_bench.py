@@ -43,7 +43,6 @@ from bench.probes import TEMPLATE_ID, install_probes, make_instance, mtimes, run
 from bench.stems_bench import scenario_stems
 from testkit.project import make_project
 
-
 # --------------------------------------------------------------------------- baselines on the real messages
 
 
@@ -52,10 +51,9 @@ def specs_from_manifests(paths, limit: int):
     manifests the messages asset wrote (its timelines name the stems, trims and pauses)."""
     import numpy as np
 
+    from bench.workload import MessageSpec, Stem
     from hybrid_audio_dagster.core.audio.wav import parse_wav
     from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_manifest
-
-    from bench.workload import MessageSpec, Stem
 
     stems: dict[str, Stem] = {}
     specs: list[tuple[MessageSpec, str]] = []  # (spec, sha256 recorded in the manifest)
@@ -73,8 +71,12 @@ def specs_from_manifests(paths, limit: int):
                 assert e["crossfade_after"] == 0, "the bench template has no crossfades"
                 chosen.append(stems[sha])
             spec = MessageSpec(
-                tuple(chosen), tuple(e["segment_id"] for e in tl["entries"]),
-                tuple(e["pause_after"] for e in tl["entries"][:-1]), tl["lead_frames"], tl["tail_frames"], tl["sample_rate"],
+                tuple(chosen),
+                tuple(e["segment_id"] for e in tl["entries"]),
+                tuple(e["pause_after"] for e in tl["entries"][:-1]),
+                tl["lead_frames"],
+                tl["tail_frames"],
+                tl["sample_rate"],
             )
             specs.append((spec, row["sha256"]))
             if len(specs) >= limit:
@@ -155,7 +157,6 @@ def scenario_batch_measure(args) -> dict:
     import dagster as dg  # noqa: F401  (imported before the first timing)
 
     from hybrid_audio_dagster.runner.batch import run_full_batch
-
 
     probe = install_probes()
     work, _root, home, paths, resources = _batch_env(args)
@@ -258,7 +259,7 @@ def scenario_batch_measure(args) -> dict:
 
         usable = available()
         names = [b for b in args.baselines if not usable.get(b)]
-        order = names[rep % len(names):] + names[: rep % len(names)] if names else []
+        order = names[rep % len(names) :] + names[: rep % len(names)] if names else []
         base = run_baselines(specs_sha, work / "baselines", order)
         for k, v in base.items():
             baselines.setdefault(k, []).append(v)
@@ -268,7 +269,8 @@ def scenario_batch_measure(args) -> dict:
             f"(batch {write_rec['batch_messages_per_s']:,.0f}/s), no-op {noop_rec['checked_per_s']:,.0f} checked/s "
             f"(batch {noop_rec['batch_checked_per_s']:,.0f}/s), peak {peak:.0f} MB; baselines "
             + ", ".join(f"{k} {v:,.0f}/s" for k, v in base.items()),
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
 
     def med(path: tuple[str, str]) -> float | None:

@@ -27,7 +27,6 @@ throwaway server (:mod:`testkit.postgres`), with and without Dagster's own ``DAG
 event batching.
 """
 
-
 import argparse
 import hashlib
 import json
@@ -73,8 +72,16 @@ def group_names(slugs: list[str], cap: int = GROUP_CAP) -> dict[str, list[str]]:
 def _fake_record(text: str) -> "tuple[str, dict]":
     sig = hashlib.sha256(text.encode()).hexdigest()
     sha = hashlib.sha256(sig.encode()).hexdigest()
-    return sig, {"signature": sig, "sha256": sha, "path": f"stems/bench/{sig[:2]}/{sig}/{sha[:16]}.wav",
-                 "frames": 4410, "sample_rate": 22050, "trim_start": 0, "trim_end": 4410, "engine": "bench"}
+    return sig, {
+        "signature": sig,
+        "sha256": sha,
+        "path": f"stems/bench/{sig[:2]}/{sig}/{sha[:16]}.wav",
+        "frames": 4410,
+        "sample_rate": 22050,
+        "trim_start": 0,
+        "trim_end": 4410,
+        "engine": "bench",
+    }
 
 
 def _per_name_metadata(slug: str, display: str, dg) -> dict:
@@ -83,9 +90,14 @@ def _per_name_metadata(slug: str, display: str, dg) -> dict:
         sig, rec = _fake_record(f"{slot}:{display}")
         stems[sig], slots[slot] = rec, sig
         rows.append(f"| {slot} | Hey {display}, | miss | `{sig[:12]}` | `{rec['sha256'][:12]}` |")
-    return {"stems": dg.MetadataValue.json(stems), "slots": dg.MetadataValue.json(slots), "status": "ok",
-            "tts_calls": len(SLOTS), "cache_hits": 0,
-            "texts": dg.MetadataValue.md("| slot | text | cache | signature | sha256 |\n|---|---|---|---|---|\n" + "\n".join(rows))}
+    return {
+        "stems": dg.MetadataValue.json(stems),
+        "slots": dg.MetadataValue.json(slots),
+        "status": "ok",
+        "tts_calls": len(SLOTS),
+        "cache_hits": 0,
+        "texts": dg.MetadataValue.md("| slot | text | cache | signature | sha256 |\n|---|---|---|---|---|\n" + "\n".join(rows)),
+    }
 
 
 def _group_metadata(members: list[tuple[str, str]], dg) -> dict:
@@ -95,11 +107,26 @@ def _group_metadata(members: list[tuple[str, str]], dg) -> dict:
             sig, rec = _fake_record(f"{slot}:{display}")
             stems[sig] = rec
             slots[f"{slug}/{slot}"] = sig
-            rows.append(dg.TableRecord({"name": slug, "text": f"Hey {display},", "slot": slot, "signature": sig[:12],
-                                        "sha256": rec["sha256"][:12], "cache": "miss"}))
+            rows.append(
+                dg.TableRecord(
+                    {
+                        "name": slug,
+                        "text": f"Hey {display},",
+                        "slot": slot,
+                        "signature": sig[:12],
+                        "sha256": rec["sha256"][:12],
+                        "cache": "miss",
+                    }
+                )
+            )
     schema = dg.TableSchema(columns=[dg.TableColumn(c) for c in ("name", "text", "slot", "signature", "sha256", "cache")])
-    return {"stems": dg.MetadataValue.json(stems), "slots": dg.MetadataValue.json(slots), "names": len(members),
-            "status": "ok", "per_name": dg.MetadataValue.table(rows, schema=schema)}
+    return {
+        "stems": dg.MetadataValue.json(stems),
+        "slots": dg.MetadataValue.json(slots),
+        "names": len(members),
+        "status": "ok",
+        "per_name": dg.MetadataValue.table(rows, schema=schema),
+    }
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -139,8 +166,11 @@ def child(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         for start in range(0, len(keys), step):  # as BackfillPolicy.multi_run(max_partitions_per_run) would split it
             chunk = keys[start : start + step]
-            result = dg.materialize([bench_stems], instance=instance, tags={
-                "dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]})
+            result = dg.materialize(
+                [bench_stems],
+                instance=instance,
+                tags={"dagster/asset_partition_range_start": chunk[0], "dagster/asset_partition_range_end": chunk[-1]},
+            )
             success = success and result.success
             runs += 1
         wall = time.perf_counter() - t0
@@ -148,14 +178,25 @@ def child(args: argparse.Namespace) -> dict:
         recorded = instance.get_materialized_partitions(bench_stems.key)
     overhead = wall - body_s[0]
     sizes = [len(m) for m in members.values()]
-    return {"ok": success and len(recorded) == len(keys), "runs": runs, "backend": args.backend, "layout": args.layout,
-            "event_batch_size": int(os.environ.get("DAGSTER_EVENT_BATCH_SIZE", "0") or 0),
-            "names": args.names, "partitions": len(keys), "names_per_partition_max": max(sizes),
-            "names_per_partition_mean": args.names / len(keys), "run_s": wall, "body_s": body_s[0],
-            "bookkeeping_per_name_ms": overhead * 1000 / args.names,
-            "bookkeeping_per_partition_ms": overhead * 1000 / len(keys),
-            "add_metadata_s": add_s[0], "add_metadata_per_partition_ms": add_s[0] * 1000 / len(keys),
-            "materializations_recorded": len(recorded), "peak_rss_mb": peak}
+    return {
+        "ok": success and len(recorded) == len(keys),
+        "runs": runs,
+        "backend": args.backend,
+        "layout": args.layout,
+        "event_batch_size": int(os.environ.get("DAGSTER_EVENT_BATCH_SIZE", "0") or 0),
+        "names": args.names,
+        "partitions": len(keys),
+        "names_per_partition_max": max(sizes),
+        "names_per_partition_mean": args.names / len(keys),
+        "run_s": wall,
+        "body_s": body_s[0],
+        "bookkeeping_per_name_ms": overhead * 1000 / args.names,
+        "bookkeeping_per_partition_ms": overhead * 1000 / len(keys),
+        "add_metadata_s": add_s[0],
+        "add_metadata_per_partition_ms": add_s[0] * 1000 / len(keys),
+        "materializations_recorded": len(recorded),
+        "peak_rss_mb": peak,
+    }
 
 
 # --------------------------------------------------------------------------- parent
@@ -179,11 +220,16 @@ def run_scenario(scratch: Path, *, per_name: list[int], grouped: list[int], log=
     import subprocess
 
     sys.path.insert(0, str(PROJECT_ROOT))
-    from testkit.postgres import PgServer, pg_bindir, write_postgres_home
     from testkit.pgbouncer import PgBouncer, pgbouncer_binary
+    from testkit.postgres import PgServer, pg_bindir, write_postgres_home
 
-    section: dict = {"ok": True, "cases": [], "skipped": {}, "groups_per_run": GROUPS_PER_RUN,
-                     "group_key": f"shortest slug prefix (>= {GROUP_KEY_LEN} chars) of <= {GROUP_CAP} names"}
+    section: dict = {
+        "ok": True,
+        "cases": [],
+        "skipped": {},
+        "groups_per_run": GROUPS_PER_RUN,
+        "group_key": f"shortest slug prefix (>= {GROUP_KEY_LEN} chars) of <= {GROUP_CAP} names",
+    }
     server = bouncer = None
     if pg_bindir() is None:
         section["skipped"]["postgres"] = "PostgreSQL server binaries not installed (apt-get install -y postgresql)"
@@ -215,18 +261,47 @@ def run_scenario(scratch: Path, *, per_name: list[int], grouped: list[int], log=
                     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
                 out = work / "result.json"
                 env = {**os.environ, "DAGSTER_EVENT_BATCH_SIZE": str(batch)}
-                log(f"[partitions] {backend} {layout}{' (event batching)' if batch else ''}"
-                    f"{' via PgBouncer' if via == 'pgbouncer' else ''}: {n:,} names ...")
-                proc = subprocess.run([sys.executable, "-m", "bench.partition_bench", "--backend", backend, "--layout", layout,
-                                       "--names", str(n), "--home", str(home), "--out", str(out),
-                                       "--max-per-run", str(GROUPS_PER_RUN if layout == "grouped" else 0)],
-                                      cwd=str(PROJECT_ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True, timeout=3600, check=False)
+                log(
+                    f"[partitions] {backend} {layout}{' (event batching)' if batch else ''}"
+                    f"{' via PgBouncer' if via == 'pgbouncer' else ''}: {n:,} names ..."
+                )
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.partition_bench",
+                        "--backend",
+                        backend,
+                        "--layout",
+                        layout,
+                        "--names",
+                        str(n),
+                        "--home",
+                        str(home),
+                        "--out",
+                        str(out),
+                        "--max-per-run",
+                        str(GROUPS_PER_RUN if layout == "grouped" else 0),
+                    ],
+                    cwd=str(PROJECT_ROOT),
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    timeout=3600,
+                    check=False,
+                )
                 try:
                     res = json.loads(out.read_text())
                 except (OSError, ValueError):
-                    res = {"ok": False, "backend": backend, "layout": layout, "names": n, "event_batch_size": batch,
-                           "error": f"exit {proc.returncode}: {proc.stderr[-800:]}"}
+                    res = {
+                        "ok": False,
+                        "backend": backend,
+                        "layout": layout,
+                        "names": n,
+                        "event_batch_size": batch,
+                        "error": f"exit {proc.returncode}: {proc.stderr[-800:]}",
+                    }
                 res["via"] = via
                 section["cases"].append(res)
                 section["ok"] = section["ok"] and res.get("ok", False)
@@ -243,9 +318,17 @@ def summarize(cases: list[dict]) -> dict:
     """Per backend: per-name bookkeeping of each layout at its largest N, and their ratio."""
     out: dict = {}
     for backend in ("sqlite", "postgres"):
+
         def largest(layout: str, batch: int = 0, via: str = "direct", backend: str = backend) -> dict | None:
-            ok = [c for c in cases if c.get("ok") and c["backend"] == backend and c["layout"] == layout
-                  and c.get("event_batch_size", 0) == batch and c.get("via", "direct") == via]
+            ok = [
+                c
+                for c in cases
+                if c.get("ok")
+                and c["backend"] == backend
+                and c["layout"] == layout
+                and c.get("event_batch_size", 0) == batch
+                and c.get("via", "direct") == via
+            ]
             return max(ok, key=lambda c: c["names"]) if ok else None  # called within the iteration
 
         per, grp = largest("per-name"), largest("grouped")
@@ -261,8 +344,9 @@ def summarize(cases: list[dict]) -> dict:
         if pooled:
             e["per_name_pgbouncer_ms"] = pooled["bookkeeping_per_name_ms"]
             e["per_name_pgbouncer_add_metadata_ms"] = pooled["add_metadata_per_partition_ms"]
-        grouped = sorted((c for c in cases if c.get("ok") and c["backend"] == backend and c["layout"] == "grouped"),
-                         key=lambda c: c["names"])
+        grouped = sorted(
+            (c for c in cases if c.get("ok") and c["backend"] == backend and c["layout"] == "grouped"), key=lambda c: c["names"]
+        )
         if len(grouped) > 1:
             e["grouped_peak_rss_ratio"] = grouped[-1]["peak_rss_mb"] / grouped[0]["peak_rss_mb"]
             e["grouped_rss_names"] = [grouped[0]["names"], grouped[-1]["names"]]
@@ -272,21 +356,33 @@ def summarize(cases: list[dict]) -> dict:
 
 def table_rows(section: dict, fmt) -> list[tuple[str, str, str]]:
     """Rows for :func:`bench.run.table`."""
-    rows = [("8 partitions", "Dagster bookkeeping per name: one partition per name vs name groups "
-                             f"({section.get('group_key')}); empty body, real metadata", "")]
+    rows = [
+        (
+            "8 partitions",
+            f"Dagster bookkeeping per name: one partition per name vs name groups ({section.get('group_key')}); empty body, real metadata",
+            "",
+        )
+    ]
     for what, why in section.get("skipped", {}).items():
         rows.append(("8 partitions", f"  {'PgBouncer' if what == 'pgbouncer' else 'Postgres'}", f"SKIPPED: {why}"))
     for c in section.get("cases", []):
-        label = (f"  {c['backend']} {c['layout']}{' +event batching' if c.get('event_batch_size') else ''}"
-                 f"{' via PgBouncer' if c.get('via') == 'pgbouncer' else ''} {c['names']:,} names")
+        label = (
+            f"  {c['backend']} {c['layout']}{' +event batching' if c.get('event_batch_size') else ''}"
+            f"{' via PgBouncer' if c.get('via') == 'pgbouncer' else ''} {c['names']:,} names"
+        )
         if not c.get("ok"):
             rows.append(("8 partitions", label, f"FAILED: {c.get('error')}"))
             continue
-        rows.append(("8 partitions", label,
-                     f"{fmt(c['bookkeeping_per_name_ms'], 3)} ms/name ({c['partitions']:,} partitions, ≤{c['names_per_partition_max']:,} "
-                     f"names each; {fmt(c['bookkeeping_per_partition_ms'])} ms/partition, of which add_asset_metadata "
-                     f"{fmt(c.get('add_metadata_per_partition_ms'))} ms; {c.get('runs', 1)} run(s) {fmt(c['run_s'])} s; "
-                     f"peak RSS {fmt(c['peak_rss_mb'])} MB)"))
+        rows.append(
+            (
+                "8 partitions",
+                label,
+                f"{fmt(c['bookkeeping_per_name_ms'], 3)} ms/name ({c['partitions']:,} partitions, ≤{c['names_per_partition_max']:,} "
+                f"names each; {fmt(c['bookkeeping_per_partition_ms'])} ms/partition, of which add_asset_metadata "
+                f"{fmt(c.get('add_metadata_per_partition_ms'))} ms; {c.get('runs', 1)} run(s) {fmt(c['run_s'])} s; "
+                f"peak RSS {fmt(c['peak_rss_mb'])} MB)",
+            )
+        )
     for backend, e in (section.get("summary") or {}).items():
         if e.get("grouped_vs_per_name") is not None:
             rows.append(("8 partitions", f"  {backend}: grouped ÷ per-name, per name", f"×{fmt(e['grouped_vs_per_name'], 3)}"))
@@ -297,8 +393,9 @@ def table_rows(section: dict, fmt) -> list[tuple[str, str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.partition_bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.partition_bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--backend", choices=["sqlite", "postgres"], required=True)
     ap.add_argument("--layout", choices=["per-name", "grouped"], required=True)
     ap.add_argument("--names", type=int, required=True)

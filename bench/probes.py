@@ -96,8 +96,8 @@ class Probe:
 
 
 def install_probes() -> Probe:
-    import hybrid_audio_dagster.defs.metadata_index as cache_index_mod
     import hybrid_audio_dagster.core.messages.build as messages_mod
+    import hybrid_audio_dagster.defs.metadata_index as cache_index_mod
     from hybrid_audio_dagster.core.audio.assemble import AssembledMessage
     from hybrid_audio_dagster.defs.resources.tts import TTSResource
 

@@ -78,15 +78,52 @@ class Preset:
 PRESETS = {
     # the issue's sizes: 100 × 20 = 2,000 and 500 × 20 = 10,000 messages
     "full": Preset("full", 600, 5, 30, (100, 20), (500, 20), 3, 1000, 200, 90, 3),
-    "quick": Preset("quick", 150, 3, 5, (10, 4), (50, 4), 2, 100, 10, 9, 2,
-                    note="sizes far below the issue's: pass/fail is indicative only", piper_texts=12, piper_reps=2,
-                    scale_names=(200, 1000), scale_max=1000, scale_developers=2,
-                    partitions_per_name=(200,), partitions_grouped=(2000, 10000)),
+    "quick": Preset(
+        "quick",
+        150,
+        3,
+        5,
+        (10, 4),
+        (50, 4),
+        2,
+        100,
+        10,
+        9,
+        2,
+        note="sizes far below the issue's: pass/fail is indicative only",
+        piper_texts=12,
+        piper_reps=2,
+        scale_names=(200, 1000),
+        scale_max=1000,
+        scale_developers=2,
+        partitions_per_name=(200,),
+        partitions_grouped=(2000, 10000),
+    ),
     # for the smoke test: structure and correctness counters only
-    "tiny": Preset("tiny", 12, 2, 2, (3, 2), (6, 2), 1, 6, 3, 3, 1, cartesia_latency=0.05,
-                   note="smoke-test sizes: timings are meaningless", piper_texts=3, piper_reps=1,
-                   scale_names=(4,), scale_max=4, scale_developers=1, scale_stem_ms=50, scale_jobs=2,
-                   partitions_per_name=(3,), partitions_grouped=(200,)),
+    "tiny": Preset(
+        "tiny",
+        12,
+        2,
+        2,
+        (3, 2),
+        (6, 2),
+        1,
+        6,
+        3,
+        3,
+        1,
+        cartesia_latency=0.05,
+        note="smoke-test sizes: timings are meaningless",
+        piper_texts=3,
+        piper_reps=1,
+        scale_names=(4,),
+        scale_max=4,
+        scale_developers=1,
+        scale_stem_ms=50,
+        scale_jobs=2,
+        partitions_per_name=(3,),
+        partitions_grouped=(200,),
+    ),
 }
 
 
@@ -108,7 +145,8 @@ def _start(child: Child) -> None:
     child.started = time.perf_counter()
     child.proc = subprocess.Popen(
         [sys.executable, "-m", "bench.dagster_bench", *child.args, "--out", str(child.out)],
-        cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL,
+        cwd=str(PROJECT_ROOT),
+        stdout=subprocess.DEVNULL,
     )
 
 
@@ -151,12 +189,10 @@ def run_children(children: list[Child], jobs: int) -> None:
 
 from bench.report import METHOD, evaluate, table  # noqa: E402  (the report half of this module)
 
-
 # --------------------------------------------------------------------------- main
 
 
-def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[str] | None, log=print,
-              scale_max: int | None = None) -> dict:
+def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[str] | None, log=print, scale_max: int | None = None) -> dict:
     started = time.perf_counter()
     report: dict = {
         "schema": REPORT_SCHEMA,
@@ -176,17 +212,50 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
             if want(key) or want("batch"):
                 common = ["--workdir", str(scratch / key), "--names", str(names), "--developers", str(devs)]
                 setup = Child(f"{key}_setup", ["batch-setup", *common], scratch / f"{key}_setup.json")
-                measure = Child(key, ["batch-measure", *common, "--setup-json", str(setup.out), "--reps", str(preset.batch_reps),
-                                      "--baseline-messages", str(preset.baseline_messages)], scratch / f"{key}.json", after=setup)
+                measure = Child(
+                    key,
+                    [
+                        "batch-measure",
+                        *common,
+                        "--setup-json",
+                        str(setup.out),
+                        "--reps",
+                        str(preset.batch_reps),
+                        "--baseline-messages",
+                        str(preset.baseline_messages),
+                    ],
+                    scratch / f"{key}.json",
+                    after=setup,
+                )
                 setups.append(setup)
                 children.append(measure)
         engines = [e for e in ("offline", "cartesia") if want(f"stems_{e}") or want("stems")]
         if engines:
-            children.append(Child("stems", ["stems", "--engines", *engines, "--workdir", str(scratch / "stems"),
-                                            "--names", str(preset.stems_offline_names),
-                                            "--cartesia-names", str(preset.stems_cartesia_names), "--developers", "2",
-                                            "--reps", str(preset.stems_reps), "--latency", str(preset.cartesia_latency),
-                                            "--cap", str(preset.cartesia_cap)], scratch / "stems.json"))
+            children.append(
+                Child(
+                    "stems",
+                    [
+                        "stems",
+                        "--engines",
+                        *engines,
+                        "--workdir",
+                        str(scratch / "stems"),
+                        "--names",
+                        str(preset.stems_offline_names),
+                        "--cartesia-names",
+                        str(preset.stems_cartesia_names),
+                        "--developers",
+                        "2",
+                        "--reps",
+                        str(preset.stems_reps),
+                        "--latency",
+                        str(preset.cartesia_latency),
+                        "--cap",
+                        str(preset.cartesia_cap),
+                    ],
+                    scratch / "stems.json",
+                )
+            )
         if setups:
             log(f"[setup] {', '.join(c.key for c in setups)} (untimed, in parallel) ...")
             run_children(setups, max(jobs, 2))
@@ -195,9 +264,17 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
 
             log(f"[1] assembly core: {preset.core_messages} messages × {preset.core_reps} reps ...")
             try:
-                report["scenarios"]["core"] = {"ok": True, **core_bench.run(
-                    scratch, messages=preset.core_messages, reps=preset.core_reps,
-                    external_messages=preset.core_external_messages, verify_messages=min(8, preset.core_messages), log=log)}
+                report["scenarios"]["core"] = {
+                    "ok": True,
+                    **core_bench.run(
+                        scratch,
+                        messages=preset.core_messages,
+                        reps=preset.core_reps,
+                        external_messages=preset.core_external_messages,
+                        verify_messages=min(8, preset.core_messages),
+                        log=log,
+                    ),
+                }
             except Exception as exc:  # noqa: BLE001 - report and go on with the other scenarios
                 import traceback
 
@@ -227,8 +304,14 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
             log(f"[7] scale: {', '.join(f'{n:,}' for n in sizes)} names, sqlite and Postgres ...")
             try:
                 report["scenarios"]["scale"] = scale_bench.run_scenario(
-                    scratch, sizes, developers=preset.scale_developers, templates=preset.scale_templates,
-                    stem_ms=preset.scale_stem_ms, jobs=preset.scale_jobs, log=log)
+                    scratch,
+                    sizes,
+                    developers=preset.scale_developers,
+                    templates=preset.scale_templates,
+                    stem_ms=preset.scale_stem_ms,
+                    jobs=preset.scale_jobs,
+                    log=log,
+                )
             except Exception as exc:  # noqa: BLE001 - report and go on
                 import traceback
 
@@ -239,7 +322,8 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
             log(f"[8] partitions: per-name {list(preset.partitions_per_name)} vs name groups {list(preset.partitions_grouped)} ...")
             try:
                 report["scenarios"]["partitions"] = partition_bench.run_scenario(
-                    scratch, per_name=list(preset.partitions_per_name), grouped=list(preset.partitions_grouped), log=log)
+                    scratch, per_name=list(preset.partitions_per_name), grouped=list(preset.partitions_grouped), log=log
+                )
             except Exception as exc:  # noqa: BLE001 - report and go on
                 report["scenarios"]["partitions"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         if want("tts_piper") or want("piper"):
@@ -257,14 +341,18 @@ def run_suite(preset: Preset, scratch_base: Path | None, jobs: int, only: set[st
             "throughput_ratio": large["summary"]["messages_per_s"]["median"] / small["summary"]["messages_per_s"]["median"],
             "peak_rss_ratio": large["summary"]["peak_rss_mb"] / small["summary"]["peak_rss_mb"],
             "process_peak_rss_ratio": large["child_max_rss_mb"] / small["child_max_rss_mb"],
-            "dagster_outside_body_per_message_ms": [small["summary"]["dagster_outside_body_per_message_ms"],
-                                                    large["summary"]["dagster_outside_body_per_message_ms"]],
+            "dagster_outside_body_per_message_ms": [
+                small["summary"]["dagster_outside_body_per_message_ms"],
+                large["summary"]["dagster_outside_body_per_message_ms"],
+            ],
         }
     report["method"] = METHOD
     report["targets"] = evaluate(report)
     report["ok"] = all(v.get("ok", False) for v in report["scenarios"].values())
     report["correctness"] = {
-        t["id"]: t["pass"] for t in report["targets"] if t["id"] in ("noop.tts_calls", "noop.files_rewritten", "core.byte_identical", "cartesia.max_in_flight")
+        t["id"]: t["pass"]
+        for t in report["targets"]
+        if t["id"] in ("noop.tts_calls", "noop.files_rewritten", "core.byte_identical", "cartesia.max_in_flight")
     }
     report["load_average_after"] = os.getloadavg()
     report["duration_s"] = time.perf_counter() - started
@@ -275,9 +363,23 @@ def _run_piper(scratch: Path, preset: Preset) -> dict:
     """The piper scenario in its own process (onnxruntime's memory stays out of this one)."""
     out = scratch / "piper.json"
     try:
-        subprocess.run([sys.executable, "-m", "bench.bench_piper", "--texts", str(preset.piper_texts),
-                        "--reps", str(preset.piper_reps), "--out", str(out)],
-                       cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL, timeout=1800, check=False)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.bench_piper",
+                "--texts",
+                str(preset.piper_texts),
+                "--reps",
+                str(preset.piper_reps),
+                "--out",
+                str(out),
+            ],
+            cwd=str(PROJECT_ROOT),
+            stdout=subprocess.DEVNULL,
+            timeout=1800,
+            check=False,
+        )
         return json.loads(out.read_text())
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         return {"ok": False, "error": f"no report from bench.bench_piper: {exc}"}
@@ -290,14 +392,23 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--tiny", action="store_const", const="tiny", dest="preset", help="smoke-test sizes (structure only)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON report (default {DEFAULT_OUT.relative_to(PROJECT_ROOT)})")
     ap.add_argument("--scratch", type=Path, default=None, help="where temp projects and outputs go (default: system temp dir)")
-    ap.add_argument("--only", nargs="*", default=None,
-                    help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia tts_piper scale partitions")
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="scenarios: core batch batch_small batch_large stems stems_offline stems_cartesia tts_piper scale partitions",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="Dagster scenario processes at once (>1 spoils timings)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions of every scenario (overrides the preset)")
-    ap.add_argument("--scale-max", type=int, default=None,
-                    help="scale scenario: largest name count to run (default 10000; 50000 takes long)")
-    ap.add_argument("--scale-developers", type=int, default=None,
-                    help="scale scenario: developers per project (default 5; 50 with 10000 names = the 1M-message no-op, measured)")
+    ap.add_argument(
+        "--scale-max", type=int, default=None, help="scale scenario: largest name count to run (default 10000; 50000 takes long)"
+    )
+    ap.add_argument(
+        "--scale-developers",
+        type=int,
+        default=None,
+        help="scale scenario: developers per project (default 5; 50 with 10000 names = the 1M-message no-op, measured)",
+    )
     args = ap.parse_args(argv)
     preset = PRESETS[args.preset or "full"]
     if args.scale_developers:
@@ -311,8 +422,14 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     if load > 0.5:
         print(f"note: load average {load:.2f} before starting: other processes compete for the CPU", file=sys.stderr)
-    report = run_suite(preset, args.scratch, max(1, args.jobs), set(args.only) if args.only else None,
-                       log=lambda m: print(m, file=sys.stderr, flush=True), scale_max=args.scale_max)
+    report = run_suite(
+        preset,
+        args.scratch,
+        max(1, args.jobs),
+        set(args.only) if args.only else None,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        scale_max=args.scale_max,
+    )
     text = table(report)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bench.common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, run_child, rss_mb
+from bench.common import PROJECT_ROOT, peak_rss_mb, reset_peak_rss, rss_mb, run_child
 from bench.scale_project import CALLS, instant_resource_class, make_synthetic_project
 
 ONE_MILLION = 1_000_000
@@ -70,9 +70,15 @@ class RunProbe:
         def execute(defs, instance, request, quiet):
             t, m = time.perf_counter(), probe.add_metadata_s
             res = orig_execute(defs, instance, request, quiet)
-            probe.runs.append({"job": request.job_name, "seconds": time.perf_counter() - t, "run_id": res.run_id,
-                               "partitions": len(res.get_asset_materialization_events()),
-                               "add_asset_metadata_s": probe.add_metadata_s - m})
+            probe.runs.append(
+                {
+                    "job": request.job_name,
+                    "seconds": time.perf_counter() - t,
+                    "run_id": res.run_id,
+                    "partitions": len(res.get_asset_materialization_events()),
+                    "add_asset_metadata_s": probe.add_metadata_s - m,
+                }
+            )
             return res
 
         def add_asset_metadata(context, *args, **kwargs):
@@ -131,10 +137,10 @@ def wav_paths(root: Path) -> list[str]:
 def run(args) -> dict:
     import dagster as dg
 
-    from hybrid_audio_dagster.runner.batch import run_full_batch
     from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
     from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
     from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+    from hybrid_audio_dagster.runner.batch import run_full_batch
 
     rss_imports = rss_mb()
     work = Path(args.workdir)
@@ -144,9 +150,15 @@ def run(args) -> dict:
     tts_cls = instant_resource_class()
     resources = {"paths": paths, "tts": tts_cls(stem_ms=args.stem_ms), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
     probe = RunProbe()
-    out: dict = {"backend": args.backend, "names": args.names, "developers": args.developers, "templates": args.templates,
-                 "messages": args.names * args.developers * args.templates, "stem_ms": args.stem_ms,
-                 "rss_after_imports_mb": rss_imports}
+    out: dict = {
+        "backend": args.backend,
+        "names": args.names,
+        "developers": args.developers,
+        "templates": args.templates,
+        "messages": args.names * args.developers * args.templates,
+        "stem_ms": args.stem_ms,
+        "rss_after_imports_mb": rss_imports,
+    }
     with dg.DagsterInstance.from_config(args.home) as instance:
         # -- 1. cold: every stem synthesized (instantly), every message written
         CALLS.clear()
@@ -202,9 +214,13 @@ def run(args) -> dict:
             "messages_run_s": sum(r["seconds"] for r in msg_run),
             "peak_rss_mb": cold_peak,
         }
-        print(f"  scale {args.backend} {args.names}: cold stems {stems_run_s:.1f}s ({len(calls)} stems, "
-              f"{out['cold']['bookkeeping_per_name_partition_ms']:.2f} ms/name partition), engine alone {engine_s:.3f}s; "
-              f"batch {cold_s:.1f}s", file=sys.stderr, flush=True)
+        print(
+            f"  scale {args.backend} {args.names}: cold stems {stems_run_s:.1f}s ({len(calls)} stems, "
+            f"{out['cold']['bookkeeping_per_name_partition_ms']:.2f} ms/name partition), engine alone {engine_s:.3f}s; "
+            f"batch {cold_s:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
         # -- 3. the no-op batch
         files = wav_paths(Path(paths.output))
         before = {p: os.stat(p).st_mtime_ns for p in files}
@@ -250,26 +266,31 @@ def run(args) -> dict:
             "noop_1m_s": extrapolated,
             "noop_1m_measured": measured,
             "extrapolated_1m_linear_s": ONE_MILLION / (checked / noop_s),
-            "extrapolation": (f"MEASURED: {checked:,} messages in {noop_s:.2f} s" if measured else
-                              f"EXTRAPOLATED, not measured: {fixed_s:.2f} s outside the messages run (datasets, stems "
-                              f"planning over {args.names:,} names; kept as is) + the messages run {msg_s:.2f} s × "
-                              f"{ONE_MILLION:,}/{checked:,} (scaled linearly with messages: an upper bound)"),
+            "extrapolation": (
+                f"MEASURED: {checked:,} messages in {noop_s:.2f} s"
+                if measured
+                else f"EXTRAPOLATED, not measured: {fixed_s:.2f} s outside the messages run (datasets, stems "
+                f"planning over {args.names:,} names; kept as is) + the messages run {msg_s:.2f} s × "
+                f"{ONE_MILLION:,}/{checked:,} (scaled linearly with messages: an upper bound)"
+            ),
             "peak_rss_mb": noop_peak,
         }
         out["message_bytes"] = os.stat(files[0]).st_size if files else 0
         out["output_mb"] = round(sum(os.stat(p).st_size for p in files) / 1e6, 1)
         out["peak_rss_mb"] = max(cold_peak, noop_peak)
-        print(f"  scale {args.backend} {args.names}: no-op {noop_s:.1f}s, {checked:,} messages checked "
-              f"({checked / noop_s:,.0f}/s); 1M {'measured' if measured else 'extrapolated'} {extrapolated:.0f}s; peak RSS {out['peak_rss_mb']:.0f} MB",
-              file=sys.stderr, flush=True)
+        print(
+            f"  scale {args.backend} {args.names}: no-op {noop_s:.1f}s, {checked:,} messages checked "
+            f"({checked / noop_s:,.0f}/s); 1M {'measured' if measured else 'extrapolated'} {extrapolated:.0f}s; peak RSS {out['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+            flush=True,
+        )
     return out
 
 
 # --------------------------------------------------------------------------- the parent side
 
 
-def run_scenario(scratch: Path, sizes: list[int], *, developers: int, templates: int, stem_ms: int, jobs: int = 1,
-                 log=print) -> dict:
+def run_scenario(scratch: Path, sizes: list[int], *, developers: int, templates: int, stem_ms: int, jobs: int = 1, log=print) -> dict:
     """Every (backend, N) child; Postgres on a throwaway server started here (skipped, with
     the reason, when its binaries are missing). Returns the ``scale`` section of the report."""
     import shutil
@@ -278,14 +299,23 @@ def run_scenario(scratch: Path, sizes: list[int], *, developers: int, templates:
     sys.path.insert(0, str(PROJECT_ROOT))
     from testkit.postgres import PgServer, pg_bindir, write_postgres_home
 
-    section: dict = {"ok": True, "sizes": sizes, "developers": developers, "templates": templates, "stem_ms": stem_ms,
-                     "backends": {}, "skipped": {}}
+    section: dict = {
+        "ok": True,
+        "sizes": sizes,
+        "developers": developers,
+        "templates": templates,
+        "stem_ms": stem_ms,
+        "backends": {},
+        "skipped": {},
+    }
     server = None
     backends = ["sqlite", "postgres"]
     bindir = pg_bindir()
     if bindir is None:
-        section["skipped"]["postgres"] = ("PostgreSQL server binaries not installed (no /usr/lib/postgresql/*/bin/initdb; "
-                                          "apt-get install -y postgresql): Postgres figures not measured")
+        section["skipped"]["postgres"] = (
+            "PostgreSQL server binaries not installed (no /usr/lib/postgresql/*/bin/initdb; "
+            "apt-get install -y postgresql): Postgres figures not measured"
+        )
         backends.remove("postgres")
     else:
         try:
@@ -311,9 +341,27 @@ def run_scenario(scratch: Path, sizes: list[int], *, developers: int, templates:
                 else:
                     write_postgres_home(home, server.create_database(f"scale_{n}"))
                 out = work / "result.json"
-                cmd = [sys.executable, "-m", "bench.scale_bench", "--backend", backend, "--home", str(home),
-                       "--workdir", str(work), "--out", str(out), "--names", str(n), "--developers", str(developers),
-                       "--templates", str(templates), "--stem-ms", str(stem_ms)]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "bench.scale_bench",
+                    "--backend",
+                    backend,
+                    "--home",
+                    str(home),
+                    "--workdir",
+                    str(work),
+                    "--out",
+                    str(out),
+                    "--names",
+                    str(n),
+                    "--developers",
+                    str(developers),
+                    "--templates",
+                    str(templates),
+                    "--stem-ms",
+                    str(stem_ms),
+                ]
                 todo.append((key, n, cmd, out))
         running: dict[int, tuple] = {}
         while todo or running:
@@ -377,14 +425,20 @@ def summarize(section: dict) -> dict:
         entry: dict = {"by_names": rows}
         if len(ok) >= 2:
             lo, hi = min(ok), max(ok)
-            entry["memory_ratio"] = {"names": [lo, hi], "peak_rss_ratio": ok[hi]["peak_rss_mb"] / ok[lo]["peak_rss_mb"],
-                                     "names_ratio": hi / lo}
+            entry["memory_ratio"] = {
+                "names": [lo, hi],
+                "peak_rss_ratio": ok[hi]["peak_rss_mb"] / ok[lo]["peak_rss_mb"],
+                "names_ratio": hi / lo,
+            }
         out[backend] = entry
     if "sqlite" in out and "postgres" in out:
         out["postgres_vs_sqlite"] = {
-            n: {"bookkeeping_per_name_partition": p["bookkeeping_per_name_partition_ms"] / s["bookkeeping_per_name_partition_ms"],
-                "noop_s": p["noop_s"] / s["noop_s"]}
-            for n, p in out["postgres"]["by_names"].items() if (s := out["sqlite"]["by_names"].get(n))
+            n: {
+                "bookkeeping_per_name_partition": p["bookkeeping_per_name_partition_ms"] / s["bookkeeping_per_name_partition_ms"],
+                "noop_s": p["noop_s"] / s["noop_s"],
+            }
+            for n, p in out["postgres"]["by_names"].items()
+            if (s := out["sqlite"]["by_names"].get(n))
         }
     return out
 

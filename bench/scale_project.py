@@ -30,8 +30,7 @@ def tone_wav(text: str, ms: int, rate: int = SAMPLE_RATE) -> bytes:
     t = np.arange(n, dtype=np.float64) / rate
     env = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.005)  # 5 ms fade in/out
     pcm = np.rint(np.sin(2 * math.pi * freq * t + 0.5) * env * 0.316 * 32767).astype("<i2").tobytes()
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16,
-                         b"data", len(pcm))
+    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", len(pcm))
     return header + pcm
 
 
@@ -52,9 +51,18 @@ def instant_resource_class():
             return "bench-instant"
 
         def contract(self, voice):
-            return StemContract(engine="bench-instant", engine_version="1", voice=voice.voice_id or voice.language,
-                                model=f"tone-{self.stem_ms}ms", language=voice.language, speed=voice.speed,
-                                volume=voice.volume, emotion=voice.emotion, sample_rate=SAMPLE_RATE, encoding="pcm_s16le")
+            return StemContract(
+                engine="bench-instant",
+                engine_version="1",
+                voice=voice.voice_id or voice.language,
+                model=f"tone-{self.stem_ms}ms",
+                language=voice.language,
+                speed=voice.speed,
+                volume=voice.volume,
+                emotion=voice.emotion,
+                sample_rate=SAMPLE_RATE,
+                encoding="pcm_s16le",
+            )
 
         def synthesize(self, text, voice):
             CALLS.append((text, voice))
@@ -74,17 +82,22 @@ def bench_templates(n: int) -> list[dict]:
     out = []
     for i in range(n):
         tid = f"scale-{chr(ord('a') + i)}"
-        out.append({
-            "schema_version": 1, "id": tid, "version": 1, "language": "en",
-            "description": "bench: tiny messages so that 100k of them fit on the disk",
-            "voice": {"id": "a0e99841-438c-4a64-b679-ae501e7d6091", "speed": 1.0, "volume": 1.0, "emotion": "content"},
-            "timing": {"sentence_ms": 20, "clause_ms": 10, "phrase_ms": 5, "lead_ms": 10, "tail_ms": 10},
-            "segments": [
-                {"id": "greeting", "text": "Hi {name},"},
-                {"id": "brand", "text": "{developer} here."},
-                {"id": "close", "text": f"Call back {i + 1}."},
-            ],
-        })
+        out.append(
+            {
+                "schema_version": 1,
+                "id": tid,
+                "version": 1,
+                "language": "en",
+                "description": "bench: tiny messages so that 100k of them fit on the disk",
+                "voice": {"id": "a0e99841-438c-4a64-b679-ae501e7d6091", "speed": 1.0, "volume": 1.0, "emotion": "content"},
+                "timing": {"sentence_ms": 20, "clause_ms": 10, "phrase_ms": 5, "lead_ms": 10, "tail_ms": 10},
+                "segments": [
+                    {"id": "greeting", "text": "Hi {name},"},
+                    {"id": "brand", "text": "{developer} here."},
+                    {"id": "close", "text": f"Call back {i + 1}."},
+                ],
+            }
+        )
     return out
 
 

@@ -17,7 +17,6 @@ from bench.common import PROJECT_ROOT, Stopwatch, median, spread, synthetic_deve
 from bench.probes import TEMPLATE_ID, Probe, install_probes, make_instance, run_events
 from testkit.project import make_project
 
-
 # --------------------------------------------------------------------------- scenario: stems
 
 
@@ -26,7 +25,10 @@ def _start_fake_server(latency: float, cap: int):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.fake_server", "--latency", str(latency), "--cap", str(cap)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(PROJECT_ROOT),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(PROJECT_ROOT),
     )
     hello = json.loads(proc.stdout.readline())
 
@@ -53,10 +55,11 @@ def scenario_stems(args) -> dict:
 
 def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
     import dagster as dg
+
+    from hybrid_audio_dagster.definitions import defs as code_location
     from hybrid_audio_dagster.defs.tags import RANGE_END_TAG as ASSET_PARTITION_RANGE_END_TAG
     from hybrid_audio_dagster.defs.tags import RANGE_START_TAG as ASSET_PARTITION_RANGE_START_TAG
 
-    from hybrid_audio_dagster.definitions import defs as code_location
     ALL = [*code_location.assets, *code_location.asset_checks]
     from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
     from hybrid_audio_dagster.defs.resources.tts import (
@@ -86,8 +89,9 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
         tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]} if keys else {}
         cfg = {"ops": {asset: {"config": {"force": force}}}} if keys else {}
         cfg["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-        return dg.materialize(ALL, selection=[by_name[asset]], instance=instance, resources=resources, tags=tags,
-                              run_config=cfg, raise_on_error=True)
+        return dg.materialize(
+            ALL, selection=[by_name[asset]], instance=instance, resources=resources, tags=tags, run_config=cfg, raise_on_error=True
+        )
 
     try:
         # warm-up (untimed): datasets, then the developer and script stems (a few real calls)
@@ -127,8 +131,11 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
             }
             reps.append(rec)
             extra = f", max in flight {server['max_in_flight']}, statuses {server['statuses']}" if server else ""
-            print(f"  stems {engine} rep {rep + 1}/{args.reps}: {calls} stems in {sw.seconds:.2f}s = "
-                  f"{rec['stems_per_s']:.1f}/s{extra}", file=sys.stderr, flush=True)
+            print(
+                f"  stems {engine} rep {rep + 1}/{args.reps}: {calls} stems in {sw.seconds:.2f}s = {rec['stems_per_s']:.1f}/s{extra}",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         if proc is not None:
             with contextlib.suppress(Exception):  # the server may be gone already
@@ -152,15 +159,19 @@ def _stems_one(args, probe: Probe, engine: str, n_names: int) -> dict:
         ideal = args.cap / args.latency
         out["latency_s"] = args.latency
         out["cap"] = args.cap
-        out["summary"].update({
-            "ideal_stems_per_s": ideal,
-            "fraction_of_ideal": median([r["stems_per_s"] / ideal for r in reps]),
-            # the resource alone: stems/s inside the asset function (no Dagster run/event costs)
-            "body_fraction_of_ideal": median([r["tts_calls"] / r["asset_body_s"] / ideal for r in reps if r["asset_body_s"]] or [float("nan")]),
-            # the fixed cost of one Dagster run, paid once per run whatever its size
-            "ideal_run_s": median([r["tts_calls"] for r in reps]) / ideal,
-            "max_in_flight": max(r["server"]["max_in_flight"] for r in reps),
-            "requests": sum(r["server"]["tts_requests"] for r in reps),
-            "rejected_429": sum(r["server"]["statuses"].get("429", 0) for r in reps),
-        })
+        out["summary"].update(
+            {
+                "ideal_stems_per_s": ideal,
+                "fraction_of_ideal": median([r["stems_per_s"] / ideal for r in reps]),
+                # the resource alone: stems/s inside the asset function (no Dagster run/event costs)
+                "body_fraction_of_ideal": median(
+                    [r["tts_calls"] / r["asset_body_s"] / ideal for r in reps if r["asset_body_s"]] or [float("nan")]
+                ),
+                # the fixed cost of one Dagster run, paid once per run whatever its size
+                "ideal_run_s": median([r["tts_calls"] for r in reps]) / ideal,
+                "max_in_flight": max(r["server"]["max_in_flight"] for r in reps),
+                "requests": sum(r["server"]["tts_requests"] for r in reps),
+                "rejected_429": sum(r["server"]["statuses"].get("429", 0) for r in reps),
+            }
+        )
     return out

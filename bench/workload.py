@@ -9,13 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.common import PROJECT_ROOT
 from hybrid_audio_dagster.core.audio.timing import ms_to_frames
 from hybrid_audio_dagster.core.audio.trim import find_trim
 from hybrid_audio_dagster.core.audio.wav import PcmAudio
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_template
-
-from bench.common import PROJECT_ROOT
 
 RATE = 44_100
 TEMPLATE = PROJECT_ROOT / "templates" / "followup-en.json"
@@ -95,8 +94,7 @@ def make_workload(n_messages: int, *, n_names: int = 64, n_developers: int = 20)
     for m in range(n_messages):
         name, dev = names[m % n_names], devs[(m // n_names) % n_developers]
         stems = tuple(
-            name if s.kind is SegmentKind.NAME else dev if s.kind is SegmentKind.DEVELOPER else script[s.id]
-            for s in tpl.segments
+            name if s.kind is SegmentKind.NAME else dev if s.kind is SegmentKind.DEVELOPER else script[s.id] for s in tpl.segments
         )
         specs.append(MessageSpec(stems, tuple(s.id for s in tpl.segments), tuple(pauses), lead, tail))
     return specs

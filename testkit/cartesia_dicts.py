@@ -45,7 +45,13 @@ def _check_items(items: object) -> list[dict[str, Any]]:
             raise DictError(400, "invalid_request", f"items[{n}]: text and pronunciation must be strings")
         if not item["text"].strip() or not pron.strip():
             raise DictError(422, "invalid_pronunciation_dict", f"items[{n}]: text and pronunciation must not be empty")
-        out.append({"text": item["text"], "pronunciation": pron, **({"case_sensitive": item["case_sensitive"]} if "case_sensitive" in item else {})})
+        out.append(
+            {
+                "text": item["text"],
+                "pronunciation": pron,
+                **({"case_sensitive": item["case_sensitive"]} if "case_sensitive" in item else {}),
+            }
+        )
     return out
 
 
@@ -68,8 +74,14 @@ class FakeDicts:
                         raise DictError(400, "invalid_request", "name is required")
                     if set(body) - {"name", "items", "description"}:
                         raise DictError(400, "invalid_request", f"unknown fields: {sorted(set(body) - {'name', 'items', 'description'})}")
-                    d = {"id": f"pdict_{uuid.uuid4().hex[:20]}", "name": body["name"], "owner_id": "user_fake", "pinned": False,
-                         "items": _check_items(body.get("items") or []), "created_at": datetime.now(UTC).isoformat()}
+                    d = {
+                        "id": f"pdict_{uuid.uuid4().hex[:20]}",
+                        "name": body["name"],
+                        "owner_id": "user_fake",
+                        "pinned": False,
+                        "items": _check_items(body.get("items") or []),
+                        "created_at": datetime.now(UTC).isoformat(),
+                    }
                     self.dicts[d["id"]] = d
                     return 200, d
                 raise DictError(405, "method_not_allowed", f"{method} {path}")

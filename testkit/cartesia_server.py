@@ -48,8 +48,19 @@ LANGUAGES = frozenset(
     "no vi bn th he ka id te gu kn ml mr pa or ur".split()
 )
 BODY_FIELDS = frozenset(
-    {"model_id", "transcript", "voice", "output_format", "language", "locale", "generation_config",
-     "pronunciation_dict_id", "normalization", "save", "speed"}
+    {
+        "model_id",
+        "transcript",
+        "voice",
+        "output_format",
+        "language",
+        "locale",
+        "generation_config",
+        "pronunciation_dict_id",
+        "normalization",
+        "save",
+        "speed",
+    }
 )
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MODEL_RE = re.compile(r"^sonic(-\d+(\.\d+)?)?(-\d{4}-\d{2}-\d{2})?$|^sonic-(latest|turbo|english|multilingual)$")
@@ -201,9 +212,19 @@ class _ApiError(Exception):
 
 
 _TITLES = {
-    400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden", 404: "Not Found",
-    405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict", 422: "Unprocessable Entity",
-    429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    409: "Conflict",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
 }
 
 
@@ -430,9 +451,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _send(
-        self, rec: RecordedRequest, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, rec: RecordedRequest, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         rec.status = status
         if content_type == "application/json":
             rec.response_json = json.loads(body)
@@ -561,7 +580,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._check_common(rec)
                 if fake.concurrency_cap is not None and count > fake.concurrency_cap:
                     raise _ApiError(
-                        429, "concurrency_limited",
+                        429,
+                        "concurrency_limited",
                         f"Concurrency limit of {fake.concurrency_cap} exceeded for your plan",
                     )
                 body = _check_tts_body(rec.body, self.headers.get("Content-Type", ""))

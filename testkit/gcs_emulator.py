@@ -30,8 +30,8 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -82,14 +82,14 @@ class GCSEmulator:
     def start(self, timeout_s: float = 20.0) -> None:
         assert self.proc is None, "already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [*_emulator_command(), "-d", str(self.data_dir), "start", "--host", HOST, "--port", str(self.port),
-               "-q"]
+        cmd = [*_emulator_command(), "-d", str(self.data_dir), "start", "--host", HOST, "--port", str(self.port), "-q"]
         if self.default_bucket:
             cmd += ["--default-bucket", self.default_bucket]
         env = {k: v for k, v in os.environ.items() if k not in ("STORAGE_EMULATOR_HOST", "PORT", "HOST")}
         started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = started + timeout_s
         while True:
             if self.proc.poll() is not None:
@@ -170,7 +170,7 @@ class FaultProxy:
                             proxy.faults_served += 1
                     proxy.log.append((self.command, self.path, fault or 0))
                 if fault is not None:
-                    payload = (b'{"error": {"code": %d, "message": "injected by FaultProxy"}}' % fault)
+                    payload = b'{"error": {"code": %d, "message": "injected by FaultProxy"}}' % fault
                     self.send_response(fault)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
@@ -208,7 +208,9 @@ class FaultProxy:
         self._server = ThreadingHTTPServer((HOST, 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gcs-fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="gcs-fault-proxy", daemon=True
+        )
         self._thread.start()
 
     @property

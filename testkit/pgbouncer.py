@@ -70,8 +70,9 @@ class PgBouncer:
             self.port = free_port()
             ini = self._files()
             user = {"user": "postgres", "group": "postgres", "extra_groups": []} if self.server.as_root else {}
-            self.proc = subprocess.Popen([str(self.binary), str(ini)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE, text=True, **user)
+            self.proc = subprocess.Popen(
+                [str(self.binary), str(ini)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **user
+            )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:

@@ -47,7 +47,9 @@ TEMPLATE_DB = "dagster_template"
 def pg_bindir() -> Path | None:
     """The newest ``/usr/lib/postgresql/<major>/bin`` holding initdb and pg_ctl (or $PG_BINDIR)."""
     candidates = [os.environ["PG_BINDIR"]] if os.environ.get("PG_BINDIR") else []
-    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(re.sub(r"\D", "", Path(p).parent.name) or 0), reverse=True)
+    candidates += sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(re.sub(r"\D", "", Path(p).parent.name) or 0), reverse=True
+    )
     for c in candidates:
         if (Path(c) / "initdb").exists() and (Path(c) / "pg_ctl").exists():
             return Path(c)
@@ -86,7 +88,9 @@ class PgDatabase:
     def connect(self):
         import psycopg2
 
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.dbname, connect_timeout=10)
+        return psycopg2.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.dbname, connect_timeout=10
+        )
 
     def query(self, sql: str, args=()) -> list[tuple]:
         conn = self.connect()
@@ -142,17 +146,31 @@ class PgServer:
         if self.as_root:
             os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         pwfile.chmod(0o600)
-        r = self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                      "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        r = self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            f"--pwfile={pwfile}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
         pwfile.unlink()
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed ({r.returncode}): {r.stderr[-2000:]}")
         last = ""
         for _ in range(3):  # a free port can be taken between choosing it and binding it
             self.port = free_port()
-            opts = (f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories={self.data} "
-                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-                    "-c shared_buffers=64MB")
+            opts = (
+                f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories={self.data} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+                "-c shared_buffers=64MB"
+            )
             r = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", opts, "start")
             if r.returncode == 0:
                 break
@@ -240,8 +258,10 @@ def write_postgres_home(home: Path, db: PgDatabase, *, base: Path = DEPLOY_YAML,
 def postgres():
     bindir = pg_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL server binaries not installed (no /usr/lib/postgresql/*/bin/initdb): "
-                    "apt-get install -y postgresql (.ci/run does it)")
+        pytest.skip(
+            "PostgreSQL server binaries not installed (no /usr/lib/postgresql/*/bin/initdb): "
+            "apt-get install -y postgresql (.ci/run does it)"
+        )
     server = PgServer(bindir)
     try:
         server.start()

@@ -18,8 +18,9 @@ def write_csv(path: Path, header: str, values: Sequence[str]) -> None:
     path.write_text(header + "\n" + "\n".join(f'"{v}"' for v in values) + "\n", encoding="utf-8")
 
 
-def make_project(root: Path, names: Sequence[str], developers: Sequence[str], *, variants: bool = False,
-                 templates: Sequence[str] | None = None) -> ProjectPaths:
+def make_project(
+    root: Path, names: Sequence[str], developers: Sequence[str], *, variants: bool = False, templates: Sequence[str] | None = None
+) -> ProjectPaths:
     """A project folder with seed datasets and the shipped templates (only ``templates``, by id,
     when given).
 

@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -34,8 +35,9 @@ class ServerProcess:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -67,8 +69,14 @@ class ServerProcess:
             self._log.close()
 
 
-def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.5, what: str = "condition",
-               alive: Callable[[], None] | None = None) -> T:
+def wait_until(
+    check: Callable[[], T | None],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.5,
+    what: str = "condition",
+    alive: Callable[[], None] | None = None,
+) -> T:
     """Call ``check`` until it returns something truthy (returned), ``alive`` raises, or
     ``timeout_s`` passes (AssertionError naming ``what``)."""
     deadline = time.monotonic() + timeout_s
@@ -150,8 +158,9 @@ def wait_for_pipeline(url: str, trigger: str, *, timeout_s: float, alive=None) -
     return wait_until(done, timeout_s=timeout_s, interval_s=2, what=f"a {trigger} pipeline's messages run", alive=alive)
 
 
-def start_schedule_with_due_tick(env: dict, name: str, workspace: Path, *, open_instance: Callable[[], object],
-                                 due_before_s: float = 86_400 + 60) -> None:
+def start_schedule_with_due_tick(
+    env: dict, name: str, workspace: Path, *, open_instance: Callable[[], object], due_before_s: float = 86_400 + 60
+) -> None:
     """Turn schedule ``name`` on BEFORE the daemon starts, with its last cron tick already due.
 
     ``dagster schedule start NAME -w WORKSPACE`` (the documented way, deploy/README.md and the
@@ -163,8 +172,15 @@ def start_schedule_with_due_tick(env: dict, name: str, workspace: Path, *, open_
     schedule without a partition set never catches up more) — no waiting for a cron minute.
     ``open_instance`` opens the same instance as the servers (the Postgres one needs the
     DAGSTER_PG_* variables)."""
-    r = subprocess.run([str(Path(sys.executable).with_name("dagster")), "schedule", "start", name, "-w", str(workspace)], env=env, cwd=workspace.parent,
-                       capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "schedule", "start", name, "-w", str(workspace)],
+        env=env,
+        cwd=workspace.parent,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, f"dagster schedule start failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     with open_instance() as instance:
         [state] = [s for s in instance.all_instigator_state() if s.instigator_name == name]

@@ -6,16 +6,41 @@ import dagster as dg
 from hybrid_audio_dagster.definitions import DOMAINS, defs
 
 ASSETS = [
-    "bucket_consistency", "dataset_uploads", "delivered_messages", "developer_stems", "developers_dataset",
-    "message_templates", "messages", "name_stems", "names_dataset", "retired_outputs", "rotation_advance",
-    "rotation_cycle", "script_stems",
+    "bucket_consistency",
+    "dataset_uploads",
+    "delivered_messages",
+    "developer_stems",
+    "developers_dataset",
+    "message_templates",
+    "messages",
+    "name_stems",
+    "names_dataset",
+    "retired_outputs",
+    "rotation_advance",
+    "rotation_cycle",
+    "script_stems",
 ]
 CHECKS = ["bit_exact@messages", "up_to_date@developer_stems", "up_to_date@name_stems", "up_to_date@script_stems"]
 JOBS = [
-    "batch_plan_job", "bucket_admin_job", "bucket_repair_job", "datasets_admin_job", "datasets_job", "delivery_job",
-    "developer_stems_job", "erase_name_job", "ingest_job", "invalidate_stems_job", "message_info_job",
-    "messages_check_job", "messages_job", "name_stems_job", "rotation_admin_job", "rotation_advance_job",
-    "rotation_cycle_job", "script_stems_job", "stem_preview_job",
+    "batch_plan_job",
+    "bucket_admin_job",
+    "bucket_repair_job",
+    "datasets_admin_job",
+    "datasets_job",
+    "delivery_job",
+    "developer_stems_job",
+    "erase_name_job",
+    "ingest_job",
+    "invalidate_stems_job",
+    "message_info_job",
+    "messages_check_job",
+    "messages_job",
+    "name_stems_job",
+    "rotation_admin_job",
+    "rotation_advance_job",
+    "rotation_cycle_job",
+    "script_stems_job",
+    "stem_preview_job",
 ]
 SENSORS = ["inbox_sensor", "pipeline_sensor"]
 SCHEDULES = ["nightly_batch_schedule", "rotation_schedule"]
@@ -40,8 +65,12 @@ def test_each_definition_comes_from_exactly_one_domain():
     """The top-level definitions only merge: every name is declared by one domain, none twice."""
     seen: dict[str, int] = {}
     for domain in DOMAINS:
-        names = [*(a.key.to_user_string() for a in domain.assets or []), *(j.name for j in domain.jobs or []),
-                 *(s.name for s in domain.sensors or []), *(s.name for s in domain.schedules or [])]
+        names = [
+            *(a.key.to_user_string() for a in domain.assets or []),
+            *(j.name for j in domain.jobs or []),
+            *(s.name for s in domain.sensors or []),
+            *(s.name for s in domain.schedules or []),
+        ]
         for name in names:
             seen[name] = seen.get(name, 0) + 1
         assert not domain.resources, "resources are chosen in one place (defs/resources/environment.py)"

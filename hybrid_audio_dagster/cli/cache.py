@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,8 +11,12 @@ from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_js
 
 cache_app = typer.Typer(help="The stem cache index: the stem assets' latest materialization metadata.", no_args_is_help=True)
 bucket_app = typer.Typer(help="The GCS bucket (delivery and shared stem cache), when this code location wires it.", no_args_is_help=True)
-KINDS = {"names": ("name_stems", "name_stems_job"), "developers": ("developer_stems", "developer_stems_job"), "scripts": ("script_stems", "script_stems_job")}
-KindOpt = Annotated[Optional[str], typer.Option("--kind", help="names, developers or scripts (default: all).")]
+KINDS = {
+    "names": ("name_stems", "name_stems_job"),
+    "developers": ("developer_stems", "developer_stems_job"),
+    "scripts": ("script_stems", "script_stems_job"),
+}
+KindOpt = Annotated[str | None, typer.Option("--kind", help="names, developers or scripts (default: all).")]
 BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "pcm_s16le": 2, "pcm_s24le": 3, "pcm_s32le": 4, "pcm_f32le": 4}
 
 
@@ -31,15 +35,36 @@ def index_rows(kinds: list[str]) -> tuple[list[dict], list[dict]]:
         asset = KINDS[kind][0]
         for partition, m in sorted(STATE.client.latest_materializations(asset).items()):
             md = m["metadata"]
-            parts.append({"kind": kind, "partition": partition, "tts_calls": md.get("tts_calls") or 0, "cache_hits": md.get("cache_hits") or 0,
-                          "chars_sent": md.get("chars_sent") or 0, "status": md.get("status"), "run_id": m["run_id"],
-                          "engine": (md.get("engine") or {}).get("engine") if isinstance(md.get("engine"), dict) else md.get("engine")})
+            parts.append(
+                {
+                    "kind": kind,
+                    "partition": partition,
+                    "tts_calls": md.get("tts_calls") or 0,
+                    "cache_hits": md.get("cache_hits") or 0,
+                    "chars_sent": md.get("chars_sent") or 0,
+                    "status": md.get("status"),
+                    "run_id": m["run_id"],
+                    "engine": (md.get("engine") or {}).get("engine") if isinstance(md.get("engine"), dict) else md.get("engine"),
+                }
+            )
             slots = {sig: slot for slot, sig in (md.get("slots") or {}).items()}
             for sig, rec in (md.get("stems") or {}).items():
                 size = 44 + rec["frames"] * rec["channels"] * BYTES.get(rec.get("sample_format", ""), 2)
-                stems.append({"kind": kind, "partition": partition, "slot": slots.get(sig, ""), "signature": sig, "text": rec["text"],
-                              "engine": rec["engine"], "path": rec["path"], "sha256": rec["sha256"], "bytes": size,
-                              "duration_s": round(rec["frames"] / rec["sample_rate"], 3), "chars": rec.get("chars", len(rec["text"]))})
+                stems.append(
+                    {
+                        "kind": kind,
+                        "partition": partition,
+                        "slot": slots.get(sig, ""),
+                        "signature": sig,
+                        "text": rec["text"],
+                        "engine": rec["engine"],
+                        "path": rec["path"],
+                        "sha256": rec["sha256"],
+                        "bytes": size,
+                        "duration_s": round(rec["frames"] / rec["sample_rate"], 3),
+                        "chars": rec.get("chars", len(rec["text"])),
+                    }
+                )
     return stems, parts
 
 
@@ -48,8 +73,15 @@ def cache_list(kind: KindOpt = None, json_: JsonOpt = False) -> None:
     """Every stem record: kind, partition, slot, signature, duration, size, text."""
     as_json(json_)
     stems, _ = index_rows(_kinds(kind))
-    emit({"ok": True, "stems": stems}, [f"{s['kind']:<10} {s['partition']:<22} {s['slot']:<24} {s['signature'][:16]}  {s['duration_s']:>5.2f}s "
-                                        f"{s['bytes']:>8}B  {s['text']}" for s in stems] or ["no stems recorded yet"])
+    emit(
+        {"ok": True, "stems": stems},
+        [
+            f"{s['kind']:<10} {s['partition']:<22} {s['slot']:<24} {s['signature'][:16]}  {s['duration_s']:>5.2f}s "
+            f"{s['bytes']:>8}B  {s['text']}"
+            for s in stems
+        ]
+        or ["no stems recorded yet"],
+    )
 
 
 @cache_app.command("summary")
@@ -61,34 +93,60 @@ def cache_summary(json_: JsonOpt = False) -> None:
     for kind in KINDS:
         mine = {s["signature"]: s for s in stems if s["kind"] == kind}
         p = [x for x in parts if x["kind"] == kind]
-        kinds[kind] = {"partitions": len(p), "stems": len(mine), "audio_s": round(sum(s["duration_s"] for s in mine.values()), 2),
-                       "bytes": sum(s["bytes"] for s in mine.values()), "chars": sum(s["chars"] for s in mine.values()),
-                       "last_tts_calls": sum(x["tts_calls"] for x in p), "last_cache_hits": sum(x["cache_hits"] for x in p)}
+        kinds[kind] = {
+            "partitions": len(p),
+            "stems": len(mine),
+            "audio_s": round(sum(s["duration_s"] for s in mine.values()), 2),
+            "bytes": sum(s["bytes"] for s in mine.values()),
+            "chars": sum(s["chars"] for s in mine.values()),
+            "last_tts_calls": sum(x["tts_calls"] for x in p),
+            "last_cache_hits": sum(x["cache_hits"] for x in p),
+        }
     distinct = {s["signature"]: s for s in stems}
-    total = {"stems": len(distinct), "bytes": sum(s["bytes"] for s in distinct.values()), "chars": sum(s["chars"] for s in distinct.values()),
-             "audio_s": round(sum(s["duration_s"] for s in distinct.values()), 2)}
-    emit({"ok": True, "kinds": kinds, "total": total},
-         [f"{k:<10} {v['partitions']:>5} partitions {v['stems']:>6} stems {v['audio_s']:>8.1f}s {v['bytes']:>10}B {v['chars']:>8} chars "
-          f"(last runs: {v['last_tts_calls']} TTS calls, {v['last_cache_hits']} hits)" for k, v in kinds.items()]
-         + [f"{'total':<10} {total['stems']:>6} distinct stems, {total['audio_s']}s, {total['bytes']}B, {total['chars']} chars"])
+    total = {
+        "stems": len(distinct),
+        "bytes": sum(s["bytes"] for s in distinct.values()),
+        "chars": sum(s["chars"] for s in distinct.values()),
+        "audio_s": round(sum(s["duration_s"] for s in distinct.values()), 2),
+    }
+    emit(
+        {"ok": True, "kinds": kinds, "total": total},
+        [
+            f"{k:<10} {v['partitions']:>5} partitions {v['stems']:>6} stems {v['audio_s']:>8.1f}s {v['bytes']:>10}B {v['chars']:>8} chars "
+            f"(last runs: {v['last_tts_calls']} TTS calls, {v['last_cache_hits']} hits)"
+            for k, v in kinds.items()
+        ]
+        + [f"{'total':<10} {total['stems']:>6} distinct stems, {total['audio_s']}s, {total['bytes']}B, {total['chars']} chars"],
+    )
 
 
 @cache_app.command("invalidate")
-def cache_invalidate(stems: Annotated[list[str], typer.Argument(help="Signatures or unique prefixes (≥ 8 hex digits), as `cache list` shows.")],
-                     json_: JsonOpt = False) -> None:
+def cache_invalidate(
+    stems: Annotated[list[str], typer.Argument(help="Signatures or unique prefixes (≥ 8 hex digits), as `cache list` shows.")],
+    json_: JsonOpt = False,
+) -> None:
     """Mark stems so the next stems run (e.g. `batch`) re-synthesizes exactly them."""
     as_json(json_)
     bad = [s for s in stems if len(s) < 8 or any(c not in "0123456789abcdef" for c in s.lower())]
     if bad:
         fail(f"not a stem signature (≥ 8 hex digits, as `cache list` shows): {', '.join(map(repr, bad))}", Exit.REFUSED)
-    [r] = run_and_wait([("invalidate_stems_job", {"run_config": {"ops": {"invalidate_stems": {"config": {"stems": stems}}}}, "tags": TRIGGER})], "invalidate")
+    [r] = run_and_wait(
+        [("invalidate_stems_job", {"run_config": {"ops": {"invalidate_stems": {"config": {"stems": stems}}}}, "tags": TRIGGER})],
+        "invalidate",
+    )
     done = output_of(r, "invalidate_stems").get("invalidated", [])
-    emit({"ok": True, "run_id": r.run_id, "invalidated": done}, [f"invalidated {d['signature'][:16]} ({d['engine']}, {d['files']} file(s))" for d in done])
+    emit(
+        {"ok": True, "run_id": r.run_id, "invalidated": done},
+        [f"invalidated {d['signature'][:16]} ({d['engine']}, {d['files']} file(s))" for d in done],
+    )
 
 
 @cache_app.command("bulk")
-def cache_bulk(kind: KindOpt = None, force: Annotated[bool, typer.Option("--force", help="Re-synthesize every stem (audited).")] = False,
-               json_: JsonOpt = False) -> None:
+def cache_bulk(
+    kind: KindOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-synthesize every stem (audited).")] = False,
+    json_: JsonOpt = False,
+) -> None:
     """Materialize every stem partition (one range run per kind): fills the cache, re-records the index."""
     as_json(json_)
     launches = []
@@ -106,9 +164,14 @@ def cache_bulk(kind: KindOpt = None, force: Annotated[bool, typer.Option("--forc
         fail("no stem partitions registered yet; run `hybrid-audio batch` first", Exit.REFUSED)
     results = run_and_wait(launches, "stems")
     mats = [m for r in results for m in r.materializations]
-    data = {"ok": True, "partitions": len(mats), "tts_calls": sum(m["metadata"].get("tts_calls") or 0 for m in mats),
-            "cache_hits": sum(m["metadata"].get("cache_hits") or 0 for m in mats),
-            "chars_sent": sum(m["metadata"].get("chars_sent") or 0 for m in mats), "runs": [r.run_id for r in results]}
+    data = {
+        "ok": True,
+        "partitions": len(mats),
+        "tts_calls": sum(m["metadata"].get("tts_calls") or 0 for m in mats),
+        "cache_hits": sum(m["metadata"].get("cache_hits") or 0 for m in mats),
+        "chars_sent": sum(m["metadata"].get("chars_sent") or 0 for m in mats),
+        "runs": [r.run_id for r in results],
+    }
     emit(data, [f"{k.replace('_', ' '):<12} {v}" for k, v in data.items() if k not in ("ok", "runs")])
 
 
@@ -129,14 +192,17 @@ def _on(out: dict) -> dict:
 
 def _bucket_admin(action: str, **config) -> dict:
     _wired("bucket_admin_job")
-    [r] = run_and_wait([("bucket_admin_job", {"run_config": {"ops": {"bucket_admin": {"config": {"action": action, **config}}}},
-                                              "tags": TRIGGER})], f"bucket {action}")
+    [r] = run_and_wait(
+        [("bucket_admin_job", {"run_config": {"ops": {"bucket_admin": {"config": {"action": action, **config}}}}, "tags": TRIGGER})],
+        f"bucket {action}",
+    )
     return _on(output_of(r, "bucket_admin"))
 
 
 @bucket_app.command("list")
-def bucket_list(prefix: Annotated[str, typer.Option(help="Below the layout's prefix, e.g. stems/ or output/followup-en/.")] = "",
-                json_: JsonOpt = False) -> None:
+def bucket_list(
+    prefix: Annotated[str, typer.Option(help="Below the layout's prefix, e.g. stems/ or output/followup-en/.")] = "", json_: JsonOpt = False
+) -> None:
     """Objects in the bucket (name, size, gs:// URI)."""
     as_json(json_)
     out = _bucket_admin("list", prefix=prefix)
@@ -144,7 +210,9 @@ def bucket_list(prefix: Annotated[str, typer.Option(help="Below the layout's pre
 
 
 @bucket_app.command("check")
-def bucket_check(stem: Annotated[str, typer.Argument(help="A stem signature or unique prefix (≥ 8 hex digits).")], json_: JsonOpt = False) -> None:
+def bucket_check(
+    stem: Annotated[str, typer.Argument(help="A stem signature or unique prefix (≥ 8 hex digits).")], json_: JsonOpt = False
+) -> None:
     """Whether one stem's files are in the bucket and intact (exit 1 when not)."""
     as_json(json_)
     out = _bucket_admin("check", stem=stem)
@@ -157,28 +225,36 @@ def bucket_check(stem: Annotated[str, typer.Argument(help="A stem signature or u
 def bucket_consistency(json_: JsonOpt = False) -> None:
     """Materialize `bucket_consistency`: local stems, messages and manifests against the bucket (exit 1 when out of sync)."""
     as_json(json_)
-    nodes = STATE.client.graphql("query { assetNodes(assetKeys: [{path: [\"bucket_consistency\"]}]) { id } }")["assetNodes"]
+    nodes = STATE.client.graphql('query { assetNodes(assetKeys: [{path: ["bucket_consistency"]}]) { id } }')["assetNodes"]
     if not nodes:
         fail(f"{NOT_WIRED} (no bucket_consistency asset)", Exit.NOT_WIRED)
     [r] = run_and_wait([("__ASSET_JOB", {"tags": TRIGGER, "assets": ["bucket_consistency"]})], "bucket consistency")
     md = next((m["metadata"] for m in r.materializations if m["asset"] == "bucket_consistency"), {})
     _on({"enabled": "GCS is off" not in str(md.get("status", "")), "status": md.get("status")})
     clean = md.get("status") == "clean"
-    emit({"ok": clean, "run_id": r.run_id, **{k: v for k, v in md.items() if isinstance(v, (int, float, str, dict, list))}},
-         [f"{k}: {v}" for k, v in md.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200])
+    emit(
+        {"ok": clean, "run_id": r.run_id, **{k: v for k, v in md.items() if isinstance(v, (int, float, str, dict, list))}},
+        [f"{k}: {v}" for k, v in md.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200],
+    )
     if not clean:
         raise typer.Exit(Exit.FAILED)
 
 
 @bucket_app.command("repair")
-def bucket_repair(dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what it would upload, download, regenerate.")] = False,
-                  json_: JsonOpt = False) -> None:
+def bucket_repair(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what it would upload, download, regenerate.")] = False,
+    json_: JsonOpt = False,
+) -> None:
     """Run `bucket_repair_job`: upload what the bucket lacks or holds damaged, download what only it has."""
     as_json(json_)
     _wired("bucket_repair_job")
-    [r] = run_and_wait([("bucket_repair_job", {"run_config": {"ops": {"bucket_repair": {"config": {"dry_run": dry_run}}}},
-                                               "tags": TRIGGER})], "bucket repair")
+    [r] = run_and_wait(
+        [("bucket_repair_job", {"run_config": {"ops": {"bucket_repair": {"config": {"dry_run": dry_run}}}}, "tags": TRIGGER})],
+        "bucket repair",
+    )
     out = _on(next(iter(r.outputs.values()), {}))
     counts = out.get("counts") or {}
-    emit({"ok": True, "run_id": r.run_id, "dry_run": dry_run, **out},
-         [f"{'would ' if dry_run else ''}{k}: {v}" for k, v in counts.items()] + [f"regenerate: {out.get('regenerate') or 'nothing'}"])
+    emit(
+        {"ok": True, "run_id": r.run_id, "dry_run": dry_run, **out},
+        [f"{'would ' if dry_run else ''}{k}: {v}" for k, v in counts.items()] + [f"regenerate: {out.get('regenerate') or 'nothing'}"],
+    )

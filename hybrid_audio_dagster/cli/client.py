@@ -39,15 +39,17 @@ _RUNS_TAGGED = """query ($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $t
 
 _LOGS = """query ($id: ID!, $after: String) { logsForRun(runId: $id, afterCursor: $after) { __typename
   ... on EventConnection { cursor hasMore events { __typename
-    ... on MaterializationEvent { assetKey { path } partition %s }
-    ... on ExecutionStepOutputEvent { stepKey outputName %s }
-    ... on ExecutionStepFailureEvent { stepKey error { message } failureMetadata { %s } }
+    ... on MaterializationEvent { assetKey { path } partition __META__ }
+    ... on ExecutionStepOutputEvent { stepKey outputName __META__ }
+    ... on ExecutionStepFailureEvent { stepKey error { message } failureMetadata { __META__ } }
     ... on RunFailureEvent { message } } }
-  ... on RunNotFoundError { message } ... on PythonError { message } } }""" % (_META, _META, _META)  # noqa: UP031  (GraphQL braces)
+  ... on RunNotFoundError { message } ... on PythonError { message } } }""".replace(
+    "__META__", _META
+)  # GraphQL braces rule out str.format and f-strings
 
 _ASSET = """query ($path: [String!]!, $partitions: [String!], $limit: Int) { assetNodes(assetKeys: [{path: $path}]) {
   partitionKeysByDimension { name partitionKeys }
-  assetMaterializations(partitions: $partitions, limit: $limit) { partition runId timestamp %s } } }""" % _META  # noqa: UP031
+  assetMaterializations(partitions: $partitions, limit: $limit) { partition runId timestamp __META__ } } }""".replace("__META__", _META)  # noqa: UP031
 
 _KEYS = """query ($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) { partitionKeysByDimension { name partitionKeys } } }"""
 
@@ -174,8 +176,11 @@ class Client:
             if data["__typename"] != "RepositoryConnection" or not data["nodes"]:
                 raise RemoteError(f"no code location loaded: {data.get('message', data['__typename'])}")
             node = data["nodes"][0]
-            self._repo = {"repositoryName": node["name"], "repositoryLocationName": node["location"]["name"],
-                          "jobs": {j["name"] for j in node["jobs"]}}
+            self._repo = {
+                "repositoryName": node["name"],
+                "repositoryLocationName": node["location"]["name"],
+                "jobs": {j["name"] for j in node["jobs"]},
+            }
         return self._repo
 
     def has_job(self, name: str) -> bool:
@@ -216,14 +221,24 @@ class Client:
             raise RemoteError(f"cannot add partition {key!r}: {res.get('message', res['__typename'])}")
 
     # -- runs ---------------------------------------------------------------------------------
-    def launch(self, job: str, *, run_config: dict | None = None, tags: Mapping[str, str] | None = None, partition: str | None = None,
-               assets: list[str] | None = None) -> str:
+    def launch(
+        self,
+        job: str,
+        *,
+        run_config: dict | None = None,
+        tags: Mapping[str, str] | None = None,
+        partition: str | None = None,
+        assets: list[str] | None = None,
+    ) -> str:
         tags = {**(tags or {})}
         if partition is not None:
             tags["dagster/partition"] = partition
         params = {
-            "selector": {**self.selector(), "jobName": job,
-                         **({"assetSelection": [{"path": a.split("/")} for a in assets]} if assets else {})},
+            "selector": {
+                **self.selector(),
+                "jobName": job,
+                **({"assetSelection": [{"path": a.split("/")} for a in assets]} if assets else {}),
+            },
             # one process per run: the default executor would start another one per step (~4 s each)
             "runConfigData": {"execution": {"config": {"in_process": {}}}, **(run_config or {})},
             "mode": "default",
@@ -245,8 +260,9 @@ class Client:
         data = self.graphql(_RUNS_TAGGED, {"tags": [{"key": k, "value": v} for k, v in tags.items()]})["runsOrError"]
         return data.get("results", []) if data["__typename"] == "Runs" else []
 
-    def wait(self, run_ids: list[str], *, timeout_s: float = 600, poll_s: float = 0.5,
-             on_poll: Callable[[dict[str, dict]], None] | None = None) -> dict[str, dict]:
+    def wait(
+        self, run_ids: list[str], *, timeout_s: float = 600, poll_s: float = 0.5, on_poll: Callable[[dict[str, dict]], None] | None = None
+    ) -> dict[str, dict]:
         deadline = time.monotonic() + timeout_s
         while True:
             states = self.statuses(run_ids)
@@ -275,8 +291,9 @@ class Client:
         for e in self.events(run_id):
             t = e["__typename"]
             if t == "MaterializationEvent":
-                out.materializations.append({"asset": "/".join(e["assetKey"]["path"]), "partition": e["partition"],
-                                             "metadata": metadata_of(e["metadataEntries"])})
+                out.materializations.append(
+                    {"asset": "/".join(e["assetKey"]["path"]), "partition": e["partition"], "metadata": metadata_of(e["metadataEntries"])}
+                )
             elif t == "ExecutionStepOutputEvent":
                 out.outputs[e["stepKey"]] = metadata_of(e["metadataEntries"])
             elif t == "ExecutionStepFailureEvent" and not out.failure:

@@ -130,19 +130,32 @@ def pick(kind: str, value: str, known: list[str], *, hint: str = "") -> str:
     close += [k for k in difflib.get_close_matches(wanted, known, n=3, cutoff=0.5) if k not in close]
     if not known:
         fail(f"unknown {kind} {value!r}: none registered yet{hint or '; run `hybrid-audio batch` first'}", Exit.REFUSED)
-    suggestion = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else f" (known: {', '.join(known[:8])}{'…' if len(known) > 8 else ''})"
+    suggestion = (
+        f"; did you mean {', '.join(repr(c) for c in close)}?"
+        if close
+        else f" (known: {', '.join(known[:8])}{'…' if len(known) > 8 else ''})"
+    )
     fail(f"unknown {kind} {value!r}{suggestion}", Exit.REFUSED)
 
 
-def run_and_wait(launches: list[tuple[str, dict]], what: str, *, fail_on_error: bool = True,
-                 progress_tags: dict | None = None) -> list[RunResult]:
+def run_and_wait(
+    launches: list[tuple[str, dict]], what: str, *, fail_on_error: bool = True, progress_tags: dict | None = None
+) -> list[RunResult]:
     """Launch runs (``(job, launch kwargs)``), wait for all with a progress bar on a
     terminal, and return their results; a failed run raises :class:`RunFailed`."""
     client = STATE.client
     ids = [client.launch(job, **kw) for job, kw in launches]
     show = not STATE.json and sys.stderr.isatty()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                  TimeElapsedColumn(), console=err, transient=True, disable=not show) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show,
+    ) as progress:
         task = progress.add_task(what, total=len(ids), note="")
 
         def on_poll(states: dict[str, dict]) -> None:

@@ -24,8 +24,12 @@ REFERENCE_LIMITS = "32 MiB and 1,000,000 rows"  # what an ingest run reads from 
 ROLE_PREFIXES = {"names": ("names",), "developers": ("developers", "brands")}
 RoleOpt = Annotated[str | None, typer.Option("--role", help="names or developers (default: from the file name).")]
 FileArg = Annotated[Path | None, typer.Argument(help="A local file (at most 5 MiB; bigger ones go through the inbox).")]
-FromInboxOpt = Annotated[str | None, typer.Option(
-    "--from-inbox", metavar="NAME", help="A file already in the server's inbox (a plain file name), read there: for lists over 5 MiB.")]
+FromInboxOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from-inbox", metavar="NAME", help="A file already in the server's inbox (a plain file name), read there: for lists over 5 MiB."
+    ),
+]
 
 
 def _check_role(role: str | None) -> None:
@@ -47,9 +51,12 @@ def _server_inbox() -> str:
 def _too_big(file: Path, size: int, role: str | None, verb: str) -> NoReturn:
     named = role is not None or file.name.lower().startswith(("names", "developers", "brands", "name", "developer", "brand"))
     role_hint = f" --role {role}" if role else ("" if named else " --role names|developers")
-    fail(f"{file.name} is {size} bytes, over the {MAX_BYTES} bytes an upload carries in a run's config. Copy it into the inbox on "
-         f"the server ({_server_inbox()}), then run `hybrid-audio datasets {verb} --from-inbox {file.name}{role_hint}`: the run reads it "
-         f"there (up to {REFERENCE_LIMITS}) with the same validation, rejection report and audit", Exit.REFUSED)
+    fail(
+        f"{file.name} is {size} bytes, over the {MAX_BYTES} bytes an upload carries in a run's config. Copy it into the inbox on "
+        f"the server ({_server_inbox()}), then run `hybrid-audio datasets {verb} --from-inbox {file.name}{role_hint}`: the run reads it "
+        f"there (up to {REFERENCE_LIMITS}) with the same validation, rejection report and audit",
+        Exit.REFUSED,
+    )
 
 
 def _read(file: Path, role: str | None, verb: str) -> tuple[bytes, str]:
@@ -71,15 +78,21 @@ def _one_source(file: Path | None, from_inbox: str | None) -> None:
 
 
 def _admin(action: str, **config) -> dict:
-    [r] = run_and_wait([("datasets_admin_job", {"run_config": {"ops": {"datasets_admin": {"config": {"action": action, **config}}}},
-                                                "tags": TRIGGER})], f"datasets {action}")
+    [r] = run_and_wait(
+        [("datasets_admin_job", {"run_config": {"ops": {"datasets_admin": {"config": {"action": action, **config}}}}, "tags": TRIGGER})],
+        f"datasets {action}",
+    )
     return output_of(r, "datasets_admin")
 
 
 @datasets_app.command("upload")
-def upload(file: FileArg = None, role: RoleOpt = None, from_inbox: FromInboxOpt = None,
-           build: Annotated[bool, typer.Option("--build", help="Then let pipeline_sensor build the new items' stems and messages.")] = False,
-           json_: JsonOpt = False) -> None:
+def upload(
+    file: FileArg = None,
+    role: RoleOpt = None,
+    from_inbox: FromInboxOpt = None,
+    build: Annotated[bool, typer.Option("--build", help="Then let pipeline_sensor build the new items' stems and messages.")] = False,
+    json_: JsonOpt = False,
+) -> None:
     """Validate and ingest FILE over HTTP (an ingest_job run carrying its bytes), or a file already in the inbox (--from-inbox)."""
     as_json(json_)
     _one_source(file, from_inbox)
@@ -100,8 +113,13 @@ def upload(file: FileArg = None, role: RoleOpt = None, from_inbox: FromInboxOpt 
         source = {"inbox_file": from_inbox, "role": role or ""}
     key = f"{detected}-{sha[:16]}"
     STATE.client.add_partition("uploads", key)
-    tags = {**TRIGGER, "hybrid_audio/pipeline": f"upload-{sha[:16]}-{time.time_ns()}", "hybrid_audio/stage": "datasets",
-            "hybrid_audio/driver": "daemon" if build else "cli", "hybrid_audio/scope": detected}
+    tags = {
+        **TRIGGER,
+        "hybrid_audio/pipeline": f"upload-{sha[:16]}-{time.time_ns()}",
+        "hybrid_audio/stage": "datasets",
+        "hybrid_audio/driver": "daemon" if build else "cli",
+        "hybrid_audio/scope": detected,
+    }
     config = {"ops": {"dataset_uploads": {"config": {"sha256": sha, **source}}}}
     # a refusal (the file rejected, the name unsafe) raises Refused: exit 2 with the server's reason
     [r] = run_and_wait([("ingest_job", {"partition": key, "run_config": config, "tags": tags})], "ingest", fail_on_error=False)
@@ -110,15 +128,32 @@ def upload(file: FileArg = None, role: RoleOpt = None, from_inbox: FromInboxOpt 
         fail(f"upload failed (run {r.run_id}): {r.failure or r.status}", Exit.FAILED)
     up = md.get("dataset_uploads", {})
     new = (md.get(f"{detected}_dataset") or {}).get("new_keys") or []
-    emit({"ok": True, "run_id": r.run_id, "status": up.get("status"), "stored_as": up.get("stored_as"), "rows": up.get("rows"),
-          "rejected_rows": up.get("rejected_rows"), "new_keys": new, "by_reference": from_inbox is not None},
-         [f"{up.get('status')}: {up.get('stored_as')} ({up.get('rows', 0)} rows, {up.get('rejected_rows', 0)} rejected)",
-          f"new {detected}: {', '.join(new[:50]) if new else 'none'}{f' … ({len(new)} in all)' if len(new) > 50 else ''}"])
+    emit(
+        {
+            "ok": True,
+            "run_id": r.run_id,
+            "status": up.get("status"),
+            "stored_as": up.get("stored_as"),
+            "rows": up.get("rows"),
+            "rejected_rows": up.get("rejected_rows"),
+            "new_keys": new,
+            "by_reference": from_inbox is not None,
+        },
+        [
+            f"{up.get('status')}: {up.get('stored_as')} ({up.get('rows', 0)} rows, {up.get('rejected_rows', 0)} rejected)",
+            f"new {detected}: {', '.join(new[:50]) if new else 'none'}{f' … ({len(new)} in all)' if len(new) > 50 else ''}",
+        ],
+    )
 
 
 @datasets_app.command("preview")
-def preview(file: FileArg = None, role: RoleOpt = None, from_inbox: FromInboxOpt = None,
-            n: Annotated[int, typer.Option("-n", help="Items to show.")] = 20, json_: JsonOpt = False) -> None:
+def preview(
+    file: FileArg = None,
+    role: RoleOpt = None,
+    from_inbox: FromInboxOpt = None,
+    n: Annotated[int, typer.Option("-n", help="Items to show.")] = 20,
+    json_: JsonOpt = False,
+) -> None:
     """Normalised items and rejects of FILE (or of an inbox file), validated by the webserver; nothing is ingested.
     Exits 2 with the reason when an upload of it would be refused."""
     as_json(json_)
@@ -131,15 +166,20 @@ def preview(file: FileArg = None, role: RoleOpt = None, from_inbox: FromInboxOpt
         out = _admin("preview", inbox_file=from_inbox, role=role or "", n=n)
     report = out.get("report") or {}
     rejects = out.get("rejects", [])
-    lines = ([f"{i.get('key', ''):<24} {i.get('display', '')}" for i in out.get("items", [])]
-             + [f"{out.get('total_items', 0)} items, {len(rejects)} rejected"]
-             + [f"  row {x.get('row')}: {x.get('value')!r}: {x.get('reason')}" for x in rejects[:20]])
+    lines = (
+        [f"{i.get('key', ''):<24} {i.get('display', '')}" for i in out.get("items", [])]
+        + [f"{out.get('total_items', 0)} items, {len(rejects)} rejected"]
+        + [f"  row {x.get('row')}: {x.get('value')!r}: {x.get('reason')}" for x in rejects[:20]]
+    )
     if report.get("status") == "rejected":
         problem = report.get("problem") or {}
         if not STATE.json:
             emit(None, lines)
-        fail(f"an upload of {report.get('filename') or from_inbox or file.name} would be refused ({problem.get('code')}): {problem.get('message')}",
-             Exit.REFUSED, {**out, "problem": problem.get("code")})
+        fail(
+            f"an upload of {report.get('filename') or from_inbox or file.name} would be refused ({problem.get('code')}): {problem.get('message')}",
+            Exit.REFUSED,
+            {**out, "problem": problem.get("code")},
+        )
     emit({"ok": True, **out}, lines)
 
 
@@ -152,10 +192,16 @@ def list_(json_: JsonOpt = False) -> None:
 
 
 @datasets_app.command("delete")
-def delete(name: Annotated[str, typer.Argument(help="'<names|developers>/<file>' as `datasets list` shows it.")],
-           refresh: Annotated[bool, typer.Option(help="Then rebuild the rosters (a datasets_job run).")] = True, json_: JsonOpt = False) -> None:
+def delete(
+    name: Annotated[str, typer.Argument(help="'<names|developers>/<file>' as `datasets list` shows it.")],
+    refresh: Annotated[bool, typer.Option(help="Then rebuild the rosters (a datasets_job run).")] = True,
+    json_: JsonOpt = False,
+) -> None:
     """Delete an accepted upload, then rebuild the rosters (their removed items' messages are retired)."""
     as_json(json_)
     out = _admin("delete", name=name)
     runs = run_and_wait([("datasets_job", {"tags": {**TRIGGER, "hybrid_audio/stage": "datasets"}})], "datasets") if refresh else []
-    emit({"ok": True, **out, "refresh_run": runs[0].run_id if runs else None}, f"deleted {out.get('deleted')}" + (" and rebuilt the rosters" if runs else ""))
+    emit(
+        {"ok": True, **out, "refresh_run": runs[0].run_id if runs else None},
+        f"deleted {out.get('deleted')}" + (" and rebuilt the rosters" if runs else ""),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -14,8 +14,10 @@ rotation_app = typer.Typer(help="The deterministic name × developer rotation.",
 
 
 def _admin(action: str, **config) -> dict:
-    [r] = run_and_wait([("rotation_admin_job", {"run_config": {"ops": {"rotation_admin": {"config": {"action": action, **config}}}},
-                                                "tags": TRIGGER})], f"rotation {action}")
+    [r] = run_and_wait(
+        [("rotation_admin_job", {"run_config": {"ops": {"rotation_admin": {"config": {"action": action, **config}}}}, "tags": TRIGGER})],
+        f"rotation {action}",
+    )
     return output_of(r, "rotation_admin")
 
 
@@ -28,12 +30,18 @@ def status(json_: JsonOpt = False) -> None:
     """Cycle, progress, retry ledger (reads only)."""
     as_json(json_)
     out = _admin("status")
-    lines = [f"{k}: {v}" for k, v in out.items() if k in (
-        "cycle", "cursor", "cycle_length", "progress_pct", "remaining", "last_pair", "advances", "retry_pending", "retry_outstanding")]
+    lines = [
+        f"{k}: {v}"
+        for k, v in out.items()
+        if k
+        in ("cycle", "cursor", "cycle_length", "progress_pct", "remaining", "last_pair", "advances", "retry_pending", "retry_outstanding")
+    ]
     # the per-variant counts of the A/B stream: this cycle, then all time
     this, total = out.get("template_counts") or {}, out.get("template_counts_total") or {}
-    lines += [f"template {k}: {this.get(k, 0)} this cycle, {total.get(k, 0)} in all"
-              for k in list(out.get("rotation_templates") or []) + sorted(set(total) - set(out.get("rotation_templates") or []))]
+    lines += [
+        f"template {k}: {this.get(k, 0)} this cycle, {total.get(k, 0)} in all"
+        for k in list(out.get("rotation_templates") or []) + sorted(set(total) - set(out.get("rotation_templates") or []))
+    ]
     emit({"ok": True, **out}, lines)
 
 
@@ -62,8 +70,10 @@ def next_script(json_: JsonOpt = False) -> None:
 
 
 @rotation_app.command("generate-pair")
-def generate_pair(request_id: Annotated[Optional[str], typer.Option(help="Idempotency key: the same id returns the same pair.")] = None,
-                  json_: JsonOpt = False) -> None:
+def generate_pair(
+    request_id: Annotated[str | None, typer.Option(help="Idempotency key: the same id returns the same pair.")] = None,
+    json_: JsonOpt = False,
+) -> None:
     """Advance the rotation by one pair and build its message now; prints its path."""
     as_json(json_)
     out = _admin("generate-pair", request_id=request_id or "")
@@ -71,11 +81,15 @@ def generate_pair(request_id: Annotated[Optional[str], typer.Option(help="Idempo
         fail(f"{out['name']} × {out['developer']}: {out['problem']} (the pair waits in the retry ledger)", Exit.FAILED)
     req = out["run"]
     key = req["partition"]
-    run_and_wait([(req["job"], {"run_config": req["run_config"], "tags": {**req["tags"], **TRIGGER, RANGE_START_TAG: key, RANGE_END_TAG: key}})],
-                 "messages")
+    run_and_wait(
+        [(req["job"], {"run_config": req["run_config"], "tags": {**req["tags"], **TRIGGER, RANGE_START_TAG: key, RANGE_END_TAG: key}})],
+        "messages",
+    )
     info = message_info(out["template"], out["developer"], out["name"])
     info.pop("timeline", None)
-    emit({"ok": info["verified"], **{k: out[k] for k in ("name", "developer", "template")}, **info},
-         f"{out['name']} × {out['developer']} ({out['template']}): {info['path']}  {info['duration_s']:.2f}s")
+    emit(
+        {"ok": info["verified"], **{k: out[k] for k in ("name", "developer", "template")}, **info},
+        f"{out['name']} × {out['developer']} ({out['template']}): {info['path']}  {info['duration_s']:.2f}s",
+    )
     if not info["verified"]:
         raise typer.Exit(Exit.FAILED)

@@ -32,7 +32,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def _logger(folder: Path, max_bytes: int, backups: int) -> logging.Logger:
 def format_line(event: str, *, run_id: str | None, trigger: str | None, fields: dict, redact: Iterable[str] = ()) -> str:
     """The JSON line for one event (no newline)."""
     body = {
-        "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "event": event,
         "run_id": run_id or "",
         "trigger": trigger or "",

@@ -16,14 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hybrid_audio_dagster.core.datasets.items import DatasetResult, DatasetItem
-from hybrid_audio_dagster.core.datasets.validation import clean_value
+from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult
 from hybrid_audio_dagster.core.datasets.slugs import fold
+from hybrid_audio_dagster.core.datasets.validation import clean_value
 from hybrid_audio_dagster.core.fsutil import atomic_write_text, file_lock
+from hybrid_audio_dagster.core.inbox.decode import decode_text
 from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 from hybrid_audio_dagster.core.inbox.formats import choose_delimiter, pick_column
-from hybrid_audio_dagster.core.inbox.decode import decode_text
-
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME
 from hybrid_audio_dagster.core.messages.retire import LOCK_NAME, drop_rows
 from hybrid_audio_dagster.core.stems.store import StemStore
@@ -46,8 +45,11 @@ class Erasure:
 
     def to_dict(self) -> dict:
         return {
-            "key": self.key, "sources_rewritten": self.sources_rewritten, "rows_removed": self.rows_removed,
-            "messages_removed": self.messages_removed, "manifest_rows_removed": self.manifest_rows_removed,
+            "key": self.key,
+            "sources_rewritten": self.sources_rewritten,
+            "rows_removed": self.rows_removed,
+            "messages_removed": self.messages_removed,
+            "manifest_rows_removed": self.manifest_rows_removed,
             "stems_removed": self.stems_removed,
         }
 
@@ -85,6 +87,7 @@ def strip_person(text: str, suffix: str, kind: str, target: str) -> tuple[str, i
         doc = json.loads(text)
         items = None if isinstance(doc, list) else next(k for k in doc if k.casefold() in ("items", kind))
         values = doc if items is None else doc[items]
+
         def names_them(x: object) -> bool:
             if isinstance(x, dict):
                 return any(isinstance(v, str) and _matches(kind, v, target) for v in x.values())

@@ -8,7 +8,17 @@ from collections.abc import Iterable
 
 from pydantic import Field
 
-from hybrid_audio_dagster.core.template_fields import VARIANT_SEP, Emotion, PauseMs, SegmentText, Speed, Strict, TransitionOverride, VoiceId, Volume
+from hybrid_audio_dagster.core.template_fields import (
+    VARIANT_SEP,
+    Emotion,
+    PauseMs,
+    SegmentText,
+    Speed,
+    Strict,
+    TransitionOverride,
+    VoiceId,
+    Volume,
+)
 
 
 class VoiceOverride(Strict):

@@ -31,10 +31,9 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from hybrid_audio_dagster.core.audio.timing import Boundary, TimingRules, classify_boundary
-from hybrid_audio_dagster.core.tts.base import VoiceSettings
-
 from hybrid_audio_dagster.core.template_fields import (
     EMOTIONS,
+    ID_PATTERN,
     MAX_CROSSFADE_MS,
     MAX_PAUSE_MS,
     MAX_SEGMENT_CHARS,
@@ -44,7 +43,6 @@ from hybrid_audio_dagster.core.template_fields import (
     SCHEMA_VERSION,
     VARIANT_NAME_RE,
     VARIANT_SEP,
-    ID_PATTERN,
     Emotion,
     PauseMs,
     SegmentKind,
@@ -57,12 +55,33 @@ from hybrid_audio_dagster.core.template_fields import (
     kind_of,
 )
 from hybrid_audio_dagster.core.template_variants import TimingOverride, Variant, VoiceOverride, split_variant_key, variant_key
+from hybrid_audio_dagster.core.tts.base import VoiceSettings
 
 __all__ = [
-    "EMOTIONS", "MAX_CROSSFADE_MS", "MAX_PAUSE_MS", "MAX_SEGMENT_CHARS", "MAX_VARIANTS", "PLACEHOLDERS", "SCHEMA_VERSION",
-    "VARIANT_SEP", "LoadedTemplate", "Segment", "SegmentKind", "Template", "TemplateError", "Timing", "TimingOverride",
-    "TransitionOverride", "Variant", "Voice", "VoiceOverride", "load_template", "load_templates", "parse_template",
-    "split_variant_key", "variant_key",
+    "EMOTIONS",
+    "MAX_CROSSFADE_MS",
+    "MAX_PAUSE_MS",
+    "MAX_SEGMENT_CHARS",
+    "MAX_VARIANTS",
+    "PLACEHOLDERS",
+    "SCHEMA_VERSION",
+    "VARIANT_SEP",
+    "LoadedTemplate",
+    "Segment",
+    "SegmentKind",
+    "Template",
+    "TemplateError",
+    "Timing",
+    "TimingOverride",
+    "TransitionOverride",
+    "Variant",
+    "Voice",
+    "VoiceOverride",
+    "load_template",
+    "load_templates",
+    "parse_template",
+    "split_variant_key",
+    "variant_key",
 ]
 
 

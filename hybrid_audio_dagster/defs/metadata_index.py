@@ -15,9 +15,7 @@ _CHUNK = 500  # partitions per query: far below sqlite's bound-parameter limit
 _PAGE = 2000  # records per page
 
 
-def latest_metadata(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Iterable[str]
-) -> dict[str, dict]:
+def latest_metadata(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Iterable[str]) -> dict[str, dict]:
     """partition key → {metadata label: raw value} of its latest materialization."""
     keys = list(dict.fromkeys(str(k) for k in partition_keys))
     out: dict[str, dict] = {}

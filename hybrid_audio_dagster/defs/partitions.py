@@ -11,9 +11,7 @@ templates_partitions = dg.DynamicPartitionsDefinition(name="templates")
 # One messages partition = every name's message for one template and one developer: a
 # 10,000 × 50 campaign is 50 × templates partitions, not 500,000 (Dagster's sqlite
 # bookkeeping costs ~15-20 ms per partition; assembling a message ~0.4 ms).
-messages_partitions = dg.MultiPartitionsDefinition(
-    {"template": templates_partitions, "developer": developers_partitions}
-)
+messages_partitions = dg.MultiPartitionsDefinition({"template": templates_partitions, "developer": developers_partitions})
 
 
 def message_partition_dims(key: str) -> tuple[str, str]:
@@ -24,6 +22,7 @@ def message_partition_dims(key: str) -> tuple[str, str]:
 
 def message_partition_key(template_id: str, developer_key: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"template": template_id, "developer": developer_key})
+
 
 # One partition per file dropped in the inbox: "<role>-<sha256[:16]>" (role from the file name).
 uploads_partitions = dg.DynamicPartitionsDefinition(name="uploads")
@@ -57,7 +56,7 @@ def add_partitions(instance: dg.DagsterInstance, name: str, keys: list[str], att
             return added
         try:
             for start in range(0, len(missing), ADD_CHUNK):
-                chunk = missing[start:start + ADD_CHUNK]
+                chunk = missing[start : start + ADD_CHUNK]
                 instance.add_dynamic_partitions(name, chunk)
                 added += chunk
             return added

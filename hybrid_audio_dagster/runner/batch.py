@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
-
-from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
-from hybrid_audio_dagster.defs.pipeline.stages import StemsStage, datasets_request, messages_request, stems_stage
 from hybrid_audio_dagster.core.fsutil import remove_stale_temp_files
+from hybrid_audio_dagster.defs.pipeline.stages import StemsStage, datasets_request, messages_request, stems_stage
+from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
 from hybrid_audio_dagster.runner.recovery import (
     STAGE_POOLS,
     PoolWatch,
@@ -87,11 +86,19 @@ class BatchSummary:
             f"stem cache hits    {self.cache_hits}",
             f"stem runs          {self.stem_runs} ({self.stems_planned or 'every stem partition current'})",
             f"retired            {self.partitions_retired} partitions, {self.files_retired} files",
-            *([f"GCS                {self.gcs_uploaded} uploaded, {self.gcs_skipped} unchanged"]
-              if self.gcs_uploaded or self.gcs_skipped else []),
-            *([f"recovered          {len(self.recovered_runs)} dead run(s) marked failed, {self.slots_freed} pool slot(s) freed, "
-               f"{self.temp_files_removed} temp file(s) removed ({self.recovery_seconds:.2f}s)"]
-              if self.recovered_runs or self.slots_freed or self.temp_files_removed else []),
+            *(
+                [f"GCS                {self.gcs_uploaded} uploaded, {self.gcs_skipped} unchanged"]
+                if self.gcs_uploaded or self.gcs_skipped
+                else []
+            ),
+            *(
+                [
+                    f"recovered          {len(self.recovered_runs)} dead run(s) marked failed, {self.slots_freed} pool slot(s) freed, "
+                    f"{self.temp_files_removed} temp file(s) removed ({self.recovery_seconds:.2f}s)"
+                ]
+                if self.recovered_runs or self.slots_freed or self.temp_files_removed
+                else []
+            ),
             f"seconds            {self.seconds:.2f}",
         ]
 
@@ -107,7 +114,11 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.Run
     run_id = str(uuid.uuid4())
     with PoolWatch(instance, pools, {run_id}):
         return job.execute_in_process(
-            run_config=config, instance=instance, tags=request.tags, partition_key=request.partition_key, raise_on_error=False,
+            run_config=config,
+            instance=instance,
+            tags=request.tags,
+            partition_key=request.partition_key,
+            raise_on_error=False,
             run_id=run_id,
         )
 
@@ -149,7 +160,9 @@ def run_full_batch(
     run(datasets_request(pipeline, base), "datasets")
     # initialised here for planning only: contracts, no TTS call, nothing put in run config
     with dg.build_resources({k: defs.resources[k] for k in ("paths", "tts")}) as planning:
-        stage: StemsStage = stems_stage(instance, planning.paths, planning.tts, pipeline=pipeline, base_tags=base, names=names, force=force_stems)
+        stage: StemsStage = stems_stage(
+            instance, planning.paths, planning.tts, pipeline=pipeline, base_tags=base, names=names, force=force_stems
+        )
     summary.stems_planned = stage.describe() if stage.requests else ""
     for request in stage.requests:
         run(request, "stems")
@@ -175,8 +188,10 @@ def _recover(instance: dg.DagsterInstance, defs: dg.Definitions, summary: BatchS
     recovery = recover_dead_runs(instance)
     summary.recovered_runs, summary.slots_freed = recovery.runs, recovery.slots_freed
     if recovery.runs or recovery.slots_freed:
-        log.warning(f"recovered after a crash: {len(recovery.runs)} dead run(s) of an earlier batch marked failed "
-                    f"({', '.join(recovery.runs) or '-'}), {recovery.slots_freed} pool slot(s) freed")
+        log.warning(
+            f"recovered after a crash: {len(recovery.runs)} dead run(s) of an earlier batch marked failed "
+            f"({', '.join(recovery.runs) or '-'}), {recovery.slots_freed} pool slot(s) freed"
+        )
     with dg.build_resources({"paths": defs.resources["paths"]}) as res:
         summary.temp_files_removed = len(remove_stale_temp_files(res.paths.stems, res.paths.output))
     summary.recovery_seconds = time.perf_counter() - t0
@@ -217,4 +232,3 @@ def _tally(summary: BatchSummary, result: dg.ExecuteInProcessResult) -> None:
             summary.files_retired += md.get("files_removed", 0)
     for evaluation in result.get_asset_check_evaluations():
         summary.checks_failed += not evaluation.passed
-

@@ -27,9 +27,9 @@ def _instance() -> dg.DagsterInstance:
 
 
 def init() -> int:
+    from hybrid_audio_dagster.definitions import defs
     from hybrid_audio_dagster.defs.pipeline.jobs import DATASETS_JOB
     from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
-    from hybrid_audio_dagster.definitions import defs
 
     instance = _instance()
     result = defs.resolve_job_def(DATASETS_JOB).execute_in_process(instance=instance, tags={TRIGGER_TAG: "cli"}, raise_on_error=False)

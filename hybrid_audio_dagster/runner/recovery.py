@@ -24,9 +24,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.tags import DRIVER_TAG
 from hybrid_audio_dagster.core.fsutil import pid_alive
 from hybrid_audio_dagster.defs.pools import MESSAGES_POOL, TTS_POOL
+from hybrid_audio_dagster.defs.tags import DRIVER_TAG
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def recover_dead_runs(instance: dg.DagsterInstance, pools: Sequence[str] = (TTS_
         if not run.is_finished:
             host, pid = run.tags.get(HOST_TAG), run.tags.get(PID_TAG)
             instance.report_run_failed(
-                run, message=f"the process running it (pid {pid} on {host}) is gone (killed or crashed); marked failed by the next make batch"
+                run,
+                message=f"the process running it (pid {pid} on {host}) is gone (killed or crashed); marked failed by the next make batch",
             )
             done.runs.append(run.run_id)
         done.slots_freed += free_pool_slots(instance, run.run_id, pools)
@@ -204,8 +205,9 @@ class PoolWatch:
             waited_since = waited_since or time.monotonic()
             if time.monotonic() - waited_since >= POOL_NOTICE_S:
                 lines = busy_pools(self.instance, waiting)
-                self.notice("waiting for a pool slot: " + ("; ".join(lines) or f"pool(s) {waiting} are full")
-                            + ". The batch goes on when that run ends (a dead one is freed by the next make batch).")
+                self.notice(
+                    "waiting for a pool slot: "
+                    + ("; ".join(lines) or f"pool(s) {waiting} are full")
+                    + ". The batch goes on when that run ends (a dead one is freed by the next make batch)."
+                )
                 return
-
-

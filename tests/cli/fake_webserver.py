@@ -39,8 +39,9 @@ def _entry(label: str, value) -> dict:
 
 @dataclass
 class FakeWebserver:
-    keys: dict[str, list[str]] = field(default_factory=lambda: {
-        "name_stems": ["john", "maria"], "developer_stems": ["wyndham"], "script_stems": ["followup-en"]})
+    keys: dict[str, list[str]] = field(
+        default_factory=lambda: {"name_stems": ["john", "maria"], "developer_stems": ["wyndham"], "script_stems": ["followup-en"]}
+    )
     jobs: dict[str, Callable[[dict], Outcome]] = field(default_factory=dict)
     resources: dict[str, dict] = field(default_factory=lambda: {"paths": {"root": "/srv/hybrid-audio"}})
     launches: list[dict] = field(default_factory=list)
@@ -67,21 +68,41 @@ class FakeWebserver:
     def _answer(self, q: str, v: dict) -> dict:
         if "repositoriesOrError" in q:
             jobs = [{"name": j} for j in (*self.jobs, "datasets_job")]
-            return {"repositoriesOrError": {"__typename": "RepositoryConnection", "nodes": [
-                {"name": "__repository__", "location": {"name": "hybrid_audio"}, "jobs": jobs}]}}
+            return {
+                "repositoriesOrError": {
+                    "__typename": "RepositoryConnection",
+                    "nodes": [{"name": "__repository__", "location": {"name": "hybrid_audio"}, "jobs": jobs}],
+                }
+            }
         if "launchRun" in q:
             params = v["p"]
             job = params["selector"]["jobName"]
             run_id = f"run-{len(self.launches) + 1}"
             config = params["runConfigData"]
-            self.launches.append({"job": job, "run_config": config, "run_id": run_id,
-                                  "tags": {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]}})
+            self.launches.append(
+                {
+                    "job": job,
+                    "run_config": config,
+                    "run_id": run_id,
+                    "tags": {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]},
+                }
+            )
             self._outcomes[run_id] = self.jobs.get(job, lambda _c: Outcome())(config)
             return {"launchRun": {"__typename": "LaunchRunSuccess", "run": {"runId": run_id}}}
         if "runsOrError(filter: {runIds" in q:
-            return {"runsOrError": {"__typename": "Runs", "results": [
-                {"runId": r, "status": "FAILURE" if (self._outcomes[r].refused or self._outcomes[r].failed) else "SUCCESS",
-                 "stats": {"stepsSucceeded": 1, "stepsFailed": 0, "materializations": 0}} for r in v["ids"]]}}
+            return {
+                "runsOrError": {
+                    "__typename": "Runs",
+                    "results": [
+                        {
+                            "runId": r,
+                            "status": "FAILURE" if (self._outcomes[r].refused or self._outcomes[r].failed) else "SUCCESS",
+                            "stats": {"stepsSucceeded": 1, "stepsFailed": 0, "materializations": 0},
+                        }
+                        for r in v["ids"]
+                    ],
+                }
+            }
         if "runsOrError(filter: {tags" in q:
             return {"runsOrError": {"__typename": "Runs", "results": []}}
         if "logsForRun" in q:
@@ -91,24 +112,52 @@ class FakeWebserver:
             return {"addDynamicPartition": {"__typename": "AddDynamicPartitionSuccess", "partitionKey": v["key"]}}
         if "topLevelResourceDetailsOrError" in q:
             values = self.resources.get(v["sel"]["resourceName"], {})
-            return {"topLevelResourceDetailsOrError": {"__typename": "ResourceDetails", "configuredValues": [
-                {"key": k, "value": json.dumps(val), "type": "VALUE"} for k, val in values.items()]}}
+            return {
+                "topLevelResourceDetailsOrError": {
+                    "__typename": "ResourceDetails",
+                    "configuredValues": [{"key": k, "value": json.dumps(val), "type": "VALUE"} for k, val in values.items()],
+                }
+            }
         if "partitionKeysByDimension" in q:
             asset = v["path"][0]
-            return {"assetNodes": [{"partitionKeysByDimension": [{"name": "default", "partitionKeys": self.keys.get(asset, [])}],
-                                    "assetMaterializations": []}]}
+            return {
+                "assetNodes": [
+                    {
+                        "partitionKeysByDimension": [{"name": "default", "partitionKeys": self.keys.get(asset, [])}],
+                        "assetMaterializations": [],
+                    }
+                ]
+            }
         raise AssertionError(f"the fake webserver does not answer {q[:80]!r}")
 
     def _events(self, run_id: str) -> list[dict]:
         o = self._outcomes[run_id]
         if o.refused or o.failed:
             metadata = [_entry("refused", o.refused)] if o.refused else []
-            return [{"__typename": "ExecutionStepFailureEvent", "stepKey": o.step or "op",
-                     "error": {"message": f"dagster._core.definitions.events.Failure: {o.reason}\n"},
-                     "failureMetadata": {"metadataEntries": metadata}}]
-        events = [{"__typename": "MaterializationEvent", "assetKey": {"path": asset.split("/")}, "partition": None,
-                   "metadataEntries": [_entry(k, val) for k, val in md.items()]} for asset, md in o.materializations]
+            return [
+                {
+                    "__typename": "ExecutionStepFailureEvent",
+                    "stepKey": o.step or "op",
+                    "error": {"message": f"dagster._core.definitions.events.Failure: {o.reason}\n"},
+                    "failureMetadata": {"metadataEntries": metadata},
+                }
+            ]
+        events = [
+            {
+                "__typename": "MaterializationEvent",
+                "assetKey": {"path": asset.split("/")},
+                "partition": None,
+                "metadataEntries": [_entry(k, val) for k, val in md.items()],
+            }
+            for asset, md in o.materializations
+        ]
         if o.output is not None:
-            events.append({"__typename": "ExecutionStepOutputEvent", "stepKey": o.step, "outputName": "result",
-                           "metadataEntries": [_entry("result", o.output)]})
+            events.append(
+                {
+                    "__typename": "ExecutionStepOutputEvent",
+                    "stepKey": o.step,
+                    "outputName": "result",
+                    "metadataEntries": [_entry("result", o.output)],
+                }
+            )
         return events

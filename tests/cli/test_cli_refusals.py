@@ -13,8 +13,10 @@ from hybrid_audio_dagster.cli import main as cli
 from tests.cli.fake_webserver import FakeWebserver, Outcome, refusal
 
 URL = "http://127.0.0.1:9"  # never reached: the fake answers
-UNKNOWN_ROLE = ("cannot tell from the file name whether it holds names or developers; "
-                "name it names*.csv / developers*.csv (or brands*) or pass the role explicitly")
+UNKNOWN_ROLE = (
+    "cannot tell from the file name whether it holds names or developers; "
+    "name it names*.csv / developers*.csv (or brands*) or pass the role explicitly"
+)
 
 
 def _preview_of(config: dict) -> Outcome:
@@ -26,8 +28,9 @@ def _preview_of(config: dict) -> Outcome:
         report = {"filename": name, "status": "rejected", "role": None, "problem": {"code": "unknown_role", "message": UNKNOWN_ROLE}}
         return Outcome(step="datasets_admin", output={"report": report, "items": [], "total_items": 0, "rejects": []})
     report = {"filename": name, "status": "accepted", "role": "names", "problem": None}
-    return Outcome(step="datasets_admin", output={"report": report, "items": [{"key": "ana", "display": "Ana"}], "total_items": 1,
-                                                  "rejects": []})
+    return Outcome(
+        step="datasets_admin", output={"report": report, "items": [{"key": "ana", "display": "Ana"}], "total_items": 1, "rejects": []}
+    )
 
 
 def _admin(config: dict) -> Outcome:
@@ -47,25 +50,38 @@ def _ingest(config: dict) -> Outcome:
     c = config["ops"]["dataset_uploads"]["config"]
     name = c.get("filename") or c.get("inbox_file")
     if "bad" in name:
-        return refusal("rows_rejected", f"rejected {name!r} (rows_rejected): 2 row(s) failed validation (digits_only, formula_injection); "
-                       "the inbox refuses a file with invalid rows whole: fix or remove them and drop it again")
-    return Outcome(materializations=[("dataset_uploads", {"status": "stored", "stored_as": f"names/x-{name}", "rows": 2, "rejected_rows": 0}),
-                                     ("names_dataset", {"new_keys": ["ana", "luis"]})])
+        return refusal(
+            "rows_rejected",
+            f"rejected {name!r} (rows_rejected): 2 row(s) failed validation (digits_only, formula_injection); "
+            "the inbox refuses a file with invalid rows whole: fix or remove them and drop it again",
+        )
+    return Outcome(
+        materializations=[
+            ("dataset_uploads", {"status": "stored", "stored_as": f"names/x-{name}", "rows": 2, "rejected_rows": 0}),
+            ("names_dataset", {"new_keys": ["ana", "luis"]}),
+        ]
+    )
 
 
 @pytest.fixture
 def web(monkeypatch):
-    return FakeWebserver(jobs={
-        "datasets_admin_job": _admin,
-        "ingest_job": _ingest,
-        "stem_preview_job": lambda c: refusal("bad_name", "name refused (formula_injection): starts with '='"),
-        "messages_job": lambda c: refusal("unknown_name", "unknown name slug(s) ['john']: not in the names dataset"),
-        "message_info_job": lambda c: refusal("no_message", "no message for 'john' in followup-en/wyndham: run `hybrid-audio assemble` first"),
-        "batch_plan_job": lambda c: refusal("unknown_item", "unknown in the datasets/templates: {'names': ['maria']}"),
-        "invalidate_stems_job": lambda c: refusal("unknown_stem", "nothing invalidated: 'deadbeef' matches no stored stem"),
-        "bucket_admin_job": lambda c: refusal("unknown_stem", "'deadbeef': no stored stem match"),
-        "erase_name_job": lambda c: refusal("unknown_name", "no such name in the names dataset (give its slug or its text exactly as listed)"),
-    }).install(monkeypatch)
+    return FakeWebserver(
+        jobs={
+            "datasets_admin_job": _admin,
+            "ingest_job": _ingest,
+            "stem_preview_job": lambda c: refusal("bad_name", "name refused (formula_injection): starts with '='"),
+            "messages_job": lambda c: refusal("unknown_name", "unknown name slug(s) ['john']: not in the names dataset"),
+            "message_info_job": lambda c: refusal(
+                "no_message", "no message for 'john' in followup-en/wyndham: run `hybrid-audio assemble` first"
+            ),
+            "batch_plan_job": lambda c: refusal("unknown_item", "unknown in the datasets/templates: {'names': ['maria']}"),
+            "invalidate_stems_job": lambda c: refusal("unknown_stem", "nothing invalidated: 'deadbeef' matches no stored stem"),
+            "bucket_admin_job": lambda c: refusal("unknown_stem", "'deadbeef': no stored stem match"),
+            "erase_name_job": lambda c: refusal(
+                "unknown_name", "no such name in the names dataset (give its slug or its text exactly as listed)"
+            ),
+        }
+    ).install(monkeypatch)
 
 
 def _run(capsys, args: list[str], json_: bool) -> tuple[int, str, dict | None]:
@@ -88,6 +104,7 @@ def _refused(capsys, args: list[str], *needles: str) -> None:
 
 
 # -- refusals from the webserver -------------------------------------------------------------------
+
 
 def test_preview_of_a_file_the_server_refuses_is_not_a_success(web, capsys, tmp_path):
     small = tmp_path / "small_names.csv"
@@ -117,26 +134,36 @@ def test_delete_refused(web, capsys):
     _refused(capsys, ["datasets", "delete", "../names.csv"], "refused", "'../names.csv'")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["generate", "name", "John", "--pronunciation", "JON"], "name refused (formula_injection)"),
-    (["assemble", "john", "wyndham"], "unknown name slug(s) ['john']"),
-    (["picture", "john", "wyndham"], "no message for 'john'"),
-    (["batch", "--dry-run"], "unknown in the datasets/templates"),
-    (["cache", "invalidate", "deadbeef"], "nothing invalidated"),
-    (["bucket", "check", "deadbeef"], "no stored stem match"),
-    (["erase", "john", "--yes"], "no such name in the names dataset"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["generate", "name", "John", "--pronunciation", "JON"], "name refused (formula_injection)"),
+        (["assemble", "john", "wyndham"], "unknown name slug(s) ['john']"),
+        (["picture", "john", "wyndham"], "no message for 'john'"),
+        (["batch", "--dry-run"], "unknown in the datasets/templates"),
+        (["cache", "invalidate", "deadbeef"], "nothing invalidated"),
+        (["bucket", "check", "deadbeef"], "no stored stem match"),
+        (["erase", "john", "--yes"], "no such name in the names dataset"),
+    ],
+)
 def test_every_command_exits_2_with_the_servers_reason(web, capsys, args, needle):
     _refused(capsys, args, needle)
 
 
 # -- refusals before any run ---------------------------------------------------------------------
 
+
 def test_a_list_too_big_for_run_config_says_how_to_send_it_by_reference(web, capsys, tmp_path):
     big = tmp_path / "big_names.csv"
     big.write_bytes(b"name\n" + b"Alexandriaabcdefg\n" * 300_000)  # ~5.4 MB
-    _refused(capsys, ["datasets", "upload", str(big)], f"big_names.csv is {big.stat().st_size} bytes", "over the 5242880 bytes",
-             "/srv/hybrid-audio/data/inbox", "hybrid-audio datasets upload --from-inbox big_names.csv")
+    _refused(
+        capsys,
+        ["datasets", "upload", str(big)],
+        f"big_names.csv is {big.stat().st_size} bytes",
+        "over the 5242880 bytes",
+        "/srv/hybrid-audio/data/inbox",
+        "hybrid-audio datasets upload --from-inbox big_names.csv",
+    )
     _refused(capsys, ["datasets", "preview", str(big)], "hybrid-audio datasets preview --from-inbox big_names.csv")
     odd = tmp_path / "people.csv"
     odd.write_bytes(big.read_bytes())
@@ -144,15 +171,18 @@ def test_a_list_too_big_for_run_config_says_how_to_send_it_by_reference(web, cap
     assert not web.launches
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["datasets", "upload", "small_list.csv"], "no such file"),
-    (["datasets", "upload", "--role", "people", "--from-inbox", "names-big.csv"], "unknown role 'people'"),
-    (["datasets", "upload"], "give either FILE or --from-inbox NAME"),
-    (["generate", "name", "jon"], "did you mean 'john'"),
-    (["generate", "developer", "wyndam"], "did you mean 'wyndham'"),
-    (["cache", "list", "--kind", "voices"], "unknown kind 'voices'"),
-    (["cache", "invalidate", "xyz"], "not a stem signature"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["datasets", "upload", "small_list.csv"], "no such file"),
+        (["datasets", "upload", "--role", "people", "--from-inbox", "names-big.csv"], "unknown role 'people'"),
+        (["datasets", "upload"], "give either FILE or --from-inbox NAME"),
+        (["generate", "name", "jon"], "did you mean 'john'"),
+        (["generate", "developer", "wyndam"], "did you mean 'wyndham'"),
+        (["cache", "list", "--kind", "voices"], "unknown kind 'voices'"),
+        (["cache", "invalidate", "xyz"], "not a stem signature"),
+    ],
+)
 def test_bad_input_is_refused_before_any_run(web, capsys, args, needle):
     _refused(capsys, args, needle)
     assert not web.launches

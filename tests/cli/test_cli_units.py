@@ -10,16 +10,16 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.cli import main as cli
 from hybrid_audio_dagster.cli.client import RemoteError, parse_headers
 from hybrid_audio_dagster.core import audit
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.core.messages.picture import STRIP_META, TIMING_META, picture_of_row
-from hybrid_audio_dagster.core.stems.store import StemStore
 from hybrid_audio_dagster.core.stems.identity import stem_signature
+from hybrid_audio_dagster.core.stems.store import StemStore
 from hybrid_audio_dagster.core.templates import load_templates
 from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from testkit.project import make_project
 
 
@@ -71,7 +71,11 @@ def test_bad_input_is_refused_before_any_request(capsys):
 
 def test_headers_from_options_and_environment():
     assert parse_headers(["X-Token: abc", "Dagster-Cloud-Api-Token:  t0k "], "A: 1; B: 2") == {
-        "A": "1", "B": "2", "X-Token": "abc", "Dagster-Cloud-Api-Token": "t0k"}
+        "A": "1",
+        "B": "2",
+        "X-Token": "abc",
+        "Dagster-Cloud-Api-Token": "t0k",
+    }
     assert parse_headers([], '{"Authorization": "Bearer x"}') == {"Authorization": "Bearer x"}
     with pytest.raises(RemoteError):
         parse_headers(["no colon"])
@@ -80,8 +84,18 @@ def test_headers_from_options_and_environment():
 def test_audit_lines_are_json_rotated_and_redacted(tmp_path):
     secret = "sk_car_SECRET_1234567890"
     for i in range(400):
-        audit.record(tmp_path, "tts_call", run_id=f"r{i}", trigger="cli", redact=[secret], max_bytes=8_000, backups=2,
-                     engine="cartesia", chars=i, note=f"header {secret}")
+        audit.record(
+            tmp_path,
+            "tts_call",
+            run_id=f"r{i}",
+            trigger="cli",
+            redact=[secret],
+            max_bytes=8_000,
+            backups=2,
+            engine="cartesia",
+            chars=i,
+            note=f"header {secret}",
+        )
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"], files
     assert all(p.stat().st_size <= 8_000 + 300 for p in tmp_path.iterdir())
@@ -117,8 +131,8 @@ def test_tombstone_makes_exactly_that_stem_a_miss_until_it_is_made_again(project
 def _png_text(png: bytes) -> dict[str, str]:
     out, i = {}, 8
     while i < len(png):
-        n = int.from_bytes(png[i:i + 4], "big")
-        kind, body = png[i + 4:i + 8], png[i + 8:i + 8 + n]
+        n = int.from_bytes(png[i : i + 4], "big")
+        kind, body = png[i + 4 : i + 8], png[i + 8 : i + 8 + n]
         if kind == b"tEXt":
             k, _, v = body.partition(b"\0")
             out[k.decode()] = v.decode("latin-1")
@@ -130,8 +144,9 @@ def _png_text(png: bytes) -> dict[str, str]:
 
 
 def test_picture_segment_boundaries_match_the_manifest_timeline(project):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     paths, _ = project
     row = read_manifest(manifest_path(paths.output, "followup-en", "wyndham"))[0]

@@ -19,7 +19,6 @@ from hybrid_audio_dagster.core.audio.assemble import Piece, Timeline, Transition
 from hybrid_audio_dagster.core.audio.errors import FormatMismatchError, TimelineError, VerificationError
 from hybrid_audio_dagster.core.audio.trim import TrimRange
 from hybrid_audio_dagster.core.audio.wav import PcmAudio, encode_wav, load_wav, parse_wav
-from tests.support.campaign import pack
 from tests.support.assemble import (
     FORMATS,
     PROPERTY,
@@ -35,7 +34,7 @@ from tests.support.assemble import (
     small_piece,
     top,
 )
-
+from tests.support.campaign import pack
 
 # --------------------------------------------------------------------------------------
 # property tests of assemble / verify

@@ -15,7 +15,6 @@ from hybrid_audio_dagster.core.audio.assemble import Transition, assemble
 from hybrid_audio_dagster.core.audio.errors import FormatMismatchError
 from tests.support.assemble import sha, small_piece
 
-
 # --------------------------------------------------------------------------------------
 # nothing written on failure; atomic writes
 # --------------------------------------------------------------------------------------
@@ -88,6 +87,7 @@ def test_failure_inside_atomic_write_leaves_previous_file(tmp_path: Path, monkey
     elif fail == "os.fsync":
         monkeypatch.setattr(fsutil.os, "fsync", boom)
     else:
+
         def interrupt(*a, **k):
             raise KeyboardInterrupt
 

@@ -18,10 +18,8 @@ from hybrid_audio_dagster.core.stems.identity import stem_signature
 from hybrid_audio_dagster.core.tts.base import TTSEngine, VoiceSettings
 from hybrid_audio_dagster.core.tts.cartesia.config import DEFAULT_VOICE_ID, CartesiaConfig, plausible_duration_range
 from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError, CartesiaNotFoundError, CartesiaVoiceNotFoundError
-
 from testkit.cartesia_server import DEFAULT_VOICES, fake_wav, tone_seconds
 from tests.support.cartesia import KEY, OTHER_VOICE_ID, VOICE
-
 
 # --------------------------------------------------------------------------- happy path
 
@@ -140,7 +138,7 @@ def test_plausible_duration_bounds_cover_tags():
 def test_body_matches_official_sdk(server, make_client, voice, fmt):
     cartesia = pytest.importorskip("cartesia", reason="official SDK (cartesia==4.2.0) not installed")
     sample_rate, encoding = fmt
-    text = "Bonjour, ¿qué tal? <break time=\"300ms\"/> Hello!"
+    text = 'Bonjour, ¿qué tal? <break time="300ms"/> Hello!'
     ours = make_client(server, sample_rate=sample_rate, encoding=encoding)
     ours.synthesize(text, voice)
 

@@ -20,14 +20,21 @@ import pytest
 
 from hybrid_audio_dagster.core.audio.wav import load_wav
 from hybrid_audio_dagster.core.tts.base import TTSError
-from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaAPIError, CartesiaAuthError, CartesiaBadAudioError, CartesiaBillingError, CartesiaForbiddenError, CartesiaNotFoundError, CartesiaRequestError, CartesiaRetryExhaustedError
 from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
 from hybrid_audio_dagster.core.tts.cartesia.config import CartesiaConfig
+from hybrid_audio_dagster.core.tts.cartesia.errors import (
+    CartesiaAPIError,
+    CartesiaAuthError,
+    CartesiaBadAudioError,
+    CartesiaBillingError,
+    CartesiaForbiddenError,
+    CartesiaNotFoundError,
+    CartesiaRequestError,
+    CartesiaRetryExhaustedError,
+)
 from hybrid_audio_dagster.core.tts.cartesia.http import retry_after_seconds
-
 from testkit.cartesia_server import FakeCartesia
 from tests.support.cartesia import KEY, VOICE, SleepRecorder
-
 
 # --------------------------------------------------------------------------- retries
 
@@ -229,9 +236,7 @@ def test_plan_cap_below_client_cap_is_absorbed_by_retries():
     # Client allows 4 in flight, the plan only 2: the excess gets 429 concurrency_limited
     # and is retried (real, short sleeps) until everything is through.
     with FakeCartesia(KEY, latency_s=0.05, concurrency_cap=2) as fake:
-        config = CartesiaConfig(
-            base_url=fake.base_url, max_concurrency=4, max_retries=20, backoff_base_s=0.01, backoff_max_s=0.1
-        )
+        config = CartesiaConfig(base_url=fake.base_url, max_concurrency=4, max_retries=20, backoff_base_s=0.01, backoff_max_s=0.1)
         with CartesiaClient(config, KEY) as client, ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(lambda i: client.synthesize(f"Capped {i}", VOICE), range(8)))
         statuses = [r.status for r in fake.tts_requests]

@@ -112,7 +112,7 @@ def test_ampersand_becomes_and_in_slug() -> None:
         (None, "empty"),
         (42, "not_text"),
         ("A" * 41, "too_long"),
-        ("=HYPERLINK(\"x\")", "formula_injection"),
+        ('=HYPERLINK("x")', "formula_injection"),
         ("+1234", "formula_injection"),
         ("-John", "formula_injection"),
         ("@SUM(A1)", "formula_injection"),

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_audio_dagster.core.delivery.errors import ChecksumMismatch, DeliveryError, ObjectNotFound, UnsafeObjectPath, redact
 from hybrid_audio_dagster.core.delivery.layout import BucketLayout, InventoryEntry
-from hybrid_audio_dagster.core.delivery.errors import ChecksumMismatch, DeliveryError, ObjectNotFound, UnsafeObjectPath
-from hybrid_audio_dagster.core.delivery.errors import redact
 from tests.support.delivery import (
     BUCKET,
     crc_b64,
@@ -25,7 +24,6 @@ from tests.support.delivery import (
     sha,
     write_wav,
 )
-
 
 # -- layout (pure) --------------------------------------------------------------------------
 
@@ -42,8 +40,9 @@ def test_layout_mirrors_local_paths_below_the_prefix():
     assert layout.split("other/stems/a.wav") is None
 
 
-@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x.wav", "a/../../x", "a\\b.wav", "a//b", "./a", "a/./b",
-                                 "C:/x", "a/\x00b", "a\nb", "a/.."])
+@pytest.mark.parametrize(
+    "bad", ["", "/etc/passwd", "../x.wav", "a/../../x", "a\\b.wav", "a//b", "./a", "a/./b", "C:/x", "a/\x00b", "a\nb", "a/.."]
+)
 def test_layout_refuses_unsafe_relative_paths(bad):
     with pytest.raises(UnsafeObjectPath):
         BucketLayout().stem_object(bad)
@@ -66,18 +65,18 @@ def test_redact_removes_tokens_and_query_strings():
 
 def test_compare_is_pure_and_uses_whichever_checksum_the_bucket_has():
     from hybrid_audio_dagster.core.delivery.consistency import LocalFile, compare
-    from hybrid_audio_dagster.core.delivery.records import RemoteObject
     from hybrid_audio_dagster.core.delivery.layout import checksums_of_bytes
+    from hybrid_audio_dagster.core.delivery.records import RemoteObject
 
     layout = BucketLayout()
     a, b = checksums_of_bytes(b"a"), checksums_of_bytes(b"b")
     local = [LocalFile(InventoryEntry("name_stems", f"x/{i}.wav", Path(f"/p/{i}.wav")), a) for i in range(4)]
     remote = [
-        RemoteObject(layout.stem_object("x/0.wav"), 1, None, a.crc32c, 1),   # composite: crc32c only, equal
-        RemoteObject(layout.stem_object("x/1.wav"), 1, None, b.crc32c, 1),   # crc32c only, differs
-        RemoteObject(layout.stem_object("x/2.wav"), 1, None, None, 1),       # no checksum: cannot be trusted
+        RemoteObject(layout.stem_object("x/0.wav"), 1, None, a.crc32c, 1),  # composite: crc32c only, equal
+        RemoteObject(layout.stem_object("x/1.wav"), 1, None, b.crc32c, 1),  # crc32c only, differs
+        RemoteObject(layout.stem_object("x/2.wav"), 1, None, None, 1),  # no checksum: cannot be trusted
         RemoteObject(layout.stem_object("x/3.wav"), 2, a.md5, a.crc32c, 1),  # same hashes, other size
-        RemoteObject("elsewhere/stems/x/9.wav", 1, a.md5, a.crc32c, 1),      # outside the prefix: ignored
+        RemoteObject("elsewhere/stems/x/9.wav", 1, a.md5, a.crc32c, 1),  # outside the prefix: ignored
     ]
     report = compare(local, remote, layout, bucket="bk")
     assert [i.state for i in report.items] == ["in_sync", "mismatched", "mismatched", "mismatched"]

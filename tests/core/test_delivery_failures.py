@@ -18,7 +18,6 @@ from tests.support.delivery import (
     write_wav,
 )
 
-
 # -- failures --------------------------------------------------------------------------------
 
 
@@ -77,8 +76,7 @@ def test_upload_failures_mid_sync_leave_local_files_and_are_picked_up_next_time(
 
 def test_emulator_down_is_a_clear_error_local_data_intact_and_retry_works_once_back(gcs, tmp_path, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.emulator.url)  # straight to the port: refused when down
-    mirror = gcs.mirror(retry=RetrySettings(max_attempts=3, initial_wait_s=0.02, max_wait_s=0.05, budget_s=2.0,
-                                            timeout_s=2.0))
+    mirror = gcs.mirror(retry=RetrySettings(max_attempts=3, initial_wait_s=0.02, max_wait_s=0.05, budget_s=2.0, timeout_s=2.0))
     entries, content = make_tree(tmp_path / "project")
     mirror.sync(entries[:5])
     gcs.emulator.stop()
@@ -92,7 +90,7 @@ def test_emulator_down_is_a_clear_error_local_data_intact_and_retry_works_once_b
     dest.write_bytes(b"keep me")
     with pytest.raises(TransientFailure):
         mirror.download(mirror.layout.entry_object(entries[0]), dest)
-    assert dest.read_bytes() == b"keep me" and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".dl"))== []
+    assert dest.read_bytes() == b"keep me" and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".dl")) == []
     for e in entries:
         assert e.local_path.read_bytes() == content[e.relative_path]
 
@@ -101,8 +99,7 @@ def test_emulator_down_is_a_clear_error_local_data_intact_and_retry_works_once_b
     assert (len(report.uploaded), len(report.skipped)) == (10, 5)
 
     # an outage shorter than the retry budget is ridden out without an error
-    patient = gcs.mirror(retry=RetrySettings(max_attempts=30, initial_wait_s=0.1, max_wait_s=0.3, budget_s=20.0,
-                                             timeout_s=2.0))
+    patient = gcs.mirror(retry=RetrySettings(max_attempts=30, initial_wait_s=0.1, max_wait_s=0.3, budget_s=20.0, timeout_s=2.0))
     patient.check_bucket()
     gcs.emulator.stop()
     timer = threading.Timer(0.8, gcs.emulator.start)
@@ -119,11 +116,13 @@ def test_missing_bucket_is_an_error_naming_the_bucket(gcs, tmp_path):
     mirror = gcs.mirror(bucket="no-such-bucket")
     local = tmp_path / "a.wav"
     write_wav(local, 10)
-    for call in (lambda: mirror.upload(local, "hybrid-audio/stems/a.wav"),
-                 lambda: mirror.exists("hybrid-audio/stems/a.wav"),
-                 lambda: mirror.list(),
-                 lambda: mirror.sync([InventoryEntry("name_stems", "a.wav", local)]),
-                 lambda: mirror.download("hybrid-audio/stems/a.wav", tmp_path / "b.wav")):
+    for call in (
+        lambda: mirror.upload(local, "hybrid-audio/stems/a.wav"),
+        lambda: mirror.exists("hybrid-audio/stems/a.wav"),
+        lambda: mirror.list(),
+        lambda: mirror.sync([InventoryEntry("name_stems", "a.wav", local)]),
+        lambda: mirror.download("hybrid-audio/stems/a.wav", tmp_path / "b.wav"),
+    ):
         with pytest.raises(BucketNotFound, match="'no-such-bucket' does not exist"):
             call()
     assert gcs.proxy.faults_served == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.core.delivery.consistency import build_report, write_jsonl
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.core.delivery.repair import execute_repair, plan_repair, repair
 from tests.support.delivery import (
     BUCKET,
@@ -17,7 +17,6 @@ from tests.support.delivery import (
     write_wav,
 )
 
-
 # -- consistency report and repair ------------------------------------------------------------
 
 
@@ -27,9 +26,9 @@ def damage(gcs, mirror, entries, tmp_path):
     client = gcs.client()
     bucket = client.bucket(BUCKET)
     obj = mirror.layout.entry_object
-    deleted_remote = [entries[0], entries[10]]          # a name stem, a message
-    corrupted = [entries[4], entries[14]]               # a developer stem, the manifest
-    deleted_local = [entries[7], entries[11]]           # a script stem, a message
+    deleted_remote = [entries[0], entries[10]]  # a name stem, a message
+    corrupted = [entries[4], entries[14]]  # a developer stem, the manifest
+    deleted_local = [entries[7], entries[11]]  # a script stem, a message
     both = entries[1]
     for e in (*deleted_remote, both):
         bucket.blob(obj(e)).delete()
@@ -61,8 +60,7 @@ def test_report_lists_exactly_what_was_damaged(gcs, tmp_path):
     obj = mirror.layout.entry_object
     assert names(report.by_state("local_only")) == sorted(obj(e) for e in deleted_remote)
     assert names(report.by_state("mismatched")) == sorted(obj(e) for e in corrupted)
-    assert names(report.by_state("remote_only")) == sorted(
-        [*(obj(e) for e in deleted_local), "hybrid-audio/stems/offline/qq/stray.wav"])
+    assert names(report.by_state("remote_only")) == sorted([*(obj(e) for e in deleted_local), "hybrid-audio/stems/offline/qq/stray.wav"])
     assert names(report.by_state("missing")) == [obj(both)]
     assert report.summary() == {"in_sync": 8, "local_only": 2, "remote_only": 3, "mismatched": 2, "missing": 1}
     counts = report.counts()
@@ -102,8 +100,13 @@ def test_repair_dry_run_changes_nothing(gcs, tmp_path):
     assert result.dry_run and result.after is None
     assert gcs.remote_state() == remote_before
     assert local_state(root) == local_before
-    assert result.counts() == {"upload_planned": 4, "download_planned": 2, "regenerate_planned": 1,
-                               "ignore_planned": 1, "missing_everywhere": 1}
+    assert result.counts() == {
+        "upload_planned": 4,
+        "download_planned": 2,
+        "regenerate_planned": 1,
+        "ignore_planned": 1,
+        "missing_everywhere": 1,
+    }
     assert all(o.status == "planned" for o in result.outcomes)
 
 

@@ -50,8 +50,9 @@ def sha(data: bytes) -> str:
 
 def parse_wav(data: bytes) -> tuple[int, np.ndarray]:
     """Check the canonical 44-byte PCM16 mono header; return (sample_rate, samples)."""
-    (riff, riff_size, wave_id, fmt_id, fmt_size, tag, channels, rate, byte_rate, align, bits,
-     data_id, data_size) = struct.unpack("<4sI4s4sIHHIIHH4sI", data[:44])
+    (riff, riff_size, wave_id, fmt_id, fmt_size, tag, channels, rate, byte_rate, align, bits, data_id, data_size) = struct.unpack(
+        "<4sI4s4sIHHIIHH4sI", data[:44]
+    )
     assert (riff, wave_id, fmt_id, data_id) == (b"RIFF", b"WAVE", b"fmt ", b"data")
     assert riff_size == len(data) - 8
     assert (fmt_size, tag, channels, bits, align) == (16, 1, 1, 16, 2)
@@ -80,9 +81,7 @@ def test_implements_protocol_and_contract(engine: EspeakEngine) -> None:
 
 
 @pytest.mark.parametrize(("text", "voice"), PHRASES)
-def test_valid_audible_unclipped_wav(
-    engine: EspeakEngine, text: str, voice: VoiceSettings
-) -> None:
+def test_valid_audible_unclipped_wav(engine: EspeakEngine, text: str, voice: VoiceSettings) -> None:
     rate, samples = parse_wav(engine.synthesize(text, voice))
     assert rate == engine.contract(voice).sample_rate == 22050
     peak = int(np.abs(samples).max())
@@ -98,10 +97,7 @@ def test_short_greeting_duration(engine: EspeakEngine) -> None:
 
 def test_volume_scales_without_clipping(engine: EspeakEngine) -> None:
     text = "WOW! AMAZING! Call us back at five five five, one two three four."
-    peaks = {
-        volume: peak_of(engine.synthesize(text, VoiceSettings("en", volume=volume)))
-        for volume in (0.5, 1.0, 2.0)
-    }
+    peaks = {volume: peak_of(engine.synthesize(text, VoiceSettings("en", volume=volume))) for volume in (0.5, 1.0, 2.0)}
     assert peaks[0.5] < peaks[1.0] < peaks[2.0] < FULL_SCALE
 
 

@@ -14,10 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybrid_audio_dagster.core.inbox.errors import PROBLEM_CODES, InboxFileError
-from hybrid_audio_dagster.core.inbox.report import ParsedFile, Report, write_report
 from hybrid_audio_dagster.core.inbox.parse import content_sha256, ingest, parse_file
+from hybrid_audio_dagster.core.inbox.report import ParsedFile, Report, write_report
 from tests.support.inbox import DATA, displays, refusal
-
 
 # --------------------------------------------------------------------------- size/limits
 

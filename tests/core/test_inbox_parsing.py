@@ -7,11 +7,10 @@ import random
 
 import pytest
 
-from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 from hybrid_audio_dagster.core.inbox.decode import decode_text
+from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 from hybrid_audio_dagster.core.inbox.parse import detect_role, parse_file
 from tests.support.inbox import displays, refusal
-
 
 # ----------------------------------------------------------------------------- roles
 
@@ -136,10 +135,7 @@ def test_csv_malformed_quoting() -> None:
 
 
 def test_formula_and_path_cells_are_row_rejects() -> None:
-    data = (
-        b"name\nJohn\n=HYPERLINK(\"http://x\")\n+1\n-2\n@SUM(A1)\n\"\tTab\"\n"
-        b"../../etc/passwd\n..\\..\\boot.ini\n/etc/shadow\nMaria\n"
-    )
+    data = b'name\nJohn\n=HYPERLINK("http://x")\n+1\n-2\n@SUM(A1)\n"\tTab"\n../../etc/passwd\n..\\..\\boot.ini\n/etc/shadow\nMaria\n'
     result = parse_file(data, filename="names.csv").normalize()
     assert [i.display for i in result.items] == ["John", "Maria"]
     reasons = {r.row: r.reason for r in result.rejects}

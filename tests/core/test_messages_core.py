@@ -8,10 +8,10 @@ import pytest
 from hybrid_audio_dagster.core.audio.timing import ms_to_frames
 from hybrid_audio_dagster.core.messages.plan import MessagePlanner, plan_message
 from hybrid_audio_dagster.core.stems.store import StemRecord
-from tests.support.stems import fake_record
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
 from hybrid_audio_dagster.defs.resources.paths import PROJECT_ROOT
+from tests.support.stems import fake_record
 
 TEMPLATES = load_templates(PROJECT_ROOT / "templates")
 

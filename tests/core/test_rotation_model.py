@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from hybrid_audio_dagster.core.rotation.store import RotationStore
-from tests.support.rotation import seeds, keys, make_store, snapshot
+from tests.support.rotation import keys, make_store, seeds, snapshot
 
 
 class RotationMachine(RuleBasedStateMachine):

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
 from hybrid_audio_dagster.core.rotation.order import PairOrder
 from hybrid_audio_dagster.core.rotation.store import RotationStore
-from hybrid_audio_dagster.core.rotation.ledger import read_audit
 from tests.support.rotation import ROOT, keys, make_store
-
 
 # ------------------------------------------------------------------ processes: concurrency and crashes
 
@@ -98,8 +97,14 @@ def _consumer_log(path: Path) -> list[dict]:
 
 def _reference(cfg: dict, root: Path) -> list[list[tuple[str, str]]]:
     """The batches an uncrashed run hands out (in-process, fresh state)."""
-    store = RotationStore(root / "ref" / "state.json", names=cfg["names"], developers=cfg["devs"],
-                          seed=cfg["seed"], audit_path=root / "ref" / "audit.jsonl", fsync=False)
+    store = RotationStore(
+        root / "ref" / "state.json",
+        names=cfg["names"],
+        developers=cfg["devs"],
+        seed=cfg["seed"],
+        audit_path=root / "ref" / "audit.jsonl",
+        fsync=False,
+    )
     return [store.advance(cfg["k"], run_key_basis=f"tick-{t}").pairs for t in range(cfg["ticks"])]
 
 
@@ -118,17 +123,22 @@ def _assert_exactly_once(tmp_path: Path, cfg: dict) -> None:
         if c < max(per_cycle):
             assert sorted(pairs) == full
     # the audit trail has one record per commit, in order, none missing after repair
-    store = RotationStore(cfg["state"], names=cfg["names"], developers=cfg["devs"], seed=cfg["seed"],
-                          audit_path=cfg["audit"], fsync=False)
+    store = RotationStore(cfg["state"], names=cfg["names"], developers=cfg["devs"], seed=cfg["seed"], audit_path=cfg["audit"], fsync=False)
     seqs = [r["seq"] for r in store.audit_records()]
     assert seqs == list(range(1, store.status().seq + 1))
 
 
 def _crash_cfg(tmp_path: Path, **extra) -> dict:
     return {
-        "state": str(tmp_path / "st" / "state.json"), "audit": str(tmp_path / "logs" / "audit.jsonl"),
-        "out": str(tmp_path / "consumer.jsonl"), "names": keys("n", 7), "devs": keys("d", 4),
-        "seed": "crash", "k": 3, "ticks": 30, **extra,
+        "state": str(tmp_path / "st" / "state.json"),
+        "audit": str(tmp_path / "logs" / "audit.jsonl"),
+        "out": str(tmp_path / "consumer.jsonl"),
+        "names": keys("n", 7),
+        "devs": keys("d", 4),
+        "seed": "crash",
+        "k": 3,
+        "ticks": 30,
+        **extra,
     }
 
 
@@ -184,9 +194,18 @@ def test_sigkill_at_random_moments_never_repeats_or_loses_a_pair(tmp_path: Path)
 def test_two_processes_advancing_concurrently_hand_out_distinct_pairs(tmp_path: Path) -> None:
     names, devs = keys("n", 60), keys("d", 40)  # 2,400 pairs: one cycle holds all 2,000
     go = tmp_path / "go"
-    base = {"state": str(tmp_path / "st" / "state.json"), "audit": str(tmp_path / "logs" / "audit.jsonl"),
-            "names": names, "devs": devs, "seed": "race", "k": 1, "ticks": 1000, "run_keys": False,
-            "fsync": True, "go": str(go)}
+    base = {
+        "state": str(tmp_path / "st" / "state.json"),
+        "audit": str(tmp_path / "logs" / "audit.jsonl"),
+        "names": names,
+        "devs": devs,
+        "seed": "race",
+        "k": 1,
+        "ticks": 1000,
+        "run_keys": False,
+        "fsync": True,
+        "go": str(go),
+    }
     procs = [_run_worker(tmp_path, {**base, "out": str(tmp_path / f"out{i}.jsonl")}, wait=False) for i in range(2)]
     time.sleep(0.3)  # both imported and waiting
     go.touch()

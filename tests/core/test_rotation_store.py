@@ -15,11 +15,10 @@ from hypothesis import strategies as st
 from hybrid_audio_dagster.core.rotation import state as rotation_state
 from hybrid_audio_dagster.core.rotation.batch import Batch
 from hybrid_audio_dagster.core.rotation.errors import DatasetError, MissingReasonError, RotationStateError, RunKeyConflictError, SeekError
+from hybrid_audio_dagster.core.rotation.ledger import read_audit
 from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOrder
 from hybrid_audio_dagster.core.rotation.store import RotationStore
-from hybrid_audio_dagster.core.rotation.ledger import read_audit
-from tests.support.rotation import fast, seeds, keys, make_store, snapshot
-
+from tests.support.rotation import fast, keys, make_store, seeds, snapshot
 
 # ------------------------------------------------------------------ persistent store
 
@@ -55,13 +54,15 @@ def test_advance_covers_each_cycle_exactly_once_then_rolls_over(tmp_path: Path) 
 
 @fast(25)
 @given(
-    n_names=st.integers(1, 7), n_devs=st.integers(1, 7), n_scripts=st.integers(0, 3), seed=seeds,
-    warmup=st.lists(st.integers(1, 9), max_size=4), n=st.integers(0, 60),
+    n_names=st.integers(1, 7),
+    n_devs=st.integers(1, 7),
+    n_scripts=st.integers(0, 3),
+    seed=seeds,
+    warmup=st.lists(st.integers(1, 9), max_size=4),
+    n=st.integers(0, 60),
     mode=st.sampled_from(["pair", "batch", None]),
 )
-def test_preview_never_changes_state_and_equals_the_next_advances(
-    n_names, n_devs, n_scripts, seed, warmup, n, mode
-) -> None:
+def test_preview_never_changes_state_and_equals_the_next_advances(n_names, n_devs, n_scripts, seed, warmup, n, mode) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
         scripts = keys("s", n_scripts)
@@ -155,7 +156,10 @@ def test_removing_a_whole_dimension_ends_the_cycle_at_once(tmp_path: Path) -> No
 
 @fast(25)
 @given(
-    n_names=st.integers(2, 6), n_devs=st.integers(2, 6), seed=seeds, data=st.data(),
+    n_names=st.integers(2, 6),
+    n_devs=st.integers(2, 6),
+    seed=seeds,
+    data=st.data(),
 )
 def test_dataset_changes_never_repeat_and_never_drop_a_pair_that_stayed(n_names, n_devs, seed, data) -> None:
     """Pairs whose keys stay present for the whole cycle are handed out exactly once."""
@@ -252,8 +256,7 @@ def test_single_dimension_streams(tmp_path: Path) -> None:
     assert store.take("scripts", 4) == peek_scripts
     batch = store.advance(6, script_mode="batch")
     assert len({a.script for a in batch.items}) == 1
-    assert batch.items[0].script == list(StreamOrder(scripts, seed="s", cycle=1, label="scripts",
-                                                      avoid=peek_scripts[2]))[1]
+    assert batch.items[0].script == list(StreamOrder(scripts, seed="s", cycle=1, label="scripts", avoid=peek_scripts[2]))[1]
     assert all(a.script is None for a in store.advance(2, script_mode="none").items)
     no_scripts = make_store(tmp_path / "other", names, devs)
     assert no_scripts.advance(1).items[0].script is None
@@ -297,9 +300,7 @@ def test_a_crash_before_the_commit_hands_out_nothing(tmp_path: Path, monkeypatch
     assert store.advance(3).pairs == list(order.pairs(2, 5))
 
 
-def test_a_crash_after_the_commit_is_recoverable_and_the_audit_repaired(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_crash_after_the_commit_is_recoverable_and_the_audit_repaired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store(tmp_path, keys("n", 4), keys("d", 4))
     calls = {"n": 0}
     real_append = RotationStore._append_audit

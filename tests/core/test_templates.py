@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybrid_audio_dagster.core.audio.timing import Boundary
-from hybrid_audio_dagster.core.templates import Segment, Template, TemplateError, load_template, load_templates, parse_template
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.template_variants import split_variant_key, variant_key
+from hybrid_audio_dagster.core.templates import Segment, Template, TemplateError, load_template, load_templates, parse_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO_ROOT / "templates"
@@ -50,7 +50,12 @@ def test_load_templates_relative_path(monkeypatch) -> None:
 def test_followup_en_shape() -> None:
     t = load_template(TEMPLATES / "followup-en.json")
     assert [s.kind for s in t.segments] == [
-        SegmentKind.NAME, SegmentKind.SCRIPT, SegmentKind.SCRIPT, SegmentKind.DEVELOPER, SegmentKind.SCRIPT, SegmentKind.SCRIPT,
+        SegmentKind.NAME,
+        SegmentKind.SCRIPT,
+        SegmentKind.SCRIPT,
+        SegmentKind.DEVELOPER,
+        SegmentKind.SCRIPT,
+        SegmentKind.SCRIPT,
     ]
     assert t.voice_settings().language == "en"
 
@@ -300,8 +305,12 @@ def _with_variants(**variants) -> Template:
 
 def test_a_variant_overrides_only_what_it_declares() -> None:
     t = _with_variants(
-        soft={"voice": {"speed": 0.9, "emotion": "calm"}, "timing": {"sentence_ms": 700},
-              "segments": {"close": "Take care!"}, "transitions": {"greeting": {"crossfade_ms": 20}}},
+        soft={
+            "voice": {"speed": 0.9, "emotion": "calm"},
+            "timing": {"sentence_ms": 700},
+            "segments": {"close": "Take care!"},
+            "transitions": {"greeting": {"crossfade_ms": 20}},
+        },
     )
     v = t.expand()["t--soft"]
     assert v.id == "t--soft" and (v.base_id, v.variant_name) == ("t", "soft") and not v.variants

@@ -15,9 +15,8 @@ from hybrid_audio_dagster.core.audio.errors import SilentAudioError
 from hybrid_audio_dagster.core.audio.timing import Boundary, TimingRules, classify_boundary, ms_to_frames
 from hybrid_audio_dagster.core.audio.trim import TrimRange, find_trim
 from hybrid_audio_dagster.core.audio.wav import PcmAudio, encode_wav, load_wav, parse_wav
-from tests.support.campaign import pack
 from tests.support.assemble import FORMATS, FULL_SCALE, PROPERTY, REPO_ROOT, data_offset, sf_read, sha
-
+from tests.support.campaign import pack
 
 # --------------------------------------------------------------------------------------
 # trimming
@@ -175,8 +174,17 @@ def test_ms_to_frames_rounds_half_up_exactly(ms: int, rate: int) -> None:
 
 @pytest.mark.parametrize(
     "ms, rate, frames",
-    [(0, 22050, 0), (1, 22050, 22), (10, 22050, 221), (450, 22050, 9923), (200, 22050, 4410),
-     (60, 44100, 2646), (1, 44100, 44), (3, 11025, 33), (5000, 48000, 240000)],
+    [
+        (0, 22050, 0),
+        (1, 22050, 22),
+        (10, 22050, 221),
+        (450, 22050, 9923),
+        (200, 22050, 4410),
+        (60, 44100, 2646),
+        (1, 44100, 44),
+        (3, 11025, 33),
+        (5000, 48000, 240000),
+    ],
 )
 def test_ms_to_frames_examples(ms: int, rate: int, frames: int) -> None:
     assert ms_to_frames(ms, rate) == frames

@@ -57,8 +57,6 @@ FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthChe
 # --------------------------------------------------------------------------------------
 
 
-
-
 def chunk(cid: bytes, body: bytes, size: int | None = None) -> bytes:
     return cid + struct.pack("<I", len(body) if size is None else size) + body + (b"\x00" if len(body) & 1 else b"")
 
@@ -160,7 +158,10 @@ def test_parse_skips_unknown_and_odd_sized_chunks() -> None:
     samples = np.array([[100, -100], [200, -200], [3000, -3000]])
     data = pack(samples, "pcm_s16le")
     blob = hand_wav(
-        "pcm_s16le", 2, 16000, data,
+        "pcm_s16le",
+        2,
+        16000,
+        data,
         before=(chunk(b"LIST", b"INFOINAM\x05\x00\x00\x00odd!!"), chunk(b"junk", b"abc")),  # odd sizes: padded
         after=(chunk(b"id3 ", b"ID3\x04\x00\x00\x00\x00\x00\x00"),),
     )
@@ -405,7 +406,10 @@ UNSUPPORTED = {
     "extensible-mu-law": lambda: riff(
         chunk(
             b"fmt ",
-            fmt_body(0xFFFE, 1, 8000, 8) + struct.pack("<HHI", 22, 8, 4) + b"\x07\x00" + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71",
+            fmt_body(0xFFFE, 1, 8000, 8)
+            + struct.pack("<HHI", 22, 8, 4)
+            + b"\x07\x00"
+            + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71",
         ),
         chunk(b"data", bytes(range(200))),
     ),

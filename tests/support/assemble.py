@@ -104,8 +104,12 @@ def cases(draw, max_stems: int = 5) -> Case:
     stems, wavs, pieces = [], [], []
     for i in range(n):
         s = make_stem(
-            rng, fmt, channels,
-            lead=draw(st.integers(0, 30)), body=draw(st.integers(2, 120)), tail=draw(st.integers(0, 30)),
+            rng,
+            fmt,
+            channels,
+            lead=draw(st.integers(0, 30)),
+            body=draw(st.integers(2, 120)),
+            tail=draw(st.integers(0, 30)),
             style=draw(st.sampled_from(["noise", "sine", "full-scale", "exact-silence"])),
         )
         audio = PcmAudio(rate, channels, fmt, pack(s, fmt))

@@ -51,7 +51,10 @@ def run_requests(defs, instance, requests) -> list:
         job = defs.resolve_job_def(req.job_name)
         results.append(
             job.execute_in_process(
-                instance=instance, run_config=req.run_config or {}, tags=req.tags, partition_key=req.partition_key,
+                instance=instance,
+                run_config=req.run_config or {},
+                tags=req.tags,
+                partition_key=req.partition_key,
                 raise_on_error=False,
             )
         )

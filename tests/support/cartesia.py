@@ -11,7 +11,6 @@ import pytest
 from hybrid_audio_dagster.core.tts.base import VoiceSettings
 from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
 from hybrid_audio_dagster.core.tts.cartesia.config import CartesiaConfig
-
 from testkit.cartesia_server import FakeCartesia
 
 KEY = "sk_car_LEAKCANARY_7f3a9c2e51"  # distinctive: searched for in every output

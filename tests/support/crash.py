@@ -15,8 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.core.audio.wav import load_wav
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from testkit.postgres import DEPLOY_ENV
 
@@ -31,8 +31,11 @@ BATCH_S = 150
 
 # -- helpers ----------------------------------------------------------------------------------
 def clean_env(home: Path, project: Path) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DAGSTER_", "CARTESIA_", "HYBRID_AUDIO_", "TTS_", "GOOGLE_", "STORAGE_EMULATOR"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DAGSTER_", "CARTESIA_", "HYBRID_AUDIO_", "TTS_", "GOOGLE_", "STORAGE_EMULATOR"))
+    }
     env.update(DAGSTER_HOME=str(home), HYBRID_AUDIO_ROOT=str(project), TTS_ENGINE="offline", PYTHONUNBUFFERED="1")
     yaml_file = home / "dagster.yaml"
     if yaml_file.exists() and "postgres_db:" in yaml_file.read_text():
@@ -46,8 +49,9 @@ class Proc:
     def __init__(self, cmd: list[str], env: dict, log: Path):
         self.log = log
         self._fh = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started = time.monotonic()
 
     def output(self) -> str:
@@ -109,8 +113,10 @@ def temp_files(paths: ProjectPaths) -> list[str]:
 
 
 def message_mtimes(paths: ProjectPaths) -> dict[str, int]:
-    return {str(Path(p).relative_to(paths.output)): os.stat(p).st_mtime_ns
-            for p in glob.glob(str(paths.output / "**" / "*.wav"), recursive=True)}
+    return {
+        str(Path(p).relative_to(paths.output)): os.stat(p).st_mtime_ns
+        for p in glob.glob(str(paths.output / "**" / "*.wav"), recursive=True)
+    }
 
 
 def billed(paths: ProjectPaths) -> int:

@@ -14,10 +14,9 @@ import google_crc32c
 import pytest
 from google.cloud import storage
 
-from hybrid_audio_dagster.core.delivery.mirror import GCSMirror
 from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
+from hybrid_audio_dagster.core.delivery.mirror import GCSMirror
 from hybrid_audio_dagster.core.delivery.records import RetrySettings
-
 from testkit.gcs_emulator import FaultProxy, GCSEmulator, emulator_behind_proxy
 
 BUCKET = "ha-test"

@@ -18,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def fast(max_examples: int) -> settings:
     # no deadline: these tests assert properties, never timings
-    return settings(max_examples=max_examples, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 seeds = st.one_of(st.integers(min_value=-(2**63), max_value=2**63), st.text(max_size=12))
@@ -79,21 +78,25 @@ def assert_guarantees(order: PairOrder) -> None:
 
 def make_store(root: Path, names, devs, scripts=(), seed: str | int = "s", **kw) -> RotationStore:
     kw.setdefault("fsync", False)  # durability on power loss is irrelevant to these properties
-    return RotationStore(root / "state" / "state.json", names=names, developers=devs, scripts=scripts,
-                         seed=seed, audit_path=root / "logs" / "audit.jsonl", **kw)
+    return RotationStore(
+        root / "state" / "state.json",
+        names=names,
+        developers=devs,
+        scripts=scripts,
+        seed=seed,
+        audit_path=root / "logs" / "audit.jsonl",
+        **kw,
+    )
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file's bytes except lock files (an empty lock file is not state)."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.suffix != ".lock"
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".lock"}
 
 
-def warm_home(base: Path, names: list[str], developers: list[str], *, variants: bool = False,
-              drop_templates: tuple[str, ...] = ()) -> tuple[Path, Path]:
+def warm_home(
+    base: Path, names: list[str], developers: list[str], *, variants: bool = False, drop_templates: tuple[str, ...] = ()
+) -> tuple[Path, Path]:
     """(project root, instance home) after one full batch with the offline engine: the
     starting point of the rotation's Dagster tests (made once per module)."""
     import dagster as dg

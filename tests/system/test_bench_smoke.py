@@ -19,14 +19,29 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # every scenario at t
 
 SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper", "scale", "partitions"}
 TARGET_IDS = {
-    "core.vs_numpy_soundfile", "core.vs_pydub", "core.byte_identical",
-    "batch.messages_per_s", "batch.vs_pydub", "batch.vs_numpy_soundfile",
-    "noop.checked_per_s", "noop.tts_calls", "noop.files_rewritten",
-    "cartesia.fraction_of_ideal", "cartesia.body_fraction_of_ideal", "cartesia.max_in_flight",
-    "scaling.throughput", "scaling.peak_rss",
-    "scale.bookkeeping_pg", "scale.noop_1m_pg", "scale.memory_pg", "scale.bookkeeping_sqlite", "scale.noop_1m_sqlite",
-    "scale.memory_sqlite", "scale.noop_tts_calls",
-    "partitions.grouped_sqlite", "partitions.grouped_postgres",
+    "core.vs_numpy_soundfile",
+    "core.vs_pydub",
+    "core.byte_identical",
+    "batch.messages_per_s",
+    "batch.vs_pydub",
+    "batch.vs_numpy_soundfile",
+    "noop.checked_per_s",
+    "noop.tts_calls",
+    "noop.files_rewritten",
+    "cartesia.fraction_of_ideal",
+    "cartesia.body_fraction_of_ideal",
+    "cartesia.max_in_flight",
+    "scaling.throughput",
+    "scaling.peak_rss",
+    "scale.bookkeeping_pg",
+    "scale.noop_1m_pg",
+    "scale.memory_pg",
+    "scale.bookkeeping_sqlite",
+    "scale.noop_1m_sqlite",
+    "scale.memory_sqlite",
+    "scale.noop_tts_calls",
+    "partitions.grouped_sqlite",
+    "partitions.grouped_postgres",
 }
 
 
@@ -36,7 +51,11 @@ def report(tmp_path_factory) -> tuple[dict, str]:
     out = tmp / "report.json"
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--tiny", "--jobs", "4", "--scratch", str(tmp / "scratch"), "--out", str(out)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False,  # a hang guard, not a speed bound: the bench at --tiny on a busy 2-core machine
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,  # a hang guard, not a speed bound: the bench at --tiny on a busy 2-core machine
     )
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert not any((tmp / "scratch").iterdir()), "the suite left scratch files behind"
@@ -80,7 +99,10 @@ def test_noop_rerun_makes_no_tts_call_and_rewrites_nothing(report):
         assert set(s["baselines_messages_per_s"]) >= {"core", "numpy_soundfile"}
         assert s["peak_rss_mb"] > 0 and b["child_max_rss_mb"] > 0
     assert data["correctness"] == {
-        "core.byte_identical": True, "noop.tts_calls": True, "noop.files_rewritten": True, "cartesia.max_in_flight": True,
+        "core.byte_identical": True,
+        "noop.tts_calls": True,
+        "noop.files_rewritten": True,
+        "cartesia.max_in_flight": True,
     }
 
 

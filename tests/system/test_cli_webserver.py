@@ -52,13 +52,26 @@ def web(tmp_path_factory):
     fake = FakeCartesia(FAKE_KEY).start()
     gcs = GCSEmulator(tmp / "gcs", default_bucket=BUCKET)
     gcs.start()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "HYBRID_AUDIO_ROOT": str(root), "PYTHONPATH": str(ROOT),
-           "TTS_ENGINE": "cartesia", "CARTESIA_BASE_URL": fake.base_url, "CARTESIA_API_KEY": FAKE_KEY,
-           "HYBRID_AUDIO_GCS_BUCKET": BUCKET, "STORAGE_EMULATOR_HOST": gcs.url}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "HYBRID_AUDIO_ROOT": str(root),
+        "PYTHONPATH": str(ROOT),
+        "TTS_ENGINE": "cartesia",
+        "CARTESIA_BASE_URL": fake.base_url,
+        "CARTESIA_API_KEY": FAKE_KEY,
+        "HYBRID_AUDIO_GCS_BUCKET": BUCKET,
+        "STORAGE_EMULATOR_HOST": gcs.url,
+    }
     port = free_port()
     dagster = Path(sys.executable).with_name("dagster")
-    server = ServerProcess("dagster-dev", [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-                           env=env, cwd=ROOT, log_dir=tmp)
+    server = ServerProcess(
+        "dagster-dev",
+        [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        cwd=ROOT,
+        log_dir=tmp,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def alive() -> None:
@@ -170,8 +183,11 @@ def test_rotation_commands(web, capsys):
 def test_generate_stems(web, capsys):
     paths = web["paths"]
     billed = len(web["fake"].tts_requests)
-    for args, kinds in ((["name", "maria", "--force"], {"name"}), (["developer", "wyndham"], {"developer"}),
-                        (["combined", "zoe", "hilton-grand-vacations"], {"name", "developer"})):
+    for args, kinds in (
+        (["name", "maria", "--force"], {"name"}),
+        (["developer", "wyndham"], {"developer"}),
+        (["combined", "zoe", "hilton-grand-vacations"], {"name", "developer"}),
+    ):
         code, out = run(web, capsys, "generate", *args)
         assert code == 0, out
         assert {s["kind"] for s in out["stems"]} == kinds
@@ -261,7 +277,8 @@ def test_picture_and_the_partition_page_in_chromium(web, capsys):
     assert code == 0 and out_png.read_bytes().startswith(b"\x89PNG")
     row = next(r for r in read_manifest(manifest_path(paths.output, "followup-en", "wyndham")) if r["name_key"] == "john")
     assert [(e["out_start"], e["out_end"]) for e in out["segments"]] == [
-        (e["out_start"], e["out_end"]) for e in json.loads(row["timeline"])["entries"]]
+        (e["out_start"], e["out_end"]) for e in json.loads(row["timeline"])["entries"]
+    ]
 
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
@@ -269,11 +286,22 @@ def test_picture_and_the_partition_page_in_chromium(web, capsys):
     playwright = pytest.importorskip("playwright.sync_api")
     shot = web["tmp"] / "partition.png"
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=[
-            "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=str(chromium),
+            args=[
+                "--no-sandbox",
+                "--headless",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
-            page.goto(f"{web['url']}/assets/messages?view=partitions&partition=wyndham%7Cfollowup-en", wait_until="networkidle", timeout=60_000)
+            page.goto(
+                f"{web['url']}/assets/messages?view=partitions&partition=wyndham%7Cfollowup-en", wait_until="networkidle", timeout=60_000
+            )
             page.get_by_text("timing_picture").first.wait_for(timeout=60_000)
             try:  # the first visit's "Join the Dagster community" modal, which shows up a moment later
                 page.get_by_role("button", name="Skip").first.click(timeout=8_000)
@@ -361,8 +389,16 @@ def test_audit_log_is_json_lines_and_never_holds_the_key(web, capsys):
     paths: ProjectPaths = web["paths"]
     events = list(audit.read(paths.logs))  # raises on a line that is not JSON
     kinds = {e["event"] for e in events}
-    assert {"tts_call", "stems_run", "forced_regeneration", "stems_invalidated", "dataset_ingested", "dataset_deleted",
-            "rotation_advance", "erase"} <= kinds, kinds
+    assert {
+        "tts_call",
+        "stems_run",
+        "forced_regeneration",
+        "stems_invalidated",
+        "dataset_ingested",
+        "dataset_deleted",
+        "rotation_advance",
+        "erase",
+    } <= kinds, kinds
     calls = [e for e in events if e["event"] == "tts_call"]
     assert all(e["engine"] == "cartesia" and e["run_id"] and e["trigger"] == "cli" and e["latency_ms"] >= 0 for e in calls)
     assert sum(e["chars"] for e in calls if not e["hit"]) == chars_billed(web["fake"])

@@ -30,6 +30,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, host_id, remove_stale_temp_files
+from hybrid_audio_dagster.core.messages.manifest import ManifestWriter, file_matches, read_manifest, read_spool, recover_spools
 from hybrid_audio_dagster.defs.tags import DRIVER_TAG
 from hybrid_audio_dagster.runner.recovery import (
     HOST_TAG,
@@ -40,8 +42,6 @@ from hybrid_audio_dagster.runner.recovery import (
     pool_slot_holders,
     recover_dead_runs,
 )
-from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, host_id, remove_stale_temp_files
-from hybrid_audio_dagster.core.messages.manifest import ManifestWriter, file_matches, read_manifest, read_spool, recover_spools
 from testkit.postgres import write_postgres_home
 from testkit.project import make_project
 from tests.support.crash import (
@@ -80,7 +80,7 @@ def home(request, tmp_path):
 
 
 # -- atomic writes and temp files (fast) -------------------------------------------------------
-WRITER = textwrap.dedent('''
+WRITER = textwrap.dedent("""
     import os, sys
     from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
     folder = sys.argv[1]
@@ -91,7 +91,7 @@ WRITER = textwrap.dedent('''
         i += 1
         if i == 3:
             open(os.path.join(folder, "ready"), "w").close()
-''')
+""")
 
 
 def test_kill_9_mid_write_leaves_no_partial_file_under_its_name(tmp_path):
@@ -149,7 +149,7 @@ def test_write_errors_name_the_path_and_leave_the_old_file(tmp_path, monkeypatch
 
 
 # -- manifest spools ----------------------------------------------------------------------------
-SPOOLER = textwrap.dedent('''
+SPOOLER = textwrap.dedent("""
     import os, sys, time
     from hybrid_audio_dagster.core.messages.manifest import ManifestWriter
     root, n = sys.argv[1], int(sys.argv[2])
@@ -164,7 +164,7 @@ SPOOLER = textwrap.dedent('''
                "input_signature": "s", "template_signature": "t", "timeline": "{}", "gs_uri": None})
     open(os.path.join(root, "done"), "w").close()
     time.sleep(60)
-''')
+""")
 
 
 def test_a_dead_writers_spool_is_recovered_row_by_row(tmp_path):
@@ -191,8 +191,22 @@ def test_a_failed_commit_keeps_the_old_manifest_and_the_spool(tmp_path, monkeypa
     w = ManifestWriter(manifest)
     (tmp_path / "a.wav").write_bytes(b"x")
     st = os.stat(tmp_path / "a.wav")
-    w.add({"name_key": "a", "name": "A", "path": "a.wav", "frames": 1, "sample_rate": 8000, "duration_s": 0.1, "bytes": st.st_size,
-           "mtime_ns": st.st_mtime_ns, "sha256": "0" * 64, "input_signature": "s", "template_signature": "t", "timeline": "{}"})
+    w.add(
+        {
+            "name_key": "a",
+            "name": "A",
+            "path": "a.wav",
+            "frames": 1,
+            "sample_rate": 8000,
+            "duration_s": 0.1,
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": "0" * 64,
+            "input_signature": "s",
+            "template_signature": "t",
+            "timeline": "{}",
+        }
+    )
     real = os.replace
 
     def denied(src, dst, *a, **k):
@@ -212,7 +226,7 @@ def test_a_failed_commit_keeps_the_old_manifest_and_the_spool(tmp_path, monkeypa
 
 
 # -- pool slots: dead runs freed, live holders reported -------------------------------------------
-HOLDER = textwrap.dedent('''
+HOLDER = textwrap.dedent("""
     import os, sys, time
     import dagster as dg
     from hybrid_audio_dagster.defs.tags import DRIVER_TAG
@@ -227,7 +241,7 @@ HOLDER = textwrap.dedent('''
 
     job = dg.Definitions(assets=[slot_holder], jobs=[dg.define_asset_job("holder_job", [slot_holder])]).resolve_job_def("holder_job")
     job.execute_in_process(instance=dg.DagsterInstance.get(), tags={DRIVER_TAG: "cli", **owner_tags()})
-''')
+""")
 
 
 @dg.asset(pool="tts")
@@ -299,7 +313,8 @@ def test_a_killed_batch_run_is_failed_and_its_slot_freed_a_live_one_is_reported(
         t.join(150)
         assert waiter and waiter[0].success, (
             f"the waiting run did not complete within 150 s of the recovery; tts pool (limit, holders, pending): "
-            f"{pool_slot_holders(instance, 'tts')}")
+            f"{pool_slot_holders(instance, 'tts')}"
+        )
         assert pool_slot_holders(instance, "tts")[1] == []
         print(f"recover_dead_runs: {recovery_s * 1000:.0f} ms; waiter done {time.monotonic() - t0:.1f}s after it")
     finally:
@@ -328,8 +343,9 @@ def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(
     # 2. the next batch starts without a manual step; kill -9 it in the messages phase, once
     #    its manifest progress reached a spool
     b2 = headless_batch(home, project, tmp_path / "b2.log")
-    timings["kill_2_s"] = kill_when(b2, lambda: any(os.path.getsize(s) > 0 for s in spools(paths) if os.path.exists(s)),
-                                    "a flushed manifest spool")
+    timings["kill_2_s"] = kill_when(
+        b2, lambda: any(os.path.getsize(s) > 0 for s in spools(paths) if os.path.exists(s)), "a flushed manifest spool"
+    )
     assert_final_files_whole(paths)
     assert "recovered after a crash: 1 dead run(s)" in b2.output()
     with open_instance(home) as instance:
@@ -349,7 +365,7 @@ def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(
     timings["batch_3_s"] = time.monotonic() - t0
     out = b3.output()
     assert rc == 0, out[-3000:]
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out[out.index("{") :])
     total = len(NAMES) * len(DEVELOPERS) * 2
     assert summary["recovered_runs"] == [msg_run.run_id] and summary["slots_freed"] == 1
     assert summary["tts_calls"] == 0 and summary["stem_runs"] == 0
@@ -370,5 +386,7 @@ def test_kill_9_during_stems_then_during_messages_then_the_next_batch_completes(
         assert not pool_slot_holders(instance, "tts")[1] and not pool_slot_holders(instance, "messages")[1]
     timings["recovery_s"] = summary["recovery_seconds"]
     backend = request.node.callspec.params["home"]
-    print(f"[{backend}] recovered {len(durable)} of {len(on_disk)} messages on disk; rewrote {len(rewritten)}; timings",
-          {k: round(v, 2) for k, v in timings.items()})
+    print(
+        f"[{backend}] recovered {len(durable)} of {len(on_disk)} messages on disk; rewrote {len(rewritten)}; timings",
+        {k: round(v, 2) for k, v in timings.items()},
+    )

@@ -22,12 +22,21 @@ from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from testkit.cartesia_server import FakeCartesia
 from testkit.project import make_project
-from testkit.servers import (ServerProcess, free_port, loaded_locations, run_tag, start_schedule_with_due_tick, stop_schedule,
-                           wait_for_pipeline, wait_until)
+from testkit.servers import (
+    ServerProcess,
+    free_port,
+    loaded_locations,
+    run_tag,
+    start_schedule_with_due_tick,
+    stop_schedule,
+    wait_for_pipeline,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk_car_SECRET_canary_7f3a9c2e1b"
 ASSET_JOBS = {"datasets_job", "name_stems_job", "developer_stems_job", "script_stems_job", "messages_job"}
+
 
 def _secret_hits(folder: Path, needle: bytes) -> list[str]:
     """Every place under ``folder`` holding ``needle``: raw bytes, zlib-compressed blobs,
@@ -77,18 +86,28 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
 
     with FakeCartesia(KEY) as api:
         env = {
-            **os.environ, "DAGSTER_HOME": str(home), "HYBRID_AUDIO_ROOT": str(root), "TTS_ENGINE": "cartesia",
-            "CARTESIA_API_KEY": KEY, "CARTESIA_BASE_URL": api.base_url,
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "HYBRID_AUDIO_ROOT": str(root),
+            "TTS_ENGINE": "cartesia",
+            "CARTESIA_API_KEY": KEY,
+            "CARTESIA_BASE_URL": api.base_url,
             "HYBRID_AUDIO_PIPELINE_SENSOR_S": "2",  # the next stage within seconds of the last one
         }
         # the schedule on, its nightly tick already due: the daemon fires it as soon as it starts
-        start_schedule_with_due_tick(env, "nightly_batch_schedule", ROOT / "workspace.yaml",
-                                     open_instance=lambda: dg.DagsterInstance.from_config(str(home)))
+        start_schedule_with_due_tick(
+            env, "nightly_batch_schedule", ROOT / "workspace.yaml", open_instance=lambda: dg.DagsterInstance.from_config(str(home))
+        )
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         dagster = Path(sys.executable).with_name("dagster")
-        server = ServerProcess("dagster-dev", [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-                               env=env, cwd=ROOT, log_dir=tmp_path)
+        server = ServerProcess(
+            "dagster-dev",
+            [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            env=env,
+            cwd=ROOT,
+            log_dir=tmp_path,
+        )
 
         def alive():
             assert server.alive(), server.log_tail()
@@ -122,8 +141,14 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
         assert calls_after_schedule > 0
 
         # the headless batch on the same home, same engine: the stage runs in-process, no new TTS call
-        batch = subprocess.run([sys.executable, "-m", "hybrid_audio_dagster.runner.headless", "batch"], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=300)
+        batch = subprocess.run(
+            [sys.executable, "-m", "hybrid_audio_dagster.runner.headless", "batch"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert batch.returncode == 0, batch.stderr[-3000:]
         assert "TTS calls          0" in batch.stdout
         assert len(api.tts_requests) == calls_after_schedule

@@ -14,12 +14,21 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from testkit.postgres import DEPLOY_ENV, DEPLOY_YAML
 from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from testkit.servers import (ServerProcess, free_port, graphql, loaded_locations, run_tag, start_schedule_with_due_tick, stop_schedule,
-                           wait_for_pipeline, wait_until)
+from testkit.postgres import DEPLOY_ENV, DEPLOY_YAML
 from testkit.project import make_project
+from testkit.servers import (
+    ServerProcess,
+    free_port,
+    graphql,
+    loaded_locations,
+    run_tag,
+    start_schedule_with_due_tick,
+    stop_schedule,
+    wait_for_pipeline,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "deploy" / "README.md"
@@ -45,7 +54,8 @@ def test_instance_config_uses_postgres_storage(postgres_instance, pg_database):
     # the rows are in Postgres, seen with a plain SQL client
     assert pg_database.query("SELECT status FROM runs WHERE run_id = %s", (run_id,)) == [("SUCCESS",)]
     [(n,)] = pg_database.query(
-        "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'", (run_id,))
+        "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'ASSET_MATERIALIZATION'", (run_id,)
+    )
     assert n == 1
     # and through the instance API
     event = instance.get_latest_materialization_event(dg.AssetKey("deploy_probe"))
@@ -111,8 +121,16 @@ def exported_names(env_block: str) -> list[str]:
 def test_readme_documents_the_environment():
     blocks = readme_blocks()
     names = exported_names(blocks["env"])
-    for var in ("DAGSTER_HOME", "HYBRID_AUDIO_ROOT", "TTS_ENGINE", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT",
-                "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+    for var in (
+        "DAGSTER_HOME",
+        "HYBRID_AUDIO_ROOT",
+        "TTS_ENGINE",
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PORT",
+        "DAGSTER_PG_USER",
+        "DAGSTER_PG_PASSWORD",
+        "DAGSTER_PG_DB",
+    ):
         assert var in names, var
     for var in ("CARTESIA_API_KEY", "CARTESIA_BASE_URL"):
         assert var in blocks["env"], var
@@ -157,8 +175,15 @@ class Deployment:
         return "\n".join(f"--- {n} ---\n{p.log_tail(1500)}" for n, p in self.procs.items())
 
     def bash(self, script: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=self.env, capture_output=True,
-                              text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -196,20 +221,27 @@ def deployment(postgres, tmp_path_factory):
 
         t0 = time.monotonic()
         procs["code-server"] = ServerProcess("code-server", ["bash", "-c", blocks["code-server"]], env=env, cwd=ROOT, log_dir=tmp)
-        wait_until(lambda: dep.bash(blocks["code-server-ready"], timeout_s=30).returncode == 0,
-                   timeout_s=120, interval_s=1, what="the code server to answer", alive=dep.alive)
+        wait_until(
+            lambda: dep.bash(blocks["code-server-ready"], timeout_s=30).returncode == 0,
+            timeout_s=120,
+            interval_s=1,
+            what="the code server to answer",
+            alive=dep.alive,
+        )
         timings["code_server_s"] = time.monotonic() - t0
         # the nightly schedule on, its last tick (the real 02:00 cron) already due: the daemon
         # fires it as it starts, the pipeline runs while the other tests look (nightly_pipeline)
         t0 = time.monotonic()
-        start_schedule_with_due_tick(env, "nightly_batch_schedule", ROOT / "deploy" / "workspace.grpc.yaml",
-                                     open_instance=lambda: _instance(dep))
+        start_schedule_with_due_tick(
+            env, "nightly_batch_schedule", ROOT / "deploy" / "workspace.grpc.yaml", open_instance=lambda: _instance(dep)
+        )
         timings["schedule_start_s"] = time.monotonic() - t0
         for name in ("webserver", "daemon"):
             procs[name] = ServerProcess(name, ["bash", "-c", blocks[name]], env=env, cwd=ROOT, log_dir=tmp)
         t0 = time.monotonic()
-        dep.entries = wait_until(lambda: loaded_locations(dep.url), timeout_s=180, interval_s=1,
-                                 what="the webserver to load the code location", alive=dep.alive)
+        dep.entries = wait_until(
+            lambda: loaded_locations(dep.url), timeout_s=180, interval_s=1, what="the webserver to load the code location", alive=dep.alive
+        )
         timings["webserver_s"] = time.monotonic() - t0
         yield dep
     finally:

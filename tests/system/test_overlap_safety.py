@@ -15,15 +15,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_fingerprint
 from hybrid_audio_dagster.defs.messages.checks import verify_partition
-from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.defs.metadata_index import latest_metadata
-from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME
-from hybrid_audio_dagster.core.messages.manifest import read_fingerprint
 from hybrid_audio_dagster.defs.partitions import message_partition_key
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from testkit.postgres import write_postgres_home
-from tests.support.campaign import CountingTTS, calls
 from testkit.project import make_project
+from tests.support.campaign import CountingTTS, calls
 from tests.support.crash import (
     BATCH_S,
     DEVELOPERS,
@@ -39,9 +38,8 @@ from tests.support.crash import (
     verify_all,
 )
 
-
 # -- two batches at once ----------------------------------------------------------------------------
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import json, sys
     import dagster as dg
     from hybrid_audio_dagster.runner.batch import run_full_batch
@@ -52,10 +50,10 @@ DRIVER = textwrap.dedent('''
     with dg.DagsterInstance.get() as instance:
         s = run_full_batch(instance, resources={"paths": ProjectPaths(root=root), "tts": CountingTTS(log_path=log)})
     print(json.dumps(s.to_dict()))
-''')
+""")
 
 
-INBOX = textwrap.dedent('''
+INBOX = textwrap.dedent("""
     import sys
     import dagster as dg
     from hybrid_audio_dagster.defs.datasets.sensors import InboxSettings, evaluate_inbox
@@ -77,7 +75,7 @@ INBOX = textwrap.dedent('''
         results = drive_pipelines(defs, instance, tick.run_requests)
     assert results and all(r.success for r in results), [r.run_id for r in results if not r.success]
     print("inbox runs", len(results))
-''')
+""")
 
 
 @pytest.mark.slow
@@ -136,8 +134,11 @@ def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backen
         before = message_mtimes(paths)
         with open_instance(home) as instance:
             again = run_full_batch(instance, resources={"paths": paths, "tts": CountingTTS(log_path=str(log))})
-            keys = [message_partition_key(t, d) for t in instance.get_dynamic_partitions("templates")
-                    for d in instance.get_dynamic_partitions("developers")]
+            keys = [
+                message_partition_key(t, d)
+                for t in instance.get_dynamic_partitions("templates")
+                for d in instance.get_dynamic_partitions("developers")
+            ]
             recorded = latest_metadata(instance, dg.AssetKey("messages"), keys)
         assert (again.messages_written, again.tts_calls, again.messages_skipped) == (0, 0, total)
         assert len(recorded) == 2 * 2 and all(m["unchanged_partition"] is True for m in recorded.values()), recorded

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
 from hybrid_audio_dagster.core.audio.errors import FormatMismatchError, TimelineError, VerificationError
 from hybrid_audio_dagster.core.audio.trim import TrimRange
 from hybrid_audio_dagster.core.audio.wav import PcmAudio, decode_samples, encode_samples, parse_wav, wav_header
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
 
 MAX_PAUSE_FRAMES = 10 * 384_000  # 10 s at the highest rate: far past any sane pause
 
@@ -172,8 +172,7 @@ def assemble(
         if p.stem.format_key != first.format_key:
             raise FormatMismatchError(
                 f"stem '{p.segment_id}'",
-                f"{_describe(p.stem)} does not match '{pieces[0].segment_id}' ({_describe(first)}); "
-                "stems are never resampled or converted",
+                f"{_describe(p.stem)} does not match '{pieces[0].segment_id}' ({_describe(first)}); stems are never resampled or converted",
             )
     for frames, what in ((lead_frames, "lead"), (tail_frames, "tail")):
         if not 0 <= frames <= MAX_PAUSE_FRAMES:
@@ -191,7 +190,9 @@ def assemble(
             raise TimelineError(f"stem '{piece.segment_id}'", f"trim range {tr.start}..{tr.end} outside 0..{piece.stem.frames}")
         t = transitions[i] if i < len(transitions) else Transition()
         if t.pause_frames < 0 or t.crossfade_frames < 0 or t.pause_frames > MAX_PAUSE_FRAMES:
-            raise TimelineError(f"transition after '{piece.segment_id}'", f"invalid pause {t.pause_frames} / crossfade {t.crossfade_frames}")
+            raise TimelineError(
+                f"transition after '{piece.segment_id}'", f"invalid pause {t.pause_frames} / crossfade {t.crossfade_frames}"
+            )
         if t.pause_frames and t.crossfade_frames:
             raise TimelineError(f"transition after '{piece.segment_id}'", "a transition is either a pause or a crossfade, not both")
         n = tr.frames
@@ -204,7 +205,9 @@ def assemble(
         if fade_out:
             nxt = pieces[i + 1]
             if fade_out > nxt.trim.frames:
-                raise TimelineError(f"stem '{nxt.segment_id}'", f"crossfade of {fade_out} frames exceeds its {nxt.trim.frames} retained frames")
+                raise TimelineError(
+                    f"stem '{nxt.segment_id}'", f"crossfade of {fade_out} frames exceeds its {nxt.trim.frames} retained frames"
+                )
         data = memoryview(piece.stem.data)
         body_from = (tr.start + fade_in) * bpf
         body_to = (tr.end - fade_out) * bpf

@@ -42,9 +42,7 @@ class TimingRules:
     tail_ms: int = 0
 
     def pause_ms(self, boundary: Boundary) -> int:
-        return {Boundary.SENTENCE: self.sentence_ms, Boundary.CLAUSE: self.clause_ms, Boundary.PHRASE: self.phrase_ms}[
-            boundary
-        ]
+        return {Boundary.SENTENCE: self.sentence_ms, Boundary.CLAUSE: self.clause_ms, Boundary.PHRASE: self.phrase_ms}[boundary]
 
 
 def ms_to_frames(ms: int, sample_rate: int) -> int:

@@ -127,8 +127,7 @@ def _format_name(tag: int, bits: int, source: str) -> str:
     kind = {WAVE_FORMAT_PCM: "PCM", WAVE_FORMAT_IEEE_FLOAT: "IEEE float"}.get(tag, f"format tag 0x{tag:04x}")
     raise UnsupportedFormatError(
         source,
-        f"{kind} at {bits} bits per sample is not supported "
-        "(supported: 16/24/32-bit PCM, 32-bit float)",
+        f"{kind} at {bits} bits per sample is not supported (supported: 16/24/32-bit PCM, 32-bit float)",
     )
 
 
@@ -176,8 +175,7 @@ def parse_wav(data: bytes, source: str = "<bytes>") -> PcmAudio:
             if size > available:
                 raise TruncatedWavError(
                     source,
-                    f"data chunk declares {size} bytes but only {available} are present "
-                    f"({size - available} missing)",
+                    f"data chunk declares {size} bytes but only {available} are present ({size - available} missing)",
                 )
             pcm = bytes(data[body_start:body_end])
             break

@@ -31,9 +31,9 @@ ALLOWED_PUNCTUATION: dict[str, frozenset[str]] = {
 FORMULA_START = frozenset("=+-@\uff1d\uff0b\uff0d\uff20\ufe62\ufe63")  # incl. full-width/small
 MARKUP = frozenset("<>{}[]")
 ZW_JOINERS = frozenset("\u200c\u200d")
-INVISIBLE = frozenset(
-    "\u034f\u115f\u1160\u3164\uffa0\u2800\u180e" + "".join(chr(c) for c in range(0xFE00, 0xFE10))
-) | frozenset(chr(c) for c in range(0xE0100, 0xE01F0))
+INVISIBLE = frozenset("\u034f\u115f\u1160\u3164\uffa0\u2800\u180e" + "".join(chr(c) for c in range(0xFE00, 0xFE10))) | frozenset(
+    chr(c) for c in range(0xE0100, 0xE01F0)
+)
 CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
 MAX_MARK_RUN = 3
 WS_RE = re.compile(r"[\t\n\r ]+")
@@ -48,8 +48,6 @@ _TRANSLIT: dict[str, str] = {
     "ƀ": "b", "ɨ": "i", "ʉ": "u", "ǥ": "g", "ȼ": "c", "ɇ": "e", "ɍ": "r", "ɏ": "y",
     "ƶ": "z", "ȥ": "z", "ɗ": "d", "ɓ": "b", "ƙ": "k", "ƴ": "y", "ɛ": "e", "ɔ": "o",
 }  # fmt: skip
-FOLD_TABLE = str.maketrans(
-    {**{c: "'" for c in _APOSTROPHE_LIKE}, **{c: "-" for c in _HYPHENS}, **dict.fromkeys(ZW_JOINERS), **_TRANSLIT}
-)
+FOLD_TABLE = str.maketrans({**{c: "'" for c in _APOSTROPHE_LIKE}, **{c: "-" for c in _HYPHENS}, **dict.fromkeys(ZW_JOINERS), **_TRANSLIT})
 NOT_SLUG_RE = re.compile(r"[^a-z0-9]+")
 ASCII_CTRL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

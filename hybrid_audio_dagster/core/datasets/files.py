@@ -16,15 +16,15 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from hybrid_audio_dagster.core.datasets.constants import KINDS
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, atomic_write_text
 from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, ingest
 from hybrid_audio_dagster.core.inbox.report import Ingested, Report, write_report
-from hybrid_audio_dagster.core.pronounce.columns import with_pronunciations
 from hybrid_audio_dagster.core.layout import ProjectDirs
+from hybrid_audio_dagster.core.pronounce.columns import with_pronunciations
 
 # Row-level reasons that do not make the inbox refuse a whole file: a repeated value and a
 # header line in a TXT list are harmless (the row is skipped, the report says so).
@@ -61,8 +61,8 @@ class Verdict:
 
 def utc_stamp(now: datetime | None = None) -> str:
     """Sortable UTC timestamp used in stored file names (acceptance order = name order)."""
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def safe_basename(filename: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult, Reject
 from hybrid_audio_dagster.core.datasets.slugs import assign_folded_keys, fold
-from hybrid_audio_dagster.core.datasets.validation import check_value, require_kind, preview
+from hybrid_audio_dagster.core.datasets.validation import check_value, preview, require_kind
 
 
 def normalize_items(

@@ -6,8 +6,7 @@ import hashlib
 import unicodedata
 from collections.abc import Mapping, Sequence
 
-from hybrid_audio_dagster.core.datasets.constants import FOLD_TABLE, NOT_SLUG_RE, WS_RE, SLUG_MAX_LEN
-
+from hybrid_audio_dagster.core.datasets.constants import FOLD_TABLE, NOT_SLUG_RE, SLUG_MAX_LEN, WS_RE
 
 # --------------------------------------------------------------------------- folding/slugs
 

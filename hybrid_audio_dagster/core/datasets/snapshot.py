@@ -115,7 +115,10 @@ def build_dataset(paths: ProjectDirs, kind: str) -> DatasetResult:
     except LexiconError as exc:
         raise DatasetSourceError(f"the pronunciation lexicon is refused: {exc}") from None
     result = normalize_items(
-        kind, values, source=",".join(p.name for p in sources) or "<none>", existing=previous_items(paths, kind),
+        kind,
+        values,
+        source=",".join(p.name for p in sources) or "<none>",
+        existing=previous_items(paths, kind),
         pronunciations=pronunciations,
     )
     return apply_lexicon(result, lexicon)

@@ -25,12 +25,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybrid_audio_dagster.core.fsutil import atomic_write_text
 from hybrid_audio_dagster.core.delivery.layout import CATEGORIES, BucketLayout, Checksums, InventoryEntry, file_checksums, path_exists
 from hybrid_audio_dagster.core.delivery.records import RemoteObject
+from hybrid_audio_dagster.core.fsutil import atomic_write_text
 
 __all__ = [
-    "STATES", "ConsistencyReport", "LocalFile", "ReportItem", "build_report", "compare", "local_files", "write_jsonl",
+    "STATES",
+    "ConsistencyReport",
+    "LocalFile",
+    "ReportItem",
+    "build_report",
+    "compare",
+    "local_files",
+    "write_jsonl",
 ]
 
 STATES: tuple[str, ...] = ("in_sync", "local_only", "remote_only", "mismatched", "missing")
@@ -119,9 +126,12 @@ class ConsistencyReport:
         ``list_limit`` per state and category)."""
         if not self.enabled:
             return "GCS is off (no bucket configured): nothing to compare."
-        lines = [f"Bucket `gs://{self.bucket}/{self.prefix}`", "",
-                 "| category | " + " | ".join(STATES) + " | total |",
-                 "|---|" + "---:|" * (len(STATES) + 1)]
+        lines = [
+            f"Bucket `gs://{self.bucket}/{self.prefix}`",
+            "",
+            "| category | " + " | ".join(STATES) + " | total |",
+            "|---|" + "---:|" * (len(STATES) + 1),
+        ]
         counts = self.counts()
         for category in self.categories:
             row = counts[category]
@@ -141,8 +151,15 @@ class ConsistencyReport:
 
     def to_jsonl(self) -> str:
         """One JSON object per line: a ``summary`` record, then one ``item`` record each."""
-        head = {"record": "summary", "bucket": self.bucket, "prefix": self.prefix, "enabled": self.enabled,
-                "clean": self.is_clean, "totals": self.summary(), "counts": self.counts()}
+        head = {
+            "record": "summary",
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "enabled": self.enabled,
+            "clean": self.is_clean,
+            "totals": self.summary(),
+            "counts": self.counts(),
+        }
         rows = [json.dumps(head, sort_keys=True)]
         rows += [json.dumps({"record": "item", **i.as_dict()}, sort_keys=True) for i in self.items]
         return "\n".join(rows) + "\n"
@@ -155,8 +172,7 @@ def write_jsonl(report: ConsistencyReport, path: str | os.PathLike) -> Path:
     return path
 
 
-def compare(local: Iterable[LocalFile], remote: Iterable[RemoteObject], layout: BucketLayout, *,
-            bucket: str = "") -> ConsistencyReport:
+def compare(local: Iterable[LocalFile], remote: Iterable[RemoteObject], layout: BucketLayout, *, bucket: str = "") -> ConsistencyReport:
     """The :class:`ConsistencyReport` of ``local`` against ``remote`` (pure).
 
     Objects are matched by object name (``layout``). An inventory entry listed twice for one
@@ -180,20 +196,39 @@ def compare(local: Iterable[LocalFile], remote: Iterable[RemoteObject], layout: 
             state = "local_only"
         else:
             state = "in_sync" if c.matches(md5=r.md5, crc32c=r.crc32c, size=r.size) else "mismatched"
-        items.append(ReportItem(
-            category=lf.entry.category, state=state, object_name=name, relative_path=lf.entry.relative_path,
-            local_path=str(lf.entry.local_path),
-            local_md5=c.md5 if c else None, local_crc32c=c.crc32c if c else None, local_size=c.size if c else None,
-            remote_md5=r.md5 if r else None, remote_crc32c=r.crc32c if r else None,
-            remote_size=r.size if r else None, remote_generation=r.generation if r else None))
+        items.append(
+            ReportItem(
+                category=lf.entry.category,
+                state=state,
+                object_name=name,
+                relative_path=lf.entry.relative_path,
+                local_path=str(lf.entry.local_path),
+                local_md5=c.md5 if c else None,
+                local_crc32c=c.crc32c if c else None,
+                local_size=c.size if c else None,
+                remote_md5=r.md5 if r else None,
+                remote_crc32c=r.crc32c if r else None,
+                remote_size=r.size if r else None,
+                remote_generation=r.generation if r else None,
+            )
+        )
     for name, r in remote_by_name.items():
         if name in seen:
             continue
         split = layout.split(name)
-        items.append(ReportItem(
-            category=layout.guess_category(name, r.metadata) or UNCLASSIFIED, state="remote_only",
-            object_name=name, relative_path=split[1] if split else None, local_path=None,
-            remote_md5=r.md5, remote_crc32c=r.crc32c, remote_size=r.size, remote_generation=r.generation))
+        items.append(
+            ReportItem(
+                category=layout.guess_category(name, r.metadata) or UNCLASSIFIED,
+                state="remote_only",
+                object_name=name,
+                relative_path=split[1] if split else None,
+                local_path=None,
+                remote_md5=r.md5,
+                remote_crc32c=r.crc32c,
+                remote_size=r.size,
+                remote_generation=r.generation,
+            )
+        )
     order = {c: i for i, c in enumerate(CATEGORIES)}
     items.sort(key=lambda i: (order.get(i.category, len(order)), i.category, i.object_name))
     return ConsistencyReport(bucket=bucket, prefix=layout.prefix, items=items)

@@ -84,8 +84,7 @@ class TransientFailure(DeliveryError):
         attempts: how many attempts were made.
     """
 
-    def __init__(self, message: str, *, bucket: str, object_name: str | None = None,
-                 status: int | None = None, attempts: int = 0):
+    def __init__(self, message: str, *, bucket: str, object_name: str | None = None, status: int | None = None, attempts: int = 0):
         super().__init__(message, bucket=bucket, object_name=object_name, status=status)
         self.attempts = attempts
 
@@ -128,14 +127,22 @@ def is_transient(exc: BaseException) -> bool:
         return bool(getattr(exc, "retryable", False))
     if isinstance(exc, storage_exc.InvalidResponse):
         return _status_of(exc) in TRANSIENT_STATUSES
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                        auth_exc.TransportError, ConnectionError, TimeoutError)):
+    if isinstance(
+        exc,
+        (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            auth_exc.TransportError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
         return True
     return False
 
 
-def translate(exc: BaseException, *, bucket: str, object_name: str | None, operation: str,
-              bucket_level: bool = False) -> DeliveryError:
+def translate(exc: BaseException, *, bucket: str, object_name: str | None, operation: str, bucket_level: bool = False) -> DeliveryError:
     """The typed :class:`DeliveryError` for a failure of the google client.
 
     ``bucket_level`` says that a 404 can only mean the bucket is missing (an upload or a
@@ -151,24 +158,39 @@ def translate(exc: BaseException, *, bucket: str, object_name: str | None, opera
         return PermissionDenied(
             f"GCS credentials rejected for {operation} on bucket {bucket!r} ({where}): "
             f"{type(exc).__name__} (credentials could not be refreshed)",
-            bucket=bucket, object_name=object_name, status=401)
+            bucket=bucket,
+            object_name=object_name,
+            status=401,
+        )
     if isinstance(exc, (gexc.Unauthorized, gexc.Forbidden)) or status in (401, 403):
         return PermissionDenied(
             f"GCS permission denied for {operation} on bucket {bucket!r} ({where}): HTTP {status}: {reason}",
-            bucket=bucket, object_name=object_name, status=status)
+            bucket=bucket,
+            object_name=object_name,
+            status=status,
+        )
     if isinstance(exc, gexc.NotFound) or status == 404:
         if bucket_level:
-            return BucketNotFound(f"GCS bucket {bucket!r} does not exist ({operation} {where}: HTTP 404)",
-                                  bucket=bucket, object_name=object_name, status=404)
-        return ObjectNotFound(f"GCS object {where} does not exist ({operation}: HTTP 404)",
-                              bucket=bucket, object_name=object_name, status=404)
+            return BucketNotFound(
+                f"GCS bucket {bucket!r} does not exist ({operation} {where}: HTTP 404)", bucket=bucket, object_name=object_name, status=404
+            )
+        return ObjectNotFound(
+            f"GCS object {where} does not exist ({operation}: HTTP 404)", bucket=bucket, object_name=object_name, status=404
+        )
     if isinstance(exc, storage_exc.DataCorruption):
-        return ChecksumMismatch(f"GCS {operation} of {where}: checksum mismatch in transfer: {reason}",
-                                bucket=bucket, object_name=object_name, status=status)
+        return ChecksumMismatch(
+            f"GCS {operation} of {where}: checksum mismatch in transfer: {reason}", bucket=bucket, object_name=object_name, status=status
+        )
     if is_transient(exc):
-        return TransientFailure(f"GCS {operation} on bucket {bucket!r} ({where}) failed: "
-                                f"{type(exc).__name__}: {reason}",
-                                bucket=bucket, object_name=object_name, status=status)
-    return DeliveryError(f"GCS {operation} on bucket {bucket!r} ({where}) failed: {type(exc).__name__}"
-                         f"{f' HTTP {status}' if status else ''}: {reason}",
-                         bucket=bucket, object_name=object_name, status=status)
+        return TransientFailure(
+            f"GCS {operation} on bucket {bucket!r} ({where}) failed: {type(exc).__name__}: {reason}",
+            bucket=bucket,
+            object_name=object_name,
+            status=status,
+        )
+    return DeliveryError(
+        f"GCS {operation} on bucket {bucket!r} ({where}) failed: {type(exc).__name__}{f' HTTP {status}' if status else ''}: {reason}",
+        bucket=bucket,
+        object_name=object_name,
+        status=status,
+    )

@@ -14,7 +14,10 @@ __all__ = ["REQUIRED_PERMISSIONS", "GCSHealth", "check_health"]
 #: What the mirror needs: list for reports and sync, get for downloads, create (and delete
 #: for overwriting a mismatched object) for uploads.
 REQUIRED_PERMISSIONS: tuple[str, ...] = (
-    "storage.objects.list", "storage.objects.get", "storage.objects.create", "storage.objects.delete",
+    "storage.objects.list",
+    "storage.objects.get",
+    "storage.objects.create",
+    "storage.objects.delete",
 )
 
 
@@ -62,14 +65,23 @@ def check_health(mirror: Any, *, write_probe: bool = False, endpoint: str | None
     try:
         mirror.check_bucket()
     except DeliveryError as exc:
-        return GCSHealth(enabled=True, ok=False, message=f"bucket {mirror.bucket_name!r} is not usable",
-                         reachable=exc.status is not None, error_type=type(exc).__name__, error=redact(str(exc)),
-                         latency_ms=round((time.perf_counter() - start) * 1000, 1), **base)
+        return GCSHealth(
+            enabled=True,
+            ok=False,
+            message=f"bucket {mirror.bucket_name!r} is not usable",
+            reachable=exc.status is not None,
+            error_type=type(exc).__name__,
+            error=redact(str(exc)),
+            latency_ms=round((time.perf_counter() - start) * 1000, 1),
+            **base,
+        )
     latency = round((time.perf_counter() - start) * 1000, 1)
     permissions: tuple[str, ...] | None
     try:
-        held = mirror._call("permission test", lambda: mirror._bucket.test_iam_permissions(
-            list(REQUIRED_PERMISSIONS), retry=None, timeout=mirror.retry.timeout_s))
+        held = mirror._call(
+            "permission test",
+            lambda: mirror._bucket.test_iam_permissions(list(REQUIRED_PERMISSIONS), retry=None, timeout=mirror.retry.timeout_s),
+        )
         permissions = tuple(sorted(held or ()))
     except DeliveryError:
         permissions = None  # not every server answers testIamPermissions; listing worked
@@ -80,17 +92,37 @@ def check_health(mirror: Any, *, write_probe: bool = False, endpoint: str | None
         name = f"{mirror.layout.prefix + '/' if mirror.layout.prefix else ''}.health/{uuid.uuid4().hex}"
         try:
             blob = mirror._bucket.blob(name)
-            mirror._call("write probe", lambda: blob.upload_from_string(
-                b"ok", retry=None, timeout=mirror.retry.timeout_s), object_name=name, bucket_level=True)
-            mirror._call("write probe cleanup", lambda: blob.delete(retry=None, timeout=mirror.retry.timeout_s),
-                         object_name=name)
+            mirror._call(
+                "write probe",
+                lambda: blob.upload_from_string(b"ok", retry=None, timeout=mirror.retry.timeout_s),
+                object_name=name,
+                bucket_level=True,
+            )
+            mirror._call("write probe cleanup", lambda: blob.delete(retry=None, timeout=mirror.retry.timeout_s), object_name=name)
             probe = True
         except DeliveryError as exc:
             probe, error_type, error = False, type(exc).__name__, redact(str(exc))
     ok = not missing and probe is not False
-    message = ("bucket reachable" + (", all required permissions held" if permissions is not None else "")
-               + (", write probe passed" if probe else "")) if ok else (
-        f"missing permissions: {', '.join(missing)}" if missing else "write probe failed")
-    return GCSHealth(enabled=True, ok=ok, message=message, reachable=True, can_list=True, permissions=permissions,
-                     missing_permissions=missing, write_probe=probe, latency_ms=latency, error_type=error_type,
-                     error=error, **base)
+    message = (
+        (
+            "bucket reachable"
+            + (", all required permissions held" if permissions is not None else "")
+            + (", write probe passed" if probe else "")
+        )
+        if ok
+        else (f"missing permissions: {', '.join(missing)}" if missing else "write probe failed")
+    )
+    return GCSHealth(
+        enabled=True,
+        ok=ok,
+        message=message,
+        reachable=True,
+        can_list=True,
+        permissions=permissions,
+        missing_permissions=missing,
+        write_probe=probe,
+        latency_ms=latency,
+        error_type=error_type,
+        error=error,
+        **base,
+    )

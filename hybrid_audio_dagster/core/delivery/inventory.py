@@ -21,10 +21,10 @@ from pathlib import Path, PurePosixPath
 import pyarrow.parquet as pq
 
 from hybrid_audio_dagster.core.audio.wav import load_wav
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, ManifestWriter, read_fingerprint, read_manifest
 from hybrid_audio_dagster.core.stems.identity import signature_of_identity
 from hybrid_audio_dagster.core.stems.store import StemRecord
-from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 
 __all__ = ["GS_URI_COLUMN", "partition_entries", "sidecar_relpath", "stamp_manifest", "stem_entries", "validate_file"]
 

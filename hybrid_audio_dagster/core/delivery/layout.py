@@ -167,7 +167,7 @@ class BucketLayout:
         ``object_name`` is outside both (or its rest is not a safe relative path)."""
         for root, start in (("stems", self.stems_root), ("output", self.output_root)):
             if object_name.startswith(start):
-                rest = object_name[len(start):]
+                rest = object_name[len(start) :]
                 try:
                     return root, validate_relative_path(rest)
                 except UnsafeObjectPath:
@@ -236,16 +236,22 @@ def file_checksums(path: str | os.PathLike) -> Checksums:
             sha.update(chunk)
             crc.update(chunk)
             size += len(chunk)
-    return Checksums(size=size, md5=base64.b64encode(md5.digest()).decode("ascii"),
-                     crc32c=base64.b64encode(crc.digest()).decode("ascii"), sha256=sha.hexdigest())
+    return Checksums(
+        size=size,
+        md5=base64.b64encode(md5.digest()).decode("ascii"),
+        crc32c=base64.b64encode(crc.digest()).decode("ascii"),
+        sha256=sha.hexdigest(),
+    )
 
 
 def checksums_of_bytes(data: bytes) -> Checksums:
     """:class:`Checksums` of bytes in memory (tests, small objects)."""
-    return Checksums(size=len(data),
-                     md5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii"),
-                     crc32c=base64.b64encode(google_crc32c.Checksum(data).digest()).decode("ascii"),
-                     sha256=hashlib.sha256(data).hexdigest())
+    return Checksums(
+        size=len(data),
+        md5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii"),
+        crc32c=base64.b64encode(google_crc32c.Checksum(data).digest()).decode("ascii"),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
 
 
 def path_exists(path: Path) -> bool:

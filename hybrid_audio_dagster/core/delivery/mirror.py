@@ -45,8 +45,12 @@ __all__ = ["GCSMirror"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_CONTENT_TYPES = {".wav": "audio/wav", ".parquet": "application/vnd.apache.parquet", ".json": "application/json",
-                  ".jsonl": "application/jsonl"}
+_CONTENT_TYPES = {
+    ".wav": "audio/wav",
+    ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json",
+    ".jsonl": "application/jsonl",
+}
 
 
 class GCSMirror:
@@ -61,14 +65,20 @@ class GCSMirror:
         sleep: the backoff's sleep (tests pass a fake one).
     """
 
-    def __init__(self, client: Any, bucket: str, layout: BucketLayout | str | None = None, *,
-                 retry: RetrySettings | None = None, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        layout: BucketLayout | str | None = None,
+        *,
+        retry: RetrySettings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if not bucket or "/" in bucket:
             raise ValueError(f"invalid bucket name {bucket!r}")
         self.client = client
         self.bucket_name = bucket
-        self.layout = layout if isinstance(layout, BucketLayout) else BucketLayout(
-            BucketLayout().prefix if layout is None else layout)
+        self.layout = layout if isinstance(layout, BucketLayout) else BucketLayout(BucketLayout().prefix if layout is None else layout)
         self.retry = retry or RetrySettings()
         self._sleep = sleep
         self._bucket = client.bucket(bucket)
@@ -82,32 +92,37 @@ class GCSMirror:
     def uri(self, object_name: str) -> str:
         return self.layout.uri(self.bucket_name, object_name)
 
-    def _call(self, operation: str, fn: Callable[[], T], *, object_name: str | None = None,
-              bucket_level: bool = False) -> T:
+    def _call(self, operation: str, fn: Callable[[], T], *, object_name: str | None = None, bucket_level: bool = False) -> T:
         """``fn()`` with transient failures retried; every failure typed."""
         r = self.retry
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(r.max_attempts) | tenacity.stop_after_delay(r.budget_s),
-            wait=tenacity.wait_exponential(multiplier=r.initial_wait_s, max=r.max_wait_s)
-            + tenacity.wait_random(0, r.initial_wait_s),
+            wait=tenacity.wait_exponential(multiplier=r.initial_wait_s, max=r.max_wait_s) + tenacity.wait_random(0, r.initial_wait_s),
             retry=tenacity.retry_if_exception(is_transient),
             sleep=self._sleep,
             before_sleep=lambda state: log.warning(
-                "GCS %s of %s: attempt %d failed (%s), retrying in %.2f s", operation,
+                "GCS %s of %s: attempt %d failed (%s), retrying in %.2f s",
+                operation,
                 self.uri(object_name) if object_name else f"gs://{self.bucket_name}",
-                state.attempt_number, type(state.outcome.exception()).__name__,
-                state.next_action.sleep if state.next_action else 0.0),
+                state.attempt_number,
+                type(state.outcome.exception()).__name__,
+                state.next_action.sleep if state.next_action else 0.0,
+            ),
             reraise=True,
         )
         try:
             return retrying(fn)
         except Exception as exc:  # noqa: BLE001 - every failure is translated to a typed one
-            err = translate(exc, bucket=self.bucket_name, object_name=object_name, operation=operation,
-                            bucket_level=bucket_level)
+            err = translate(exc, bucket=self.bucket_name, object_name=object_name, operation=operation, bucket_level=bucket_level)
             if isinstance(err, TransientFailure):
                 attempts = retrying.statistics.get("attempt_number", 1)
-                err = TransientFailure(f"{err} (gave up after {attempts} attempts)", bucket=err.bucket,
-                                       object_name=err.object_name, status=err.status, attempts=attempts)
+                err = TransientFailure(
+                    f"{err} (gave up after {attempts} attempts)",
+                    bucket=err.bucket,
+                    object_name=err.object_name,
+                    status=err.status,
+                    attempts=attempts,
+                )
             if err is exc:
                 raise
             raise err from exc
@@ -116,8 +131,11 @@ class GCSMirror:
         """Raise :class:`BucketNotFound` / :class:`PermissionDenied` unless the bucket can be
         listed. Done once per mirror before the first object read (a 404 on an object read
         cannot tell a missing object from a missing bucket)."""
-        self._call("bucket check", lambda: list(self.client.list_blobs(
-            self.bucket_name, max_results=1, retry=None, timeout=self.retry.timeout_s)), bucket_level=True)
+        self._call(
+            "bucket check",
+            lambda: list(self.client.list_blobs(self.bucket_name, max_results=1, retry=None, timeout=self.retry.timeout_s)),
+            bucket_level=True,
+        )
         self._bucket_checked = True
 
     def _ensure_bucket(self) -> None:
@@ -129,8 +147,9 @@ class GCSMirror:
     def stat(self, object_name: str) -> RemoteObject | None:
         """The object's metadata, or ``None`` when it does not exist."""
         self._ensure_bucket()
-        blob = self._call("metadata read", lambda: self._bucket.get_blob(
-            object_name, retry=None, timeout=self.retry.timeout_s), object_name=object_name)
+        blob = self._call(
+            "metadata read", lambda: self._bucket.get_blob(object_name, retry=None, timeout=self.retry.timeout_s), object_name=object_name
+        )
         return None if blob is None else RemoteObject.from_blob(blob)
 
     def exists(self, object_name: str) -> bool:
@@ -152,8 +171,9 @@ class GCSMirror:
             prefix = f"{self.layout.prefix}/" if self.layout.prefix else ""
 
         def fetch() -> list[RemoteObject]:
-            blobs = self.client.list_blobs(self.bucket_name, prefix=prefix or None, retry=None,
-                                           timeout=self.retry.timeout_s, page_size=1000)
+            blobs = self.client.list_blobs(
+                self.bucket_name, prefix=prefix or None, retry=None, timeout=self.retry.timeout_s, page_size=1000
+            )
             return [RemoteObject.from_blob(b) for b in blobs]
 
         objects = self._call("listing", fetch, object_name=prefix or None, bucket_level=True)
@@ -166,9 +186,16 @@ class GCSMirror:
 
     # -- upload ---------------------------------------------------------------------------
 
-    def upload(self, local_path: str | os.PathLike, object_name: str, *, category: str | None = None,
-               relative_path: str | None = None, checksums: Checksums | None = None,
-               remote: RemoteObject | None | Literal["unknown"] = "unknown") -> UploadResult:
+    def upload(
+        self,
+        local_path: str | os.PathLike,
+        object_name: str,
+        *,
+        category: str | None = None,
+        relative_path: str | None = None,
+        checksums: Checksums | None = None,
+        remote: RemoteObject | None | Literal["unknown"] = "unknown",
+    ) -> UploadResult:
         """Upload ``local_path`` as ``object_name`` unless the bucket already has it.
 
         Skips when the remote object's md5 and crc32c (those it reports) equal the local
@@ -190,17 +217,20 @@ class GCSMirror:
         local = checksums or file_checksums(local_path)
         current = self.stat(object_name) if remote == "unknown" else remote
         if current is not None and local.matches(md5=current.md5, crc32c=current.crc32c, size=current.size):
-            return UploadResult("skipped", self.uri(object_name), object_name, local.size, local.md5, local.crc32c,
-                                _compared(current))
+            return UploadResult("skipped", self.uri(object_name), object_name, local.size, local.md5, local.crc32c, _compared(current))
 
         def send() -> None:
             blob = self._bucket.blob(object_name)
             blob.md5_hash = local.md5
             blob.crc32c = local.crc32c
-            blob.metadata = {"sha256": local.sha256, **({"category": category} if category else {}),
-                             **({"relative_path": relative_path} if relative_path else {})}
-            blob.upload_from_filename(str(local_path), content_type=_content_type(local_path),
-                                      checksum=None, retry=None, timeout=self.retry.timeout_s)
+            blob.metadata = {
+                "sha256": local.sha256,
+                **({"category": category} if category else {}),
+                **({"relative_path": relative_path} if relative_path else {}),
+            }
+            blob.upload_from_filename(
+                str(local_path), content_type=_content_type(local_path), checksum=None, retry=None, timeout=self.retry.timeout_s
+            )
 
         self._ensure_bucket()
         self._call("upload", send, object_name=object_name, bucket_level=True)
@@ -210,14 +240,19 @@ class GCSMirror:
                 f"GCS upload of {self.uri(object_name)} did not verify: local md5={local.md5} "
                 f"crc32c={local.crc32c} size={local.size}, remote "
                 f"{'missing' if after is None else f'md5={after.md5} crc32c={after.crc32c} size={after.size}'}",
-                bucket=self.bucket_name, object_name=object_name)
-        return UploadResult("uploaded", self.uri(object_name), object_name, local.size, local.md5, local.crc32c,
-                            _compared(after))
+                bucket=self.bucket_name,
+                object_name=object_name,
+            )
+        return UploadResult("uploaded", self.uri(object_name), object_name, local.size, local.md5, local.crc32c, _compared(after))
 
     # -- download -------------------------------------------------------------------------
 
-    def download(self, object_name: str, local_path: str | os.PathLike, expected_sha256: str | None = None,
-                 ) -> DownloadResult:
+    def download(
+        self,
+        object_name: str,
+        local_path: str | os.PathLike,
+        expected_sha256: str | None = None,
+    ) -> DownloadResult:
         """Download ``object_name`` to ``local_path`` atomically, verified.
 
         The bytes go to a temp file beside ``local_path``, which is fsynced, hashed and
@@ -232,13 +267,15 @@ class GCSMirror:
         local_path = Path(local_path)
         remote = self.stat(object_name)
         if remote is None:
-            raise ObjectNotFound(f"GCS object {self.uri(object_name)} does not exist",
-                                 bucket=self.bucket_name, object_name=object_name, status=404)
+            raise ObjectNotFound(
+                f"GCS object {self.uri(object_name)} does not exist", bucket=self.bucket_name, object_name=object_name, status=404
+            )
         local_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{local_path.name}.", suffix=".part", dir=local_path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
         try:
+
             def fetch() -> None:
                 blob = self._bucket.blob(object_name, generation=remote.generation)
                 with open(tmp, "wb") as fh:
@@ -250,26 +287,30 @@ class GCSMirror:
             got = file_checksums(tmp)
             problems = []
             if got.matches(md5=remote.md5, crc32c=remote.crc32c, size=remote.size) is False:
-                problems.append(f"server reports md5={remote.md5} crc32c={remote.crc32c} size={remote.size}, "
-                                f"received md5={got.md5} crc32c={got.crc32c} size={got.size}")
+                problems.append(
+                    f"server reports md5={remote.md5} crc32c={remote.crc32c} size={remote.size}, "
+                    f"received md5={got.md5} crc32c={got.crc32c} size={got.size}"
+                )
             for label, want in (("metadata sha256", remote.sha256), ("expected sha256", expected_sha256)):
                 if want and want != got.sha256:
                     problems.append(f"{label} {want} != received {got.sha256}")
             if problems:
-                raise ChecksumMismatch(f"GCS download of {self.uri(object_name)} did not verify: "
-                                       + "; ".join(problems), bucket=self.bucket_name, object_name=object_name)
+                raise ChecksumMismatch(
+                    f"GCS download of {self.uri(object_name)} did not verify: " + "; ".join(problems),
+                    bucket=self.bucket_name,
+                    object_name=object_name,
+                )
             os.replace(tmp, local_path)
             _fsync_dir(local_path.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        verified = tuple(n for n, v in (("md5", remote.md5), ("crc32c", remote.crc32c),
-                                         ("sha256", remote.sha256 or expected_sha256)) if v)
-        return DownloadResult("downloaded", self.uri(object_name), object_name, local_path, got.size, got.sha256,
-                              verified)
+        verified = tuple(n for n, v in (("md5", remote.md5), ("crc32c", remote.crc32c), ("sha256", remote.sha256 or expected_sha256)) if v)
+        return DownloadResult("downloaded", self.uri(object_name), object_name, local_path, got.size, got.sha256, verified)
 
-    def download_if_exists(self, object_name: str, local_path: str | os.PathLike,
-                           expected_sha256: str | None = None) -> DownloadResult | None:
+    def download_if_exists(
+        self, object_name: str, local_path: str | os.PathLike, expected_sha256: str | None = None
+    ) -> DownloadResult | None:
         """:meth:`download`, or ``None`` when the bucket has no such object (the remote
         cache tier: a stem found here need not be synthesized)."""
         try:
@@ -289,8 +330,7 @@ class GCSMirror:
         """
         start = time.perf_counter()
         entries = _dedupe(entries, self.layout)
-        roots = {self.layout.stems_root if self.layout.split(o)[0] == "stems" else self.layout.output_root
-                 for o, _ in entries}
+        roots = {self.layout.stems_root if self.layout.split(o)[0] == "stems" else self.layout.output_root for o, _ in entries}
         remote: dict[str, RemoteObject] = {}
         for root in sorted(roots):
             remote.update((o.name, o) for o in self.list(root))
@@ -303,17 +343,23 @@ class GCSMirror:
             local = file_checksums(entry.local_path)
             current = remote.get(object_name)
             if current is not None and local.matches(md5=current.md5, crc32c=current.crc32c, size=current.size):
-                report.skipped.append(UploadResult("skipped", self.uri(object_name), object_name, local.size,
-                                                   local.md5, local.crc32c, _compared(current)))
+                report.skipped.append(
+                    UploadResult("skipped", self.uri(object_name), object_name, local.size, local.md5, local.crc32c, _compared(current))
+                )
             else:
                 todo.append((object_name, entry, local))
 
         def one(item: tuple[str, InventoryEntry, Checksums]) -> UploadResult | tuple[InventoryEntry, str]:
             object_name, entry, local = item
             try:
-                return self.upload(entry.local_path, object_name, category=entry.category,
-                                   relative_path=entry.relative_path, checksums=local,
-                                   remote=remote.get(object_name))
+                return self.upload(
+                    entry.local_path,
+                    object_name,
+                    category=entry.category,
+                    relative_path=entry.relative_path,
+                    checksums=local,
+                    remote=remote.get(object_name),
+                )
             except (BucketNotFound, PermissionDenied):
                 raise
             except (DeliveryError, OSError) as exc:

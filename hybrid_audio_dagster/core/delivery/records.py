@@ -47,8 +47,14 @@ class RemoteObject:
 
     @classmethod
     def from_blob(cls, blob: Any) -> RemoteObject:
-        return cls(name=blob.name, size=int(blob.size or 0), md5=blob.md5_hash, crc32c=blob.crc32c,
-                   generation=blob.generation, metadata=dict(blob.metadata or {}))
+        return cls(
+            name=blob.name,
+            size=int(blob.size or 0),
+            md5=blob.md5_hash,
+            crc32c=blob.crc32c,
+            generation=blob.generation,
+            metadata=dict(blob.metadata or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,13 @@ class SyncReport:
 
     def summary(self) -> dict[str, Any]:
         """Plain counts, for metadata and logs."""
-        return {"enabled": self.enabled, "uploaded": len(self.uploaded), "skipped": len(self.skipped),
-                "failed": len(self.failed), "missing_local": len(self.missing_local),
-                "bytes_uploaded": sum(r.size for r in self.uploaded), "seconds": round(self.seconds, 3),
-                **({"message": self.message} if self.message else {})}
+        return {
+            "enabled": self.enabled,
+            "uploaded": len(self.uploaded),
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "missing_local": len(self.missing_local),
+            "bytes_uploaded": sum(r.size for r in self.uploaded),
+            "seconds": round(self.seconds, 3),
+            **({"message": self.message} if self.message else {}),
+        }

@@ -111,8 +111,7 @@ def _valid(validate: Validator | None, path: Path) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
-def plan_repair(report: ConsistencyReport, *, validate: Validator | None = None,
-                locate: Locator | None = None) -> RepairPlan:
+def plan_repair(report: ConsistencyReport, *, validate: Validator | None = None, locate: Locator | None = None) -> RepairPlan:
     """The :class:`RepairPlan` for ``report`` (reads local files for ``validate`` only).
 
     Args:
@@ -134,11 +133,11 @@ def plan_repair(report: ConsistencyReport, *, validate: Validator | None = None,
                 reason = "not in the bucket" if item.state == "local_only" else "local passes validation: local wins"
                 plan.actions.append(RepairAction("upload", item, local, reason))
             elif item.state == "local_only":
-                plan.actions.append(RepairAction("regenerate", item, local,
-                                                 f"local fails validation, not in the bucket {why}".strip()))
+                plan.actions.append(RepairAction("regenerate", item, local, f"local fails validation, not in the bucket {why}".strip()))
             else:
-                plan.actions.append(RepairAction("download", item, local,
-                                                 f"local fails validation: the bucket's copy replaces it {why}".strip()))
+                plan.actions.append(
+                    RepairAction("download", item, local, f"local fails validation: the bucket's copy replaces it {why}".strip())
+                )
         elif item.state == "remote_only":
             if local is None and locate is not None and item.relative_path:
                 local = locate(item.category, item.relative_path)
@@ -149,8 +148,7 @@ def plan_repair(report: ConsistencyReport, *, validate: Validator | None = None,
     return plan
 
 
-def execute_repair(mirror: Any, plan: RepairPlan, *, dry_run: bool = True,
-                   validate: Validator | None = None) -> RepairResult:
+def execute_repair(mirror: Any, plan: RepairPlan, *, dry_run: bool = True, validate: Validator | None = None) -> RepairResult:
     """Carry out ``plan`` with ``mirror`` (a :class:`~.mirror.GCSMirror`), or only report it.
 
     Per-object failures are recorded (status ``failed``) and the rest go on; a missing
@@ -169,8 +167,7 @@ def execute_repair(mirror: Any, plan: RepairPlan, *, dry_run: bool = True,
             continue
         try:
             if action.kind == "upload":
-                up = mirror.upload(action.local_path, item.object_name, category=item.category,
-                                   relative_path=item.relative_path)
+                up = mirror.upload(action.local_path, item.object_name, category=item.category, relative_path=item.relative_path)
                 result.outcomes.append(RepairOutcome(action, "done", up.action, up.uri))
             else:
                 outcome = _download_validated(mirror, action, validate)
@@ -191,23 +188,27 @@ def _download_validated(mirror: Any, action: RepairAction, validate: Validator |
         got = mirror.download(action.item.object_name, staging)
         ok, why = _valid(validate, staging)
         if not ok:
-            return RepairOutcome(action, "regenerate", f"the bucket's copy fails validation too {why}".strip(),
-                                 got.uri)
+            return RepairOutcome(action, "regenerate", f"the bucket's copy fails validation too {why}".strip(), got.uri)
         os.replace(staging, target)
         return RepairOutcome(action, "done", f"downloaded, verified by {'+'.join(got.verified_by)}", got.uri)
     finally:
         staging.unlink(missing_ok=True)
 
 
-def repair(mirror: Any, entries: Iterable[InventoryEntry], *, dry_run: bool = True,
-           validate: Validator | None = None, locate: Locator | None = None,
-           recheck: bool = True) -> RepairResult:
+def repair(
+    mirror: Any,
+    entries: Iterable[InventoryEntry],
+    *,
+    dry_run: bool = True,
+    validate: Validator | None = None,
+    locate: Locator | None = None,
+    recheck: bool = True,
+) -> RepairResult:
     """Report, plan and execute in one call; with ``recheck`` (and not ``dry_run``) also the
     report afterwards, in :attr:`RepairResult.after`."""
     entries = list(entries)
     before = build_report(mirror, entries)
-    result = execute_repair(mirror, plan_repair(before, validate=validate, locate=locate),
-                            dry_run=dry_run, validate=validate)
+    result = execute_repair(mirror, plan_repair(before, validate=validate, locate=locate), dry_run=dry_run, validate=validate)
     result.before = before
     if recheck and not dry_run:
         result.after = build_report(mirror, entries)

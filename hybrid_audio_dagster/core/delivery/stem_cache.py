@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hybrid_audio_dagster.core.delivery.errors import ChecksumMismatch, ObjectNotFound
 from hybrid_audio_dagster.core.stems.identity import signature_of_identity
 from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore, engine_dirname
-from hybrid_audio_dagster.core.delivery.errors import ChecksumMismatch, ObjectNotFound
 
 __all__ = ["RemoteStemFetcher"]
 

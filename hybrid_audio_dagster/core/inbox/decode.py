@@ -187,9 +187,7 @@ def decode_text(data: bytes) -> tuple[str, str]:
         data, encoding = data[3:], "utf-8-sig"
     if b"\x00" in data:
         if _is_utf16_without_bom(data):
-            raise InboxFileError(
-                "unsupported_encoding", f"file looks like UTF-16 without a byte-order mark; {_RESAVE}"
-            )
+            raise InboxFileError("unsupported_encoding", f"file looks like UTF-16 without a byte-order mark; {_RESAVE}")
         raise InboxFileError("binary", "file is not text: it contains NUL bytes")
     _check_controls(len(_CTRL_BYTES.findall(data)), len(data), "bytes")
     try:

@@ -42,8 +42,7 @@ def _column_error(role: str, found: list[str], what: str) -> InboxFileError:
     shown = ", ".join(repr(preview(f, 40)) for f in found[:10]) or "none"
     return InboxFileError(
         "no_column",
-        f"no {what} for {role}: expected a {what} named one of {expected} (case-insensitive); "
-        f"found {shown}{hint}",
+        f"no {what} for {role}: expected a {what} named one of {expected} (case-insensitive); found {shown}{hint}",
     )
 
 
@@ -52,16 +51,11 @@ def pick_column(role: str, headers: list[str], what: str) -> int:
     if not matches:
         err = _column_error(role, headers, what)
         if len(headers) == 1 and what == "column":
-            err.message += (
-                f"; a single-column CSV needs a header row naming its column"
-                f" (first row is {preview(headers[0], 40)!r})"
-            )
+            err.message += f"; a single-column CSV needs a header row naming its column (first row is {preview(headers[0], 40)!r})"
         raise err
     if len(matches) > 1:
         shown = ", ".join(f"{preview(headers[i], 40)!r} ({what} {i + 1})" for i in matches)
-        raise InboxFileError(
-            "ambiguous_column", f"several {what}s could hold the {role}: {shown}; keep only one"
-        )
+        raise InboxFileError("ambiguous_column", f"several {what}s could hold the {role}: {shown}; keep only one")
     return matches[0]
 
 
@@ -76,6 +70,7 @@ def choose_delimiter(text: str, role: str, tsv: bool) -> str:
         return "\t" if tsv else ","
     if len(present) == 1:
         return present[0]
+
     # Several candidates in the header: prefer one that yields exactly one known column.
     def score(d: str) -> tuple[int, int]:
         fields = next(csv.reader([header], delimiter=d))

@@ -25,22 +25,29 @@ import os
 import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid_audio_dagster.core.audio.errors import AudioError
 from hybrid_audio_dagster.core.audio.wav import PcmAudio, parse_wav
 from hybrid_audio_dagster.core.fsutil import file_lock, is_fatal_write_error, safe_join
+from hybrid_audio_dagster.core.messages.fingerprint import names_digest, partition_fingerprint, unchanged_partition
+from hybrid_audio_dagster.core.messages.manifest import (
+    MANIFEST_NAME,
+    ManifestWriter,
+    file_matches,
+    manifest_path,
+    read_manifest,
+    recover_spools,
+)
+from hybrid_audio_dagster.core.messages.plan import MessagePlan, MessagePlanner, build_message, message_relpath
+from hybrid_audio_dagster.core.messages.retire import LOCK_NAME
 from hybrid_audio_dagster.core.stems.index import MissingStemError
 from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import Template
-from hybrid_audio_dagster.core.messages.fingerprint import names_digest, partition_fingerprint, unchanged_partition
-from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, ManifestWriter, file_matches, manifest_path, read_manifest, recover_spools
-from hybrid_audio_dagster.core.messages.retire import LOCK_NAME
-from hybrid_audio_dagster.core.messages.plan import MessagePlan, MessagePlanner, build_message, message_relpath
 
 NAME_CHUNK = 64
 WRITE_THREADS = 2
@@ -154,7 +161,8 @@ class _Fingerprints:
         tpl = p.template
         if tpl.id not in self._digests:
             self._digests[tpl.id] = names_digest(
-                tpl, self.names, lambda key, seg, text: self.resolve(SegmentKind.NAME, key, tpl, seg.id, text))
+                tpl, self.names, lambda key, seg, text: self.resolve(SegmentKind.NAME, key, tpl, seg.id, text)
+            )
         digest = self._digests[tpl.id]
         return digest and partition_fingerprint(tpl, p.developer_key, p.developer, planner.fixed_fragments, digest)
 
@@ -213,8 +221,11 @@ def _build(parts, states, names, run_names, resolve, cache, out_root, force) -> 
             if fingerprint and not force:
                 same = unchanged_partition(mpath, out_root, fingerprint, expected_rows=len(names), preview_rows=PREVIEW_ROWS)
                 if same is not None:
-                    results.append(PartitionResult(p, mpath, skipped=same.rows, messages=same.rows, audio_s=same.audio_s,
-                                                   preview=same.preview, unchanged=True))
+                    results.append(
+                        PartitionResult(
+                            p, mpath, skipped=same.rows, messages=same.rows, audio_s=same.audio_s, preview=same.preview, unchanged=True
+                        )
+                    )
                     continue
             old = {r["name_key"]: r for r in read_manifest(mpath)}
             # under the partition's lock: every spool here is a dead or failed writer's
@@ -285,7 +296,9 @@ def _keep(state: _State, row: dict) -> None:
         r.preview.append(row)
 
 
-def _plan_one(state: _State, out_root: str, part_dir: str, name_key: str, name: str, resolve: Resolve, load: StemCache, force: bool) -> _Job | None:
+def _plan_one(
+    state: _State, out_root: str, part_dir: str, name_key: str, name: str, resolve: Resolve, load: StemCache, force: bool
+) -> _Job | None:
     """Plan one message; return its write job, or None if unchanged (kept) or failed."""
     p = state.result.partition
 
@@ -328,7 +341,8 @@ def _finish(job: _Job, future) -> None:
     except (AudioError, OSError, ValueError) as exc:
         if is_fatal_write_error(exc):
             raise OutputWriteError(
-                exc.errno, f"cannot write messages: {exc.strerror}. Messages finished before it are kept and "
+                exc.errno,
+                f"cannot write messages: {exc.strerror}. Messages finished before it are kept and "
                 "the old manifests are untouched; free space or fix the folder's permissions, then run again",
                 exc.filename or job.path,
             ) from exc
@@ -354,4 +368,3 @@ def _finish(job: _Job, future) -> None:
     }
     _keep(state, row)
     state.result.written += 1
-

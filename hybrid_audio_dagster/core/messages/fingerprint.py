@@ -25,12 +25,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hybrid_audio_dagster.core.stems.index import MissingStemError
-from hybrid_audio_dagster.core.stems.store import StemRecord
-from hybrid_audio_dagster.core.templates import Segment, Template
-from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.messages.manifest import read_fingerprint, spool_paths
 from hybrid_audio_dagster.core.messages.plan import ASSEMBLER_VERSION, stem_fragment
+from hybrid_audio_dagster.core.stems.index import MissingStemError
+from hybrid_audio_dagster.core.stems.store import StemRecord
+from hybrid_audio_dagster.core.template_fields import SegmentKind
+from hybrid_audio_dagster.core.templates import Segment, Template
 
 FINGERPRINT_VERSION = 1
 
@@ -54,8 +54,7 @@ def names_digest(template: Template, names: Mapping[str, str], resolve_name: Res
     return h.hexdigest()
 
 
-def partition_fingerprint(template: Template, developer_key: str, developer: str, fixed_fragments: Sequence[str],
-                          names: str) -> str:
+def partition_fingerprint(template: Template, developer_key: str, developer: str, fixed_fragments: Sequence[str], names: str) -> str:
     """The fingerprint of one template × developer partition over the names digest ``names``."""
     payload = json.dumps(
         {
@@ -81,8 +80,7 @@ class Unchanged:
     preview: list[dict]
 
 
-def unchanged_partition(manifest: Path, output_root: str, fingerprint: str, *, expected_rows: int,
-                        preview_rows: int) -> Unchanged | None:
+def unchanged_partition(manifest: Path, output_root: str, fingerprint: str, *, expected_rows: int, preview_rows: int) -> Unchanged | None:
     """The manifest's summary if it carries ``fingerprint`` for ``expected_rows`` messages,
     no dead writer left a spool beside it and every file has its recorded size and mtime;
     else ``None`` (check message by message). Call it holding the partition's lock."""

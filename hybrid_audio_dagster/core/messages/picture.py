@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
-
 from hybrid_audio_dagster.core.audio.assemble import Timeline
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes
 
 WIDTH_PX, HEIGHT_PX, DPI = 1000, 400, 100
 AXES_LEFT, AXES_RIGHT = 0.06, 0.98  # figure fractions of every row (shared x mapping)
@@ -117,7 +116,9 @@ def render_timing(
     ax_strip.set_yticks([])
     ax_strip.set_facecolor("white")
     for i, e in enumerate(timeline.entries):
-        ax_strip.add_patch(Rectangle((e.out_start, 0), e.out_end - e.out_start, 1, color=PALETTE[i % len(PALETTE)], linewidth=0, antialiased=False))
+        ax_strip.add_patch(
+            Rectangle((e.out_start, 0), e.out_end - e.out_start, 1, color=PALETTE[i % len(PALETTE)], linewidth=0, antialiased=False)
+        )
     entries = timeline.entries
     if entries:
         ax_strip.text(entries[0].out_start / 2, 0.5, f"lead\n{ms(timeline.lead_frames)} ms", ha="center", va="center", fontsize=6)
@@ -155,11 +156,16 @@ def render_timing(
     height = fig.bbox.height
     strip = {"y": int(round(height - (bbox.y0 + bbox.y1) / 2)), "x0": float(bbox.x0), "x1": float(bbox.x1), "frames": total}
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={
-        "Software": "hybrid-audio",
-        TIMING_META: json.dumps(segments, separators=(",", ":")),
-        STRIP_META: json.dumps(strip, separators=(",", ":")),
-    })
+    fig.savefig(
+        buf,
+        format="png",
+        dpi=DPI,
+        metadata={
+            "Software": "hybrid-audio",
+            TIMING_META: json.dumps(segments, separators=(",", ":")),
+            STRIP_META: json.dumps(strip, separators=(",", ":")),
+        },
+    )
     return Picture(buf.getvalue(), segments)
 
 
@@ -178,7 +184,6 @@ def picture_of_row(output_root, stems_root, row: Mapping, *, labels: Mapping[str
         except (OSError, ValueError, AudioError):  # a missing stem only hides its tail trim
             continue
     return render_timing(timeline, message.samples, labels=labels, stem_frames=stem_frames, title=f"{row.get('name', '')} · {row['path']}")
-
 
 
 def segment_labels(template, name: str, developer: str) -> dict[str, str]:

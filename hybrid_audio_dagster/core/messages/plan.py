@@ -160,5 +160,3 @@ def message_relpath(template_id: str, developer_key: str, name_key: str) -> str:
 def message_path(output_root: str | Path, template_id: str, developer_key: str, name_key: str) -> Path:
     # keys are slugs already; safe_join is the belt to their braces
     return safe_join(output_root, template_id, developer_key, f"{name_key}.wav")
-
-

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid_audio_dagster.core.fsutil import file_lock
@@ -35,7 +35,9 @@ def _dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
 
 
-def retire_outputs(output_root: str | Path, *, templates: Collection[str], developers: Collection[str], names: Collection[str]) -> Retirement:
+def retire_outputs(
+    output_root: str | Path, *, templates: Collection[str], developers: Collection[str], names: Collection[str]
+) -> Retirement:
     """Remove every message of an item no longer in ``templates``/``developers``/``names``."""
     root = Path(output_root)
     done = Retirement()

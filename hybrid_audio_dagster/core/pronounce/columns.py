@@ -60,10 +60,7 @@ def pronunciations_of(parsed, data: bytes) -> tuple[object, ...]:
         idx = _pick(header or [], parsed.filename)
         if idx is None or header is None:
             return none
-        return tuple(
-            _ipa_column(header[idx], records[r][idx]) if r in records and idx < len(records[r]) else None
-            for r in parsed.rows
-        )
+        return tuple(_ipa_column(header[idx], records[r][idx]) if r in records and idx < len(records[r]) else None for r in parsed.rows)
     doc = json.loads(text)
     if isinstance(doc, dict):
         doc = next((v for k, v in doc.items() if k.casefold() in ("items", parsed.role)), [])
@@ -94,8 +91,7 @@ def with_pronunciations(ingested, data: bytes | None):
     try:
         prons = pronunciations_of(parsed, data)
     except ValueError as exc:  # two pronunciation columns: the whole file is refused
-        report = replace(ingested.report, status="rejected", problem_code="ambiguous_column", problem_message=str(exc),
-                         fingerprint=None)
+        report = replace(ingested.report, status="rejected", problem_code="ambiguous_column", problem_message=str(exc), fingerprint=None)
         return Ingested(report=report)
     if not any(p not in (None, "") for p in prons):
         return ingested

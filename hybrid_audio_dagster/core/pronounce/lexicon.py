@@ -106,7 +106,6 @@ def apply_lexicon(result, lexicon: Mapping[str, str]):
     from dataclasses import replace
 
     items = tuple(
-        replace(i, say=tuple((s.text, s.pronunciation) for s in says_for(i.display, i.pronunciation, lexicon)))
-        for i in result.items
+        replace(i, say=tuple((s.text, s.pronunciation) for s in says_for(i.display, i.pronunciation, lexicon))) for i in result.items
     )
     return type(result)(kind=result.kind, source=result.source, items=items, rejects=result.rejects)

@@ -162,9 +162,7 @@ def parse_pronunciation(raw: object) -> Pronunciation | None:
         ipa_tokens(inner)
         return Pronunciation(f"/{inner}/")
     if len(s) > MAX_RESPELLING_LEN:
-        raise PronunciationError(
-            "pronunciation_too_long", f"respelling of {len(s)} characters; the limit is {MAX_RESPELLING_LEN}"
-        )
+        raise PronunciationError("pronunciation_too_long", f"respelling of {len(s)} characters; the limit is {MAX_RESPELLING_LEN}")
     if not _RESPELLING_RE.match(s):
         bad = next((c for c in s if not (c.isascii() and (c.isalpha() or c in " -'"))), None)
         what = f"character {bad!r} is not allowed" if bad else "a hyphen or apostrophe must sit between letters"

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+
 @dataclass(frozen=True, slots=True)
 class Assignment:
     """One handed-out pair with its position, and its script when scripts are assigned."""
@@ -23,8 +24,7 @@ class Assignment:
         return (self.name, self.developer)
 
     def to_list(self) -> list[Any]:
-        return [self.name, self.developer, self.script, self.cycle, self.position,
-                self.script_cycle, self.script_position]
+        return [self.name, self.developer, self.script, self.cycle, self.position, self.script_cycle, self.script_position]
 
     @classmethod
     def from_list(cls, row: Sequence[Any]) -> Assignment:
@@ -61,24 +61,36 @@ class Batch:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (run config, metadata, the audit trail)."""
         return {
-            "seq": self.seq, "run_key": self.run_key, "script_mode": self.script_mode,
+            "seq": self.seq,
+            "run_key": self.run_key,
+            "script_mode": self.script_mode,
             "count": len(self.items),
-            "cycle_before": self.cycle_before, "cursor_before": self.cursor_before,
-            "cycle_after": self.cycle_after, "cursor_after": self.cursor_after,
-            "cycle_length": self.cycle_length, "skipped": self.skipped,
-            "cycles_started": list(self.cycles_started), "replayed": self.replayed,
+            "cycle_before": self.cycle_before,
+            "cursor_before": self.cursor_before,
+            "cycle_after": self.cycle_after,
+            "cursor_after": self.cursor_after,
+            "cycle_length": self.cycle_length,
+            "skipped": self.skipped,
+            "cycles_started": list(self.cycles_started),
+            "replayed": self.replayed,
             "items": [a.to_list() for a in self.items],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Batch:
         return cls(
-            seq=d["seq"], run_key=d["run_key"], script_mode=d["script_mode"],
+            seq=d["seq"],
+            run_key=d["run_key"],
+            script_mode=d["script_mode"],
             items=tuple(Assignment.from_list(r) for r in d["items"]),
-            cycle_before=d["cycle_before"], cursor_before=d["cursor_before"],
-            cycle_after=d["cycle_after"], cursor_after=d["cursor_after"],
-            cycle_length=d["cycle_length"], skipped=d["skipped"],
-            cycles_started=tuple(d["cycles_started"]), replayed=d.get("replayed", False),
+            cycle_before=d["cycle_before"],
+            cursor_before=d["cursor_before"],
+            cycle_after=d["cycle_after"],
+            cursor_after=d["cursor_after"],
+            cycle_length=d["cycle_length"],
+            skipped=d["skipped"],
+            cycles_started=tuple(d["cycles_started"]),
+            replayed=d.get("replayed", False),
         )
 
 

@@ -88,8 +88,7 @@ class Rotation:
         return [self.describe(a) for a in self.store.preview(n, script_mode="pair")]
 
 
-def open_rotation(paths: ProjectDirs, *, seed: str | None = None, templates: list[str] | None = None,
-                  fsync: bool = True) -> Rotation:
+def open_rotation(paths: ProjectDirs, *, seed: str | None = None, templates: list[str] | None = None, fsync: bool = True) -> Rotation:
     """The rotation store over the current snapshots and templates (``templates``: the
     selection of :func:`rotation_templates`, read from the environment when None).
 
@@ -106,9 +105,7 @@ def open_rotation(paths: ProjectDirs, *, seed: str | None = None, templates: lis
     selection = rotation_templates() if templates is None else list(templates)
     scripts, unmatched = select_keys(loaded, selection) if selection else (list(loaded), [])
     if not scripts:
-        raise DatasetError(
-            f"{TEMPLATES_ENV}={','.join(selection)!r} matches no template or variant (known: {', '.join(loaded)})"
-        )
+        raise DatasetError(f"{TEMPLATES_ENV}={','.join(selection)!r} matches no template or variant (known: {', '.join(loaded)})")
     store = RotationStore(
         rotation_dir(paths) / "state.json",
         names=names,

@@ -26,8 +26,10 @@ class ScriptCounts:
         return dict(sorted(self.by_cycle.get(cycle, Counter()).items()))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": dict(sorted(self.total.items())),
-                "by_cycle": {str(c): dict(sorted(n.items())) for c, n in sorted(self.by_cycle.items())}}
+        return {
+            "total": dict(sorted(self.total.items())),
+            "by_cycle": {str(c): dict(sorted(n.items())) for c, n in sorted(self.by_cycle.items())},
+        }
 
 
 def script_counts(records: Iterable[dict[str, Any]]) -> ScriptCounts:

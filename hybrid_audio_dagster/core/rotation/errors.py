@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 class RotationError(Exception):
     """Base class of every error raised by the rotation engine."""
 
@@ -24,4 +25,3 @@ class MissingReasonError(RotationError, ValueError):
 
 class SeekError(RotationError, ValueError):
     """A seek target is outside the current cycle or not a member of it."""
-

@@ -111,9 +111,7 @@ class FeistelPermutation:
         self._rmask = (1 << right) - 1
         # round j overwrites the half that currently sits on the left: left bits on even
         # rounds, right bits on odd ones (the halves swap places every round)
-        self._rounds = tuple(
-            (k & _M64, (1 << (left if j % 2 == 0 else right)) - 1) for j, k in enumerate(round_keys)
-        )
+        self._rounds = tuple((k & _M64, (1 << (left if j % 2 == 0 else right)) - 1) for j, k in enumerate(round_keys))
 
     def _enc(self, x: int) -> int:
         hi, lo = x >> self._shift, x & self._rmask
@@ -247,8 +245,21 @@ class PairOrder:
     """
 
     __slots__ = (
-        "names", "developers", "seed", "cycle", "names_major", "length",
-        "_n", "_m", "_g", "_l", "_inv", "_pn", "_pd", "_sn", "_sd",
+        "names",
+        "developers",
+        "seed",
+        "cycle",
+        "names_major",
+        "length",
+        "_n",
+        "_m",
+        "_g",
+        "_l",
+        "_inv",
+        "_pn",
+        "_pd",
+        "_sn",
+        "_sd",
     )
 
     def __init__(
@@ -264,8 +275,7 @@ class PairOrder:
         self.developers = KeySet.coerce(developers, "developers")
         if not self.names or not self.developers:
             raise DatasetError(
-                f"a pair cycle needs at least one name and one developer "
-                f"(got {len(self.names)} names, {len(self.developers)} developers)"
+                f"a pair cycle needs at least one name and one developer (got {len(self.names)} names, {len(self.developers)} developers)"
             )
         if cycle < 0:
             raise ValueError(f"cycle must be >= 0, got {cycle}")

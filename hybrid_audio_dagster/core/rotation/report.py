@@ -8,6 +8,7 @@ from typing import Any
 from hybrid_audio_dagster.core.markdown import table_cell
 from hybrid_audio_dagster.core.rotation.campaign import Rotation
 
+
 def skipped_in_cycle(audit: list[dict[str, Any]], cycle: int) -> int:
     """Positions skipped (keys removed from a dataset) by the advances ending in ``cycle``."""
     total = 0
@@ -28,19 +29,23 @@ def preview_table(rows: list[dict[str, Any]]) -> str:
 
 
 def ledger_table(ledger: dict[str, Any], limit: int = 50) -> str:
-    rows = [
-        f"| pending | `{p['name']}` | `{p['developer']}` | `{p['template']}` | {p.get('attempts', 0)} | "
-        f"{p.get('deferrals', 0)} | {table_cell(p.get('reason', ''))} |"
-        for p in ledger["pending"]
-    ] + [
-        f"| outstanding | {len(o['names'])} name(s) | `{o['developer']}` | `{o['template']}` | {o['attempt']} | - | "
-        f"`{table_cell(o['run_key'])}` |"
-        for o in ledger["outstanding"]
-    ] + [
-        f"| abandoned | `{a['name']}` | `{a['developer']}` | `{a['template']}` | {a.get('attempts', 0)} | "
-        f"{a.get('deferrals', 0)} | {table_cell(a.get('reason', ''))} |"
-        for a in ledger["abandoned"][-limit:]
-    ]
+    rows = (
+        [
+            f"| pending | `{p['name']}` | `{p['developer']}` | `{p['template']}` | {p.get('attempts', 0)} | "
+            f"{p.get('deferrals', 0)} | {table_cell(p.get('reason', ''))} |"
+            for p in ledger["pending"]
+        ]
+        + [
+            f"| outstanding | {len(o['names'])} name(s) | `{o['developer']}` | `{o['template']}` | {o['attempt']} | - | "
+            f"`{table_cell(o['run_key'])}` |"
+            for o in ledger["outstanding"]
+        ]
+        + [
+            f"| abandoned | `{a['name']}` | `{a['developer']}` | `{a['template']}` | {a.get('attempts', 0)} | "
+            f"{a.get('deferrals', 0)} | {table_cell(a.get('reason', ''))} |"
+            for a in ledger["abandoned"][-limit:]
+        ]
+    )
     if not rows:
         return "empty: nothing to retry"
     head = "| state | name | developer | template | attempts | deferrals | reason / run key |\n|---|---|---|---|---|---|---|\n"

@@ -58,7 +58,7 @@ class RetryLedger:
         self._written: str | None = None  # the ledger as last written, inside a transaction
 
     @classmethod
-    def for_paths(cls, paths: ProjectDirs, *, fsync: bool = True) -> "RetryLedger":
+    def for_paths(cls, paths: ProjectDirs, *, fsync: bool = True) -> RetryLedger:
         return cls(rotation_dir(paths) / "retry_ledger.json", fsync=fsync)
 
     def _lock(self, exclusive: bool):

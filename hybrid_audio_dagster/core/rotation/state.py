@@ -54,17 +54,14 @@ class StateFile:
         try:
             raw = self.state_path.read_bytes()
         except FileNotFoundError:
-            return {"version": STATE_VERSION, "seq": 0, "rotations": {}, "batches": [],
-                    "last_batch": None, "last_event": None}
+            return {"version": STATE_VERSION, "seq": 0, "rotations": {}, "batches": [], "last_batch": None, "last_event": None}
         try:
             state = json.loads(raw)
         except ValueError as exc:
             raise RotationStateError(f"{self.state_path}: corrupt rotation state ({exc})") from exc
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             version = state.get("version") if isinstance(state, dict) else None
-            raise RotationStateError(
-                f"{self.state_path}: unsupported rotation state version {version!r} (expected {STATE_VERSION})"
-            )
+            raise RotationStateError(f"{self.state_path}: unsupported rotation state version {version!r} (expected {STATE_VERSION})")
         return state
 
     def _load_members(self, fp: str) -> KeySet:
@@ -80,9 +77,7 @@ class StateFile:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise RotationStateError(
-                f"{path}: membership of the current cycle is missing; restore it or reset the rotation"
-            ) from None
+            raise RotationStateError(f"{path}: membership of the current cycle is missing; restore it or reset the rotation") from None
         ks = KeySet.from_canonical_bytes(data, expected_fingerprint=fp, source=str(path))
         with _MEMBER_CACHE_LOCK:
             _MEMBER_CACHE[fp] = ks
@@ -127,8 +122,7 @@ class StateFile:
             finally:
                 os.close(dfd)
 
-    def _transact(self, op: Callable[[dict[str, Any], int], tuple[dict[str, Any], T]], *,
-                  actor: str | None) -> T:
+    def _transact(self, op: Callable[[dict[str, Any], int], tuple[dict[str, Any], T]], *, actor: str | None) -> T:
         """Run ``op(state, seq) -> (event, result)`` as one locked, committed, audited step."""
         with self._lock(exclusive=True):
             state = self._read_state()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,11 +32,11 @@ from hybrid_audio_dagster.core.rotation.errors import DatasetError, MissingReaso
 from hybrid_audio_dagster.core.rotation.ledger import AuditLedger, read_audit
 from hybrid_audio_dagster.core.rotation.order import KeySet, PairOrder, StreamOrder, seed_text
 from hybrid_audio_dagster.core.rotation.state import StateFile
-from hybrid_audio_dagster.core.rotation.walk import DIMENSIONS, ROTATIONS, Rotation, ScriptMode, take_assignments, Walker
+from hybrid_audio_dagster.core.rotation.walk import DIMENSIONS, ROTATIONS, Rotation, ScriptMode, Walker, take_assignments
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RotationStore(StateFile, AuditLedger):
@@ -69,9 +69,7 @@ class RotationStore(StateFile, AuditLedger):
         self.state_path = Path(state_path)
         self.lock_path = self.state_path.with_name(self.state_path.name + ".lock")
         self.members_dir = self.state_path.with_name(self.state_path.name + ".members")
-        self.audit_path = (
-            Path(audit_path) if audit_path is not None else self.state_path.parent / "logs" / "rotation_audit.jsonl"
-        )
+        self.audit_path = Path(audit_path) if audit_path is not None else self.state_path.parent / "logs" / "rotation_audit.jsonl"
         self._current: dict[str, KeySet] = {
             "names": KeySet.coerce(names, "names"),
             "developers": KeySet.coerce(developers, "developers"),
@@ -127,8 +125,12 @@ class RotationStore(StateFile, AuditLedger):
                             f"(scripts: {prior.script_mode}); now asked for {k} (scripts: {mode})"
                         )
                     replayed = replace(prior, replayed=True)
-                    return {"event": "replay", "rotation": "pairs", "run_key": run_key_basis,
-                            "detail": {"replay_of": prior.seq, **replayed.to_dict()}}, replayed
+                    return {
+                        "event": "replay",
+                        "rotation": "pairs",
+                        "run_key": run_key_basis,
+                        "detail": {"replay_of": prior.seq, **replayed.to_dict()},
+                    }, replayed
             rotations = state["rotations"]
             pairs = self._walker("pairs", rotations.get("pairs"))
             scripts = self._walker("scripts", rotations.get("scripts")) if mode != "none" else None
@@ -138,10 +140,16 @@ class RotationStore(StateFile, AuditLedger):
             if scripts is not None:
                 rotations["scripts"] = scripts.rec
             batch = Batch(
-                seq=seq, run_key=run_key_basis, script_mode=mode, items=items,
-                cycle_before=before[0], cursor_before=before[1],
-                cycle_after=pairs.rec["cycle"], cursor_after=pairs.rec["cursor"],
-                cycle_length=pairs.length, skipped=pairs.skipped,
+                seq=seq,
+                run_key=run_key_basis,
+                script_mode=mode,
+                items=items,
+                cycle_before=before[0],
+                cursor_before=before[1],
+                cycle_after=pairs.rec["cycle"],
+                cursor_after=pairs.rec["cursor"],
+                cycle_length=pairs.length,
+                skipped=pairs.skipped,
                 cycles_started=tuple(pairs.started),
             )
             state["last_batch"] = batch.to_dict()
@@ -161,8 +169,7 @@ class RotationStore(StateFile, AuditLedger):
         """Advance by one pair (the "generate pair" operation hands it to materialisation)."""
         return self.advance(1, run_key_basis=run_key_basis, actor=actor).items[0]
 
-    def take(self, rotation: Literal["names", "developers", "scripts"], count: int = 1, *,
-             actor: str | None = None) -> list[str]:
+    def take(self, rotation: Literal["names", "developers", "scripts"], count: int = 1, *, actor: str | None = None) -> list[str]:
         """Advance a single-dimension stream by ``count`` and return its items."""
         if rotation not in ("names", "developers", "scripts"):
             raise ValueError(f"take() works on the names/developers/scripts streams, not {rotation!r}")
@@ -177,9 +184,12 @@ class RotationStore(StateFile, AuditLedger):
             taken = [walker.take() for _ in range(count)]
             state["rotations"][rotation] = walker.rec
             detail = {
-                "cycle_before": before[0], "cursor_before": before[1],
-                "cycle_after": walker.rec["cycle"], "cursor_after": walker.rec["cursor"],
-                "skipped": walker.skipped, "cycles_started": walker.started,
+                "cycle_before": before[0],
+                "cursor_before": before[1],
+                "cycle_after": walker.rec["cycle"],
+                "cursor_after": walker.rec["cursor"],
+                "skipped": walker.skipped,
+                "cycles_started": walker.started,
                 "items": [[key, c, p] for (key,), c, p in taken],
             }
             return {"event": "take", "rotation": rotation, "detail": detail}, [key for (key,), _, _ in taken]
@@ -259,8 +269,7 @@ class RotationStore(StateFile, AuditLedger):
             target = cycle if cycle is not None else (walker.rec["cycle"] + 1 if prior else 0)
             rec = walker._fresh(target, last=walker.rec.get("last"))
             state["rotations"][rotation] = rec
-            detail = {"before": before, "after": {"cycle": target, "cursor": 0}, "seed": self.seed,
-                      "fingerprints": rec["fps"]}
+            detail = {"before": before, "after": {"cycle": target, "cursor": 0}, "seed": self.seed, "fingerprints": rec["fps"]}
             return {"event": "reset", "rotation": rotation, "reason": reason, "detail": detail}, None
 
         self._transact(op, actor=actor)
@@ -302,15 +311,15 @@ class RotationStore(StateFile, AuditLedger):
             except KeyError as exc:
                 raise SeekError(f"cannot seek {rotation}: {exc.args[0]}") from None
             if not 0 <= position <= len(order):
-                raise SeekError(
-                    f"position {position} is outside cycle {walker.rec['cycle']} of {rotation} "
-                    f"(valid: 0..{len(order)})"
-                )
+                raise SeekError(f"position {position} is outside cycle {walker.rec['cycle']} of {rotation} (valid: 0..{len(order)})")
             before = {"cycle": walker.rec["cycle"], "cursor": walker.rec["cursor"]}
             walker.rec["cursor"] = position
             state["rotations"][rotation] = walker.rec
-            detail = {"before": before, "after": {"cycle": walker.rec["cycle"], "cursor": position},
-                      "target": list(target) if isinstance(target, tuple) else target}
+            detail = {
+                "before": before,
+                "after": {"cycle": walker.rec["cycle"], "cursor": position},
+                "target": list(target) if isinstance(target, tuple) else target,
+            }
             return {"event": "seek", "rotation": rotation, "reason": reason, "detail": detail}, None
 
         self._transact(op, actor=actor)
@@ -326,8 +335,13 @@ class RotationStore(StateFile, AuditLedger):
         rec = walker.rec
         fps = dict(rec["fps"])
         return RotationStatus(
-            rotation=rotation, seq=state["seq"], cycle=rec["cycle"], cursor=rec["cursor"],
-            cycle_length=walker.length, seed=rec["seed"], configured_seed=self.seed,
+            rotation=rotation,
+            seq=state["seq"],
+            cycle=rec["cycle"],
+            cursor=rec["cursor"],
+            cycle_length=walker.length,
+            seed=rec["seed"],
+            configured_seed=self.seed,
             fingerprints=fps,
             dataset_changed=any(fps[d] != self._current[d].fingerprint for d in fps),
             last=tuple(rec["last"]) if rec.get("last") else None,

@@ -80,18 +80,22 @@ class Walker:
         self.order: PairOrder | StreamOrder
         if self.rotation == "pairs":
             self.order = PairOrder(
-                members[0], members[1], seed=rec["seed"], cycle=rec["cycle"],
+                members[0],
+                members[1],
+                seed=rec["seed"],
+                cycle=rec["cycle"],
                 avoid=(avoid[0], avoid[1]) if avoid else None,
             )
         else:
             self.order = StreamOrder(
-                members[0], seed=rec["seed"], cycle=rec["cycle"], label=self.rotation,
+                members[0],
+                seed=rec["seed"],
+                cycle=rec["cycle"],
+                label=self.rotation,
                 avoid=avoid[0] if avoid else None,
             )
         # no member of some dimension left: nothing more of this cycle can be handed out
-        self._dead = any(
-            lv is not None and not any(k in lv for k in ks) for ks, lv in zip(members, live)
-        )
+        self._dead = any(lv is not None and not any(k in lv for k in ks) for ks, lv in zip(members, live))
 
     @property
     def length(self) -> int:
@@ -131,9 +135,7 @@ class Walker:
         self._load()
 
 
-def take_assignments(
-    pairs: Walker, scripts: Walker | None, k: int | None, mode: str
-) -> Iterator[Assignment]:
+def take_assignments(pairs: Walker, scripts: Walker | None, k: int | None, mode: str) -> Iterator[Assignment]:
     """Yield ``k`` assignments (forever if ``k`` is None), drawing scripts per ``mode``."""
     batch_script: tuple[str | None, int | None, int | None] = (None, None, None)
     if mode == "batch" and scripts is not None:

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
-
 from collections.abc import Iterable
+from functools import lru_cache
 
 from hybrid_audio_dagster.core.audio.trim import DEFAULT_THRESHOLD_DBFS, DEFAULT_ZERO_DBFS
 from hybrid_audio_dagster.core.pronounce.spec import Say

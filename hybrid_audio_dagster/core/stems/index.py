@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from hybrid_audio_dagster.core.pronounce.lexicon import says_in_text
 from hybrid_audio_dagster.core.pronounce.spec import Say
+from hybrid_audio_dagster.core.stems.identity import stem_signature
+from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import Template
 from hybrid_audio_dagster.core.tts.base import StemContract, VoiceSettings
-from hybrid_audio_dagster.core.stems.identity import stem_signature
-from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore
 
 
 class MissingStemError(Exception):

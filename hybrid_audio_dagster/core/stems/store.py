@@ -32,8 +32,8 @@ from hybrid_audio_dagster.core.audio.trim import TrimRange, find_trim
 from hybrid_audio_dagster.core.audio.wav import PcmAudio, load_wav
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, atomic_write_text, file_lock
 from hybrid_audio_dagster.core.pronounce.spec import Say
-from hybrid_audio_dagster.core.tts.base import StemContract, TTSEngine, VoiceSettings
 from hybrid_audio_dagster.core.stems.identity import TRIM_SETTINGS, signature_of_identity, stem_identity, stem_signature
+from hybrid_audio_dagster.core.tts.base import StemContract, TTSEngine, VoiceSettings
 
 
 @dataclass(frozen=True)
@@ -278,12 +278,29 @@ class StemStore:
                 wav = engine.synthesize(text, voice, say=say) if say else engine.synthesize(text, voice)
             except Exception as exc:
                 if on_tts is not None:
-                    on_tts({"engine": contract.engine, "chars": len(text), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                            "attempts": getattr(exc, "attempts", 1), "hit": False, "ok": False, "error": type(exc).__name__})
+                    on_tts(
+                        {
+                            "engine": contract.engine,
+                            "chars": len(text),
+                            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                            "attempts": getattr(exc, "attempts", 1),
+                            "hit": False,
+                            "ok": False,
+                            "error": type(exc).__name__,
+                        }
+                    )
                 raise
             if on_tts is not None:
-                on_tts({"engine": contract.engine, "chars": len(text), "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-                        "attempts": getattr(engine, "last_attempts", 1), "hit": False, "ok": True})
+                on_tts(
+                    {
+                        "engine": contract.engine,
+                        "chars": len(text),
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "attempts": getattr(engine, "last_attempts", 1),
+                        "hit": False,
+                        "ok": True,
+                    }
+                )
             return StemOutcome(self.put(text, contract, wav, say), cache_hit=False, chars_sent=len(text))
 
     def remove(self, engine: str, signature: str) -> int:

@@ -10,8 +10,10 @@ espeak-ng is GPL-3; it is loaded at run time as a separate shared object.
 
 from __future__ import annotations
 
+import _ctypes
 import atexit
 import ctypes
+import dataclasses
 import importlib.metadata
 import logging
 import math
@@ -22,10 +24,8 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 
-import _ctypes
 import espeakng_loader
 
 from hybrid_audio_dagster.core.tts import espeak_say
@@ -69,9 +69,7 @@ _POS_CHARACTER = 1
 _CHARS_UTF8 = 1  # plain text: no espeakSSML / espeakPHONEMES, so "<" and "[[" are literal
 _EE_OK = 0
 
-_SynthCallback = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
 class OfflineEngineError(TTSError):
@@ -201,13 +199,9 @@ def _session() -> Iterator[tuple[ctypes.CDLL, int]]:
         raise OfflineEngineError(f"cannot load espeak-ng library: {exc}") from exc
     try:
         _declare(lib)
-        sample_rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, _data_path(), _INITIALIZE_DONT_EXIT
-        )
+        sample_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, _data_path(), _INITIALIZE_DONT_EXIT)
         if sample_rate <= 0:
-            raise OfflineEngineError(
-                f"espeak-ng failed to initialise (data path {espeakng_loader.get_data_path()})"
-            )
+            raise OfflineEngineError(f"espeak-ng failed to initialise (data path {espeakng_loader.get_data_path()})")
         lib.espeak_SetSynthCallback(_CALLBACK)
         yield lib, sample_rate
     finally:
@@ -306,9 +300,7 @@ class EspeakEngine:
         name = self._voice_map.get(key) or self._voice_map.get(key.split("-", 1)[0])
         if not name:
             known = ", ".join(sorted(self._voice_map)) or "none"
-            raise UnsupportedLanguageError(
-                f"espeak-ng engine has no voice for language {language!r} (configured: {known})"
-            )
+            raise UnsupportedLanguageError(f"espeak-ng engine has no voice for language {language!r} (configured: {known})")
         return name
 
     def contract(self, voice: VoiceSettings) -> StemContract:
@@ -352,22 +344,16 @@ class EspeakEngine:
                         (_ESPEAK_VOLUME, params.amplitude),
                     ):
                         if lib.espeak_SetParameter(parameter, value, 0) != _EE_OK:
-                            raise OfflineEngineError(
-                                f"espeak-ng rejected parameter {parameter}={value}"
-                            )
+                            raise OfflineEngineError(f"espeak-ng rejected parameter {parameter}={value}")
                     flags = _CHARS_UTF8
                     if say:
                         encoded = espeak_say.phoneme_text(lib, text, say).encode("utf-8") + b"\x00"
                         flags |= espeak_say.ESPEAK_PHONEMES_FLAG
-                    status = lib.espeak_Synth(
-                        encoded, len(encoded), 0, _POS_CHARACTER, 0, flags, None, None
-                    )
+                    status = lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, flags, None, None)
                     if status == _EE_OK:
                         status = lib.espeak_Synchronize()
                     if _callback_error:
-                        raise OfflineEngineError(
-                            "collecting espeak-ng audio failed"
-                        ) from _callback_error[0]
+                        raise OfflineEngineError("collecting espeak-ng audio failed") from _callback_error[0]
                     if status != _EE_OK:
                         raise OfflineEngineError(f"espeak-ng synthesis failed (status {status})")
                 pcm = b"".join(_chunks)
@@ -375,23 +361,16 @@ class EspeakEngine:
                 _chunks.clear()
                 _callback_error.clear()
         if not pcm.strip(b"\x00"):
-            raise OfflineEngineError(
-                f"espeak-ng produced no audible audio for {len(text)} characters"
-            )
+            raise OfflineEngineError(f"espeak-ng produced no audible audio for {len(text)} characters")
         log.debug("espeak-ng: %d chars -> %d samples (%s)", len(text), len(pcm) // 2, params)
         return _wav_bytes(pcm, sample_rate)
 
     @staticmethod
     def _params(voice: VoiceSettings, name: str) -> _Params:
         speed, volume = voice.speed, voice.volume
-        if not (
-            math.isfinite(speed)
-            and _MIN_RATE_WPM <= round(_NORMAL_RATE_WPM * speed) <= _MAX_RATE_WPM
-        ):
+        if not (math.isfinite(speed) and _MIN_RATE_WPM <= round(_NORMAL_RATE_WPM * speed) <= _MAX_RATE_WPM):
             low, high = _MIN_RATE_WPM / _NORMAL_RATE_WPM, _MAX_RATE_WPM / _NORMAL_RATE_WPM
-            raise OfflineEngineError(
-                f"speed {speed} outside espeak-ng's range {low:.2f}-{high:.2f}"
-            )
+            raise OfflineEngineError(f"speed {speed} outside espeak-ng's range {low:.2f}-{high:.2f}")
         if not (math.isfinite(volume) and 0 < volume <= _MAX_VOLUME):
             raise OfflineEngineError(f"volume {volume} outside (0, {_MAX_VOLUME}]")
         return _Params(

@@ -27,6 +27,7 @@ voice's license.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -35,7 +36,6 @@ import math
 import os
 import struct
 import threading
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,19 @@ def _wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
     return (
         struct.pack(
             "<4sI4s4sIHHIIHH4sI",
-            b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16, 1, 1,
-            sample_rate, sample_rate * 2, 2, 16, b"data", len(pcm),
+            b"RIFF",
+            36 + len(pcm),
+            b"WAVE",
+            b"fmt ",
+            16,
+            1,
+            1,
+            sample_rate,
+            sample_rate * 2,
+            2,
+            16,
+            b"data",
+            len(pcm),
         )
         + pcm
     )
@@ -258,8 +269,7 @@ class PiperEngine:
             if not piper_available():
                 raise PiperNotInstalledError(f"piper-tts is not installed: {INSTALL_HINT}")
             self._engine_version = (
-                f"piper-tts-{_package_version('piper-tts')}/onnxruntime-{_package_version('onnxruntime')}"
-                f"/wrapper-{WRAPPER_VERSION}"
+                f"piper-tts-{_package_version('piper-tts')}/onnxruntime-{_package_version('onnxruntime')}/wrapper-{WRAPPER_VERSION}"
             )
         return self._engine_version
 

@@ -44,12 +44,21 @@ def _sha256(path) -> str:
 def _inbox_entry(paths: ProjectPaths, name: str) -> dict:
     path = inbox_path(paths, name)
     if path.is_symlink() or not path.is_file():
-        present = sorted(p.name for p in paths.inbox.iterdir() if p.is_file() and not p.name.startswith(".")) if paths.inbox.is_dir() else []
+        present = (
+            sorted(p.name for p in paths.inbox.iterdir() if p.is_file() and not p.name.startswith(".")) if paths.inbox.is_dir() else []
+        )
         shown = f"; it holds {', '.join(present[:10])}{'…' if len(present) > 10 else ''}" if present else "; it is empty"
         raise refused(f"no file {name!r} in the inbox ({paths.inbox}){shown}", problem="not_in_inbox")
     size = path.stat().st_size
-    return {"name": name, "path": str(path), "size": size, "sha256": _sha256(path), "role": detect_role(name),
-            "max_bytes": REFERENCE_MAX_BYTES, "max_rows": REFERENCE_MAX_ROWS}
+    return {
+        "name": name,
+        "path": str(path),
+        "size": size,
+        "sha256": _sha256(path),
+        "role": detect_role(name),
+        "max_bytes": REFERENCE_MAX_BYTES,
+        "max_rows": REFERENCE_MAX_ROWS,
+    }
 
 
 def _preview_bytes(config: DatasetsAdminConfig) -> bytes:

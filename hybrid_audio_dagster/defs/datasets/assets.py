@@ -6,8 +6,6 @@ writes a snapshot (slug → display text) that the stem and message assets read,
 the new slugs as dynamic partitions. Rejected rows are reported in the metadata.
 """
 
-
-
 import dagster as dg
 
 from hybrid_audio_dagster.core.datasets.snapshot import (
@@ -18,11 +16,11 @@ from hybrid_audio_dagster.core.datasets.snapshot import (
     stored_uploads,
     write_snapshot,
 )
+from hybrid_audio_dagster.core.markdown import table_cell
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import TemplateError, load_templates
 from hybrid_audio_dagster.defs.partitions import add_partitions, developers_partitions, names_partitions, templates_partitions
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from hybrid_audio_dagster.core.markdown import table_cell
 
 KINDS = {"names": names_partitions, "developers": developers_partitions}
 MAX_LISTED_KEYS = 2000
@@ -36,7 +34,9 @@ class DatasetConfig(dg.Config):
     restore: list[str] = []
 
 
-def sync_partitions(instance: dg.DagsterInstance, partitions_def: dg.DynamicPartitionsDefinition, keys: list[str]) -> tuple[list[str], list[str]]:
+def sync_partitions(
+    instance: dg.DagsterInstance, partitions_def: dg.DynamicPartitionsDefinition, keys: list[str]
+) -> tuple[list[str], list[str]]:
     """Make the dynamic partitions exactly ``keys``: (added, removed).
 
     A removed item's partition goes, so the batch, the UI and backfills stop seeing it; its
@@ -66,9 +66,7 @@ def _dataset_asset(kind: str):
             raise dg.Failure(f"the {kind} dataset is empty: add rows to {paths.data / (kind + '.csv')} or drop a file in {paths.inbox}")
         write_snapshot(paths, kind, result)
         new_keys, removed = sync_partitions(context.instance, partitions_def, result.keys)
-        rejects_md = "\n".join(
-            f"| {r.row} | {table_cell(r.value)} | {r.reason} |" for r in result.rejects[:200]
-        )
+        rejects_md = "\n".join(f"| {r.row} | {table_cell(r.value)} | {r.reason} |" for r in result.rejects[:200])
         preview = "\n".join(f"| `{i.key}` | {table_cell(i.display)} |" for i in result.items[:50])
         said = [i for i in result.items if i.say]
         said_md = "\n".join(
@@ -85,16 +83,17 @@ def _dataset_asset(kind: str):
                 "fingerprint": result.fingerprint,
                 "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
                 "uploads": dg.MetadataValue.md(
-                    "| upload | file | state |\n|---|---|---|\n" + "\n".join(
+                    "| upload | file | state |\n|---|---|---|\n"
+                    + "\n".join(
                         f"| `{kind}-{sha[:16]}` | {table_cell(p.name)} | {'withdrawn' if sha[:16] in gone else 'active'} |"
                         for p, sha in stored_uploads(paths, kind)
-                    ) if stored_uploads(paths, kind) else "none"
+                    )
+                    if stored_uploads(paths, kind)
+                    else "none"
                 ),
                 "preview": dg.MetadataValue.md("| key | display |\n|---|---|\n" + preview),
                 "pronounced": len(said),
-                "pronunciations": dg.MetadataValue.md(
-                    "| key | display | says |\n|---|---|---|\n" + said_md if said_md else "none"
-                ),
+                "pronunciations": dg.MetadataValue.md("| key | display | says |\n|---|---|---|\n" + said_md if said_md else "none"),
                 "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects_md if rejects_md else "none"),
             },
             data_version=dg.DataVersion(result.fingerprint),
@@ -127,6 +126,8 @@ def message_templates(context: dg.AssetExecutionContext, paths: ProjectPaths) ->
             "new_partitions": len(new_keys),
             "removed_partitions": len(removed),
             "signatures": dg.MetadataValue.json({t.id: t.signature() for t in templates.values()}),
-            "summary": dg.MetadataValue.md("| id | version | lang | segments | script segments | signature |\n|---|---|---|---|---|---|\n" + rows),
+            "summary": dg.MetadataValue.md(
+                "| id | version | lang | segments | script segments | signature |\n|---|---|---|---|---|---|\n" + rows
+            ),
         }
     )

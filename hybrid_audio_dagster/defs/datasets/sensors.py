@@ -63,7 +63,9 @@ def _digest(path) -> str:
     return h.hexdigest()
 
 
-def evaluate_inbox(paths: ProjectPaths, cursor: str | None, settings: InboxSettings = InboxSettings(), *, now: float | None = None) -> dg.SensorResult:
+def evaluate_inbox(
+    paths: ProjectPaths, cursor: str | None, settings: InboxSettings = InboxSettings(), *, now: float | None = None
+) -> dg.SensorResult:
     """One tick: a pure function of the inbox folder and the cursor."""
     prev = _load_seen(cursor)
     now = time.time() if now is None else now
@@ -98,11 +100,25 @@ def evaluate_inbox(paths: ProjectPaths, cursor: str | None, settings: InboxSetti
                 run_key=f"ingest:{sha}:{path.name}:{st.st_mtime_ns}",
                 job_name=INGEST_JOB,
                 partition_key=key,
-                run_config={"ops": {"dataset_uploads": {"config": {
-                    "inbox_file": path.name, "sha256": sha, "max_bytes": settings.max_bytes, "max_rows": settings.max_rows,
-                }}}},
-                tags={PIPELINE_TAG: f"ingest-{sha[:16]}-{st.st_mtime_ns}", STAGE_TAG: "datasets", DRIVER_TAG: "daemon",
-                      SCOPE_TAG: role, TRIGGER_TAG: "inbox"},
+                run_config={
+                    "ops": {
+                        "dataset_uploads": {
+                            "config": {
+                                "inbox_file": path.name,
+                                "sha256": sha,
+                                "max_bytes": settings.max_bytes,
+                                "max_rows": settings.max_rows,
+                            }
+                        }
+                    }
+                },
+                tags={
+                    PIPELINE_TAG: f"ingest-{sha[:16]}-{st.st_mtime_ns}",
+                    STAGE_TAG: "datasets",
+                    DRIVER_TAG: "daemon",
+                    SCOPE_TAG: role,
+                    TRIGGER_TAG: "inbox",
+                },
             )
         )
     new_cursor = json.dumps({"seen": seen}, separators=(",", ":"), sort_keys=True)

@@ -15,7 +15,6 @@ stored or rejected, and audited alike. A refusal is raised with :func:`refused`,
 exits 2 with the reason.
 """
 
-
 import base64
 import binascii
 import hashlib
@@ -75,8 +74,11 @@ def inbox_path(paths: ProjectPaths, name: str):
 def _carried(config: UploadConfig) -> bytes:
     """The bytes an upload over HTTP carried in run config (bounded before decoding)."""
     limit = min(config.max_bytes, DEFAULT_MAX_BYTES)
-    too_big = refused(f"upload {config.filename!r} is larger than {limit} bytes, the most a run's config carries; "
-                      "put it in the inbox and ingest it from there (`hybrid-audio datasets upload --from-inbox NAME`)", problem="too_large")
+    too_big = refused(
+        f"upload {config.filename!r} is larger than {limit} bytes, the most a run's config carries; "
+        "put it in the inbox and ingest it from there (`hybrid-audio datasets upload --from-inbox NAME`)",
+        problem="too_large",
+    )
     if len(config.content_b64) > 4 * (limit // 3 + 2):
         raise too_big
     try:
@@ -98,15 +100,21 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
     name = plain_name(config.filename, "upload file name") if carried else config.inbox_file
     path = None if carried else inbox_path(paths, name)
     audit = run_auditor(context, paths)
-    provenance = {"inbox_file" if not carried else "uploaded_file": name, "sha256": config.sha256, "run_id": context.run.run_id,
-                  "trigger": context.run.tags.get("dagster/sensor_name") or context.run.tags.get(TRIGGER_TAG, "manual")}
+    provenance = {
+        "inbox_file" if not carried else "uploaded_file": name,
+        "sha256": config.sha256,
+        "run_id": context.run.run_id,
+        "trigger": context.run.tags.get("dagster/sensor_name") or context.run.tags.get(TRIGGER_TAG, "manual"),
+    }
     stored_as = find_stored(paths, config.sha256)
     if carried:
         data = _carried(config)
     else:
         if not os.path.lexists(path):
             if stored_as:  # a re-execution of a run that already stored it
-                return dg.MaterializeResult(metadata={"status": "stored", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)})
+                return dg.MaterializeResult(
+                    metadata={"status": "stored", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)}
+                )
             raise refused(f"{name!r} is not in the inbox ({paths.inbox}) and was never stored", problem="not_in_inbox")
         if path.is_symlink() or not path.is_file():
             err = InboxFileError("unreadable", "not a regular file (symbolic links and devices are not read)", filename=name)
@@ -116,32 +124,46 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
             verdict = validate(path, filename=name, role=role, max_bytes=config.max_bytes, max_rows=config.max_rows)
             target = reject_file(paths, path, verdict.report)
             audit("dataset_rejected", problem=verdict.report.problem_code, sha256=config.sha256)
-            raise refused(f"rejected {name!r} ({verdict.report.problem_code}): {verdict.report.problem_message}; moved to {target.name}",
-                          problem=verdict.report.problem_code or "rejected")
+            raise refused(
+                f"rejected {name!r} ({verdict.report.problem_code}): {verdict.report.problem_message}; moved to {target.name}",
+                problem=verdict.report.problem_code or "rejected",
+            )
         data = path.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     if sha != config.sha256:
-        raise refused(f"{name!r} changed since it was looked at (sha256 {sha[:12]}… ≠ {config.sha256[:12]}…); ingest it again "
-                      "(the inbox sensor's next tick does)", problem="changed")
+        raise refused(
+            f"{name!r} changed since it was looked at (sha256 {sha[:12]}… ≠ {config.sha256[:12]}…); ingest it again "
+            "(the inbox sensor's next tick does)",
+            problem="changed",
+        )
     verdict = validate(data, filename=name, role=role, max_bytes=config.max_bytes, max_rows=config.max_rows)
     report = verdict.report
     if stored_as:
         if path is not None:
             set_aside_duplicate(paths, path, report, stored_as)
-        return dg.MaterializeResult(metadata={"status": "duplicate", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)})
+        return dg.MaterializeResult(
+            metadata={"status": "duplicate", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)}
+        )
     if not verdict.ok:
         target = reject_file(paths, path, report, data=data if path is None else None)
         audit("dataset_rejected", problem=report.problem_code, sha256=sha)
         raise refused(
             f"rejected {name!r} ({report.problem_code}): {report.problem_message}; moved to {target.name} with a report",
-            problem=report.problem_code or "rejected", rejects=len(report.rejects),
+            problem=report.problem_code or "rejected",
+            rejects=len(report.rejects),
         )
     stored = store_accepted(paths, verdict)
     if path is not None:
         path.unlink(missing_ok=True)
     items = verdict.ingested.result.items if verdict.ingested.result else ()
-    audit("dataset_ingested", role=verdict.role or "", stored_as=f"{verdict.role}/{stored.name}", rows=len(items),
-          rejected_rows=len(report.rejects), sha256=sha)
+    audit(
+        "dataset_ingested",
+        role=verdict.role or "",
+        stored_as=f"{verdict.role}/{stored.name}",
+        rows=len(items),
+        rejected_rows=len(report.rejects),
+        sha256=sha,
+    )
     preview = "\n".join(f"| {i.row} | {table_cell(i.display)} |" for i in items[:50])
     rejects = "\n".join(f"| {r.row} | {table_cell(r.value)} | {r.reason} |" for r in report.rejects[:100])
     return dg.MaterializeResult(

@@ -47,8 +47,12 @@ def bucket_admin(context: dg.OpExecutionContext, config: BucketAdminConfig, path
     elif config.action == "list":
         prefix = "/".join(p.strip("/") for p in (gcs.layout.prefix, config.prefix) if p.strip("/")) if config.prefix else None
         objects = gcs.list_objects(prefix)
-        out = {"enabled": True, "status": gcs.status_message, "count": len(objects),
-               "objects": [{"name": o.name, "size": o.size, "md5": o.md5, "uri": gcs.uri(o.name)} for o in objects[:MAX_LISTED]]}
+        out = {
+            "enabled": True,
+            "status": gcs.status_message,
+            "count": len(objects),
+            "objects": [{"name": o.name, "size": o.size, "md5": o.md5, "uri": gcs.uri(o.name)} for o in objects[:MAX_LISTED]],
+        }
     elif config.action == "check":
         out = {"enabled": True, "status": gcs.status_message, **_stem_check(paths, gcs, config.stem)}
     else:

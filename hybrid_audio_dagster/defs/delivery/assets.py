@@ -6,30 +6,29 @@ records (:mod:`hybrid_audio_dagster.defs.delivery.inventory`), the work from :cl
 off both assets record "GCS is off" and touch nothing.
 """
 
-
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.resources.audit import run_auditor
+from hybrid_audio_dagster.core.delivery.consistency import write_jsonl
 from hybrid_audio_dagster.core.delivery.errors import DeliveryError
+from hybrid_audio_dagster.core.delivery.inventory import partition_entries, stamp_manifest
 from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.core.delivery.records import SyncReport
-from hybrid_audio_dagster.core.delivery.consistency import write_jsonl
-from hybrid_audio_dagster.core.delivery.inventory import partition_entries, stamp_manifest
 from hybrid_audio_dagster.core.fsutil import safe_join
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_manifest
 from hybrid_audio_dagster.core.messages.retire import lock_partitions
 from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.defs.delivery.inventory import local_inventory, segment_categories, to_regenerate
+from hybrid_audio_dagster.defs.delivery.reporting import REPORT_LOG, consistency_metadata, delivery_failure
 from hybrid_audio_dagster.defs.partitions import message_partition_dims, messages_partitions
+from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
+from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
-from hybrid_audio_dagster.defs.delivery.inventory import local_inventory, segment_categories, to_regenerate
-from hybrid_audio_dagster.defs.delivery.reporting import REPORT_LOG, consistency_metadata, delivery_failure
-from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
 
 IN_SYNC_CHECK = "in_sync"
 URI_SAMPLE = 5
@@ -67,8 +66,9 @@ def delivered_messages(context: dg.AssetExecutionContext, paths: ProjectPaths, g
             tid, _ = message_partition_dims(key)
             rows += read_manifest(folder / MANIFEST_NAME)
             tpl = templates.get(tid)
-            msgs, stems = partition_entries(rows, output_root=paths.output, stems_root=paths.stems,
-                                            segment_categories=segment_categories(tpl) if tpl else {})
+            msgs, stems = partition_entries(
+                rows, output_root=paths.output, stems_root=paths.stems, segment_categories=segment_categories(tpl) if tpl else {}
+            )
             entries += msgs + stems
             for e in entries:
                 owner.setdefault(layout.entry_object(e), key)
@@ -117,15 +117,28 @@ def audit_sync(audit, gcs, *reports) -> None:
         audit("gcs_unchanged", bucket=bucket, objects=unchanged)
 
 
-def _record(context, keys: list[str], owner: dict[str, str], report: SyncReport, manifests: SyncReport,
-            gcs: DeliveryResource) -> None:
+def _record(context, keys: list[str], owner: dict[str, str], report: SyncReport, manifests: SyncReport, gcs: DeliveryResource) -> None:
     layout = gcs.layout
-    per = {k: {"messages_uploaded": 0, "messages_skipped": 0, "stems_uploaded": 0, "stems_skipped": 0,
-               "manifest": "none", "failed": 0, "missing_local": 0} for k in keys}
+    per = {
+        k: {
+            "messages_uploaded": 0,
+            "messages_skipped": 0,
+            "stems_uploaded": 0,
+            "stems_skipped": 0,
+            "manifest": "none",
+            "failed": 0,
+            "missing_local": 0,
+        }
+        for k in keys
+    }
     samples: dict[str, list[str]] = {k: [] for k in keys}
     manifest_uri: dict[str, str] = {}
-    for results, action in ((report.uploaded, "uploaded"), (report.skipped, "skipped"),
-                            (manifests.uploaded, "uploaded"), (manifests.skipped, "skipped")):
+    for results, action in (
+        (report.uploaded, "uploaded"),
+        (report.skipped, "skipped"),
+        (manifests.uploaded, "uploaded"),
+        (manifests.skipped, "skipped"),
+    ):
         for r in results:
             key = owner.get(r.object_name)
             if key is None:
@@ -150,9 +163,13 @@ def _record(context, keys: list[str], owner: dict[str, str], report: SyncReport,
         c = per[key]
         uploaded = c["messages_uploaded"] + c["stems_uploaded"] + (c["manifest"] == "uploaded")
         skipped = c["messages_skipped"] + c["stems_skipped"] + (c["manifest"] == "skipped")
-        md: dict = {"status": "delivered" if not c["failed"] else f"partial: {c['failed']} failed",
-                    "uploaded": uploaded, "skipped": skipped, **c,
-                    "bucket": gcs.status_message.removeprefix("GCS on: ")}
+        md: dict = {
+            "status": "delivered" if not c["failed"] else f"partial: {c['failed']} failed",
+            "uploaded": uploaded,
+            "skipped": skipped,
+            **c,
+            "bucket": gcs.status_message.removeprefix("GCS on: "),
+        }
         if key in manifest_uri:
             md["manifest_uri"] = dg.MetadataValue.url(manifest_uri[key])
         md["gs_uris"] = dg.MetadataValue.md("\n".join(f"- `{u}`" for u in samples[key]) or "none")
@@ -163,19 +180,26 @@ def _record(context, keys: list[str], owner: dict[str, str], report: SyncReport,
     deps=["delivered_messages"],
     group_name="delivery",
     kinds={"gcs"},
-    check_specs=[dg.AssetCheckSpec(IN_SYNC_CHECK, asset="bucket_consistency", blocking=False,
-                                   description="Every stem, message and manifest is the same locally and in the bucket.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            IN_SYNC_CHECK,
+            asset="bucket_consistency",
+            blocking=False,
+            description="Every stem, message and manifest is the same locally and in the bucket.",
+        )
+    ],
 )
-def bucket_consistency(context: dg.AssetExecutionContext, paths: ProjectPaths, tts: TTSResource,
-                       gcs: DeliveryResource) -> dg.MaterializeResult:
+def bucket_consistency(
+    context: dg.AssetExecutionContext, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource
+) -> dg.MaterializeResult:
     """Local stems (by category), messages and manifests against the bucket: in sync,
     local-only, remote-only, mismatched or missing everywhere. JSON lines in
     ``logs/bucket_consistency.jsonl``; ``bucket_repair_job`` fixes what it can."""
     if not gcs.enabled:
         return dg.MaterializeResult(
             metadata={"status": gcs.status_message},
-            check_results=[dg.AssetCheckResult(check_name=IN_SYNC_CHECK, passed=True,
-                                               metadata={"status": gcs.status_message})])
+            check_results=[dg.AssetCheckResult(check_name=IN_SYNC_CHECK, passed=True, metadata={"status": gcs.status_message})],
+        )
     inventory = local_inventory(context.instance, paths, tts)
     try:
         report = gcs.report(inventory.entries)
@@ -187,7 +211,11 @@ def bucket_consistency(context: dg.AssetExecutionContext, paths: ProjectPaths, t
     totals = report.summary()
     return dg.MaterializeResult(
         metadata={"status": "clean" if report.is_clean else "out of sync", **consistency_metadata(report, regenerate, log_path)},
-        check_results=[dg.AssetCheckResult(
-            check_name=IN_SYNC_CHECK, passed=report.is_clean,
-            metadata={**{k: v for k, v in totals.items() if k != "in_sync"}, "in_sync": totals["in_sync"]})],
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=IN_SYNC_CHECK,
+                passed=report.is_clean,
+                metadata={**{k: v for k, v in totals.items() if k != "in_sync"}, "in_sync": totals["in_sync"]},
+            )
+        ],
     )

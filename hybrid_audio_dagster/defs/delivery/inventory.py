@@ -9,16 +9,16 @@ from pathlib import Path, PurePosixPath
 
 import dagster as dg
 
-from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
-from hybrid_audio_dagster.core.delivery.inventory import partition_entries, stem_entries
 from hybrid_audio_dagster.core.delivery.consistency import ReportItem
+from hybrid_audio_dagster.core.delivery.inventory import partition_entries, stem_entries
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_manifest
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import Template, load_templates
 from hybrid_audio_dagster.defs.partitions import developers_partitions, message_partition_key, names_partitions, templates_partitions
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
 from hybrid_audio_dagster.defs.stems.checks import current_keys
+from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
 
 
 def segment_categories(template: Template) -> dict[str, str]:
@@ -86,11 +86,11 @@ def local_inventory(instance: dg.DagsterInstance, paths: ProjectPaths, tts) -> L
             folder = paths.output / tid / dev
             rows = read_manifest(folder / MANIFEST_NAME)
             tpl = templates.get(tid)
-            msgs, stems = partition_entries(rows, output_root=paths.output, stems_root=paths.stems,
-                                            segment_categories=segment_categories(tpl) if tpl else {})
+            msgs, stems = partition_entries(
+                rows, output_root=paths.output, stems_root=paths.stems, segment_categories=segment_categories(tpl) if tpl else {}
+            )
             inv.add(msgs, ("messages", key))
-            inv.add([InventoryEntry("manifests", f"{tid}/{dev}/{MANIFEST_NAME}", folder / MANIFEST_NAME)],
-                    ("messages", key))
+            inv.add([InventoryEntry("manifests", f"{tid}/{dev}/{MANIFEST_NAME}", folder / MANIFEST_NAME)], ("messages", key))
             inv.add(stems)
     return inv
 

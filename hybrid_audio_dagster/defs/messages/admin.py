@@ -44,13 +44,22 @@ def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, path
     rows = {r["name_key"]: r for r in read_manifest(manifest_path(paths.output, config.template, config.developer))}
     row = rows.get(config.name)
     if row is None:
-        raise refused(f"no message for {config.name!r} in {config.template}/{config.developer}: run `hybrid-audio assemble` first",
-                      problem="no_message")
+        raise refused(
+            f"no message for {config.name!r} in {config.template}/{config.developer}: run `hybrid-audio assemble` first",
+            problem="no_message",
+        )
     problems = verify_row(paths, row)
     out = {
-        "path": str(paths.output / row["path"]), "relpath": row["path"], "duration_s": round(row["duration_s"], 3),
-        "frames": row["frames"], "sample_rate": row["sample_rate"], "sha256": row["sha256"],
-        "verified": not problems, "problems": problems, "timeline": json.loads(row["timeline"]), "uri": None,
+        "path": str(paths.output / row["path"]),
+        "relpath": row["path"],
+        "duration_s": round(row["duration_s"], 3),
+        "frames": row["frames"],
+        "sample_rate": row["sample_rate"],
+        "sha256": row["sha256"],
+        "verified": not problems,
+        "problems": problems,
+        "timeline": json.loads(row["timeline"]),
+        "uri": None,
     }
     if gcs.enabled:  # the delivered copy, when the bucket has it
         obj = gcs.layout.output_object(row["path"])

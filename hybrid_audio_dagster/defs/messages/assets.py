@@ -7,7 +7,6 @@ also on a no-op run, and also when some names failed (then the partition is mark
 ``partial`` and lists them).
 """
 
-
 import time
 
 import dagster as dg
@@ -52,8 +51,9 @@ class MessagesConfig(dg.Config):
         ),
     ],
 )
-def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: ProjectPaths, tts: TTSResource,
-             gcs: DeliveryResource) -> None:
+def messages(
+    context: dg.AssetExecutionContext, config: MessagesConfig, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource
+) -> None:
     """Every name's message for a template and a developer, bit-exact joins of their stems."""
     started = time.perf_counter()
     templates = load_templates(paths.templates)
@@ -89,8 +89,13 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
         )
 
     results = build_partitions(
-        parts, names=names, run_names=run_names, resolve=campaign.resolve, store=campaign.store,
-        output_root=paths.output, force=config.force,
+        parts,
+        names=names,
+        run_names=run_names,
+        resolve=campaign.resolve,
+        store=campaign.store,
+        output_root=paths.output,
+        force=config.force,
     )
     for r in results:
         context.add_asset_metadata(_metadata(r, paths), partition_key=r.partition.key)
@@ -100,7 +105,9 @@ def messages(context: dg.AssetExecutionContext, config: MessagesConfig, paths: P
         f"{sum(r.skipped for r in results)} unchanged, {failed} failed in {time.perf_counter() - started:.2f}s"
     )
     if failed:
-        context.log.warning(f"{failed} message(s) failed; their partitions are marked partial:\n" + "\n".join(f for r in results for f in r.failed[:5]))
+        context.log.warning(
+            f"{failed} message(s) failed; their partitions are marked partial:\n" + "\n".join(f for r in results for f in r.failed[:5])
+        )
 
 
 def _metadata(r: PartitionResult, paths: ProjectPaths) -> dict:
@@ -128,4 +135,3 @@ def _metadata(r: PartitionResult, paths: ProjectPaths) -> dict:
         md["timing_picture"] = dg.MetadataValue.md(timing_markdown(row, paths.output, paths.stems, labels=labels))
         md["timing_of"] = row["path"]
     return md
-

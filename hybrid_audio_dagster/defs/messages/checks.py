@@ -1,6 +1,5 @@
 """Asset checks on the messages: every file re-verified bit-exactly against its stems."""
 
-
 import hashlib
 import json
 import warnings

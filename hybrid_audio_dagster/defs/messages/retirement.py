@@ -1,13 +1,12 @@
 """``retired_outputs``: messages of removed templates, developers and names leave the output."""
 
-
 import dagster as dg
 
+from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
 from hybrid_audio_dagster.core.messages.retire import retire_outputs
 from hybrid_audio_dagster.core.templates import load_templates
-from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
 from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 
 
 @dg.asset(

@@ -52,7 +52,9 @@ def _request(job: str, first: str, last: str, tags: Mapping[str, str], run_confi
     return {"job": job, "partition": None, "tags": {**tags, **range_tags(first, last)}, "run_config": run_config}
 
 
-def batch_plan(instance: dg.DagsterInstance, paths: ProjectPaths, tts, config: BatchPlanConfig, *, base_tags: Mapping[str, str] = {}) -> dict:  # noqa: B006
+def batch_plan(
+    instance: dg.DagsterInstance, paths: ProjectPaths, tts, config: BatchPlanConfig, *, base_tags: Mapping[str, str] = {}
+) -> dict:  # noqa: B006
     campaign = CampaignStems(instance, paths, tts)
     datasets = {kind: build_dataset(paths, DATASET_OF[kind]) for kind in DATASET_OF}
     displays = {kind: {i.key: i.display for i in datasets[kind].items} for kind in DATASET_OF}
@@ -70,15 +72,25 @@ def batch_plan(instance: dg.DagsterInstance, paths: ProjectPaths, tts, config: B
         SegmentKind.DEVELOPER: list(config.developers) or list(displays[SegmentKind.DEVELOPER]),
         SegmentKind.SCRIPT: list(config.templates) or list(templates),
     }
-    plan: dict = {"stems": {}, "stems_to_synthesize": 0, "chars": 0, "messages_to_write": 0, "messages_to_skip": 0,
-                  "message_partitions": 0, "requests": {"stems": [], "messages": []}}
+    plan: dict = {
+        "stems": {},
+        "stems_to_synthesize": 0,
+        "chars": 0,
+        "messages_to_write": 0,
+        "messages_to_skip": 0,
+        "message_partitions": 0,
+        "requests": {"stems": [], "messages": []},
+    }
     seen: set[str] = set()
     stale: dict[SegmentKind, list[str]] = {}
     for kind in SegmentKind:
         fresh = campaign.freshness(kind, scope[kind], displays[kind])
         stale[kind] = list(scope[kind]) if config.force else fresh.stale_partitions
-        new = {sig: s for sig, s in fresh.to_synthesize.items() if sig not in seen} if not config.force else {
-            s.signature: s for s in campaign.slots(kind, scope[kind], displays[kind])[0]}
+        new = (
+            {sig: s for sig, s in fresh.to_synthesize.items() if sig not in seen}
+            if not config.force
+            else {s.signature: s for s in campaign.slots(kind, scope[kind], displays[kind])[0]}
+        )
         new = {sig: s for sig, s in new.items() if sig not in seen}
         seen |= set(new)
         chars = sum(len(s.text) for s in new.values())
@@ -91,7 +103,9 @@ def batch_plan(instance: dg.DagsterInstance, paths: ProjectPaths, tts, config: B
         tpl = templates[tid]
         for dev in scope[SegmentKind.DEVELOPER]:
             plan["message_partitions"] += 1
-            write, skip = _messages_estimate(campaign, paths, tpl, dev, displays[SegmentKind.DEVELOPER][dev], scope[SegmentKind.NAME], names, config.force)
+            write, skip = _messages_estimate(
+                campaign, paths, tpl, dev, displays[SegmentKind.DEVELOPER][dev], scope[SegmentKind.NAME], names, config.force
+            )
             plan["messages_to_write"] += write
             plan["messages_to_skip"] += skip
 
@@ -106,15 +120,21 @@ def _messages_estimate(campaign, paths, tpl, dev, dev_display, run_names, names,
     old = {r["name_key"]: r for r in read_manifest(manifest_path(paths.output, tpl.id, dev))}
     owner = {SegmentKind.DEVELOPER: dev, SegmentKind.SCRIPT: tpl.id}
     try:
-        planner = MessagePlanner(tpl, developer_key=dev, developer=dev_display,
-                                 stem_for=lambda kind, seg, text: campaign.resolve(kind, owner[kind], tpl, seg, text))
+        planner = MessagePlanner(
+            tpl,
+            developer_key=dev,
+            developer=dev_display,
+            stem_for=lambda kind, seg, text: campaign.resolve(kind, owner[kind], tpl, seg, text),
+        )
     except MissingStemError:
         return len(run_names), 0
     write = skip = 0
     for key in run_names:
         row = old.get(key)
         try:
-            p = planner.plan(name_key=key, name=names[key], stem_for=lambda kind, seg, text, key=key: campaign.resolve(kind, key, tpl, seg, text))
+            p = planner.plan(
+                name_key=key, name=names[key], stem_for=lambda kind, seg, text, key=key: campaign.resolve(kind, key, tpl, seg, text)
+            )
         except MissingStemError:
             write += 1
             continue
@@ -153,7 +173,9 @@ def batch_plan_op(context: dg.OpExecutionContext, config: BatchPlanConfig, paths
     return dg.Output(plan, metadata={"plan": dg.MetadataValue.json(plan), **summary})
 
 
-@dg.job(description="Computes a batch's plan (dry run: nothing is synthesized or written). The `hybrid-audio batch` CLI reads it.",
-        tags={STAGE_TAG: "plan"})
+@dg.job(
+    description="Computes a batch's plan (dry run: nothing is synthesized or written). The `hybrid-audio batch` CLI reads it.",
+    tags={STAGE_TAG: "plan"},
+)
 def batch_plan_job() -> None:
     batch_plan_op()

@@ -11,15 +11,14 @@ a deployment changes it with ``HYBRID_AUDIO_NIGHTLY_CRON`` / ``HYBRID_AUDIO_NIGH
 its own with :func:`build_nightly_batch_schedule`.
 """
 
-
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, TRIGGER_TAG
 from hybrid_audio_dagster.defs.pipeline.stages import datasets_request
+from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, TRIGGER_TAG
 
 NIGHTLY_CRON = "0 2 * * *"
 NIGHTLY_TIMEZONE = "UTC"
@@ -46,8 +45,8 @@ def build_nightly_batch_schedule(
         description="Nightly full batch: makes whatever is missing or stale (no TTS call on a warm cache).",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        when = context.scheduled_execution_time or datetime.now(timezone.utc).replace(second=0, microsecond=0)
-        pipeline = f"nightly-{when.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+        when = context.scheduled_execution_time or datetime.now(UTC).replace(second=0, microsecond=0)
+        pipeline = f"nightly-{when.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
         base = {PIPELINE_TAG: pipeline, DRIVER_TAG: "daemon", SCOPE_TAG: "full", TRIGGER_TAG: "nightly"}
         request = datasets_request(pipeline, base)
         return dg.RunRequest(

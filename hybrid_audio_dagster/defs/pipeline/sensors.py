@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -29,14 +29,14 @@ from hybrid_audio_dagster.defs.datasets.jobs import ingest_job
 from hybrid_audio_dagster.defs.delivery.jobs import delivery_job
 from hybrid_audio_dagster.defs.messages.jobs import messages_check_job, messages_job
 from hybrid_audio_dagster.defs.pipeline.jobs import datasets_job
-from hybrid_audio_dagster.defs.rotation.jobs import rotation_advance_job
-from hybrid_audio_dagster.defs.stems.jobs import developer_stems_job, name_stems_job, script_stems_job
+from hybrid_audio_dagster.defs.pipeline.stages import messages_request, stems_stage
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
+from hybrid_audio_dagster.defs.rotation.jobs import rotation_advance_job
+from hybrid_audio_dagster.defs.stems.jobs import developer_stems_job, name_stems_job, script_stems_job
 from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
-from hybrid_audio_dagster.defs.pipeline.stages import messages_request, stems_stage
 
 LOOKBACK_S = 2 * 24 * 3600
 TERMINAL_STAGES = {"messages", "record"}
@@ -73,16 +73,34 @@ def rotation_requests(instance: dg.DagsterInstance, advance: dg.DagsterRun) -> l
     out = []
     for d in md.get("requests") or []:
         r = PlannedRequest.from_dict(d).to_run_request()
-        out.append(dg.RunRequest(run_key=r.run_key, job_name=r.job_name, partition_key=r.partition_key,
-                                 run_config=r.run_config, tags={**r.tags, **base, STAGE_TAG: "messages"}))
+        out.append(
+            dg.RunRequest(
+                run_key=r.run_key,
+                job_name=r.job_name,
+                partition_key=r.partition_key,
+                run_config=r.run_config,
+                tags={**r.tags, **base, STAGE_TAG: "messages"},
+            )
+        )
     for cycle in md.get("cycles") or []:
-        out.append(dg.RunRequest(run_key=f"{advance.tags[PIPELINE_TAG]}:record:{cycle}", job_name="rotation_cycle_job",
-                                 partition_key=cycle, tags={**base, STAGE_TAG: "record"}))
+        out.append(
+            dg.RunRequest(
+                run_key=f"{advance.tags[PIPELINE_TAG]}:record:{cycle}",
+                job_name="rotation_cycle_job",
+                partition_key=cycle,
+                tags={**base, STAGE_TAG: "record"},
+            )
+        )
     return out
 
 
 def pipeline_decisions(
-    instance: dg.DagsterInstance, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource, *, now: float | None = None,
+    instance: dg.DagsterInstance,
+    paths: ProjectPaths,
+    tts: TTSResource,
+    spend_guard: SpendGuardResource,
+    *,
+    now: float | None = None,
     gcs: DeliveryResource | None = None,
 ) -> tuple[list[dg.RunRequest], list[str]]:
     """(run requests, notes) for every pipeline whose latest stage finished successfully.
@@ -90,7 +108,7 @@ def pipeline_decisions(
     now = time.time() if now is None else now
     delivery_on = gcs is not None and gcs.enabled
     records = instance.get_run_records(
-        filters=dg.RunsFilter(tags={DRIVER_TAG: "daemon"}, updated_after=datetime.fromtimestamp(now - LOOKBACK_S, tz=timezone.utc)), limit=2000
+        filters=dg.RunsFilter(tags={DRIVER_TAG: "daemon"}, updated_after=datetime.fromtimestamp(now - LOOKBACK_S, tz=UTC)), limit=2000
     )
     pipelines: dict[str, list[dg.DagsterRun]] = {}
     for rec in records:
@@ -138,8 +156,11 @@ def pipeline_decisions(
             if stage.requests:
                 try:
                     check_budget(
-                        stage.chars, spend_guard.budget(), automated=True,
-                        spent_today=spend_guard.spent_today(instance) if stage.chars else 0, engine=tts.engine_name,
+                        stage.chars,
+                        spend_guard.budget(),
+                        automated=True,
+                        spent_today=spend_guard.spent_today(instance) if stage.chars else 0,
+                        engine=tts.engine_name,
                     )
                 except BudgetExceeded as exc:
                     notes.append(f"{pid}: not started: {exc}")
@@ -166,8 +187,9 @@ def build_pipeline_sensor(
         "the datasets stage, messages after the stems, delivery to GCS after the messages (GCS on only); each stage "
         "a normal run of an asset job.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
-                gcs: DeliveryResource):
+    def _sensor(
+        context: dg.SensorEvaluationContext, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource, gcs: DeliveryResource
+    ):
         requests, notes = pipeline_decisions(context.instance, paths, tts, spend_guard, gcs=gcs)
         for note in notes:
             context.log.info(note)
@@ -186,8 +208,17 @@ def pipeline_sensor_from_env(env: Mapping[str, str] | None = None) -> dg.SensorD
     when the code location loads; it may ask for a run of every stage's job."""
     env = os.environ if env is None else env
     return build_pipeline_sensor(
-        jobs=[datasets_job, ingest_job, rotation_advance_job, name_stems_job, developer_stems_job, script_stems_job,
-              messages_job, messages_check_job, delivery_job],
+        jobs=[
+            datasets_job,
+            ingest_job,
+            rotation_advance_job,
+            name_stems_job,
+            developer_stems_job,
+            script_stems_job,
+            messages_job,
+            messages_check_job,
+            delivery_job,
+        ],
         minimum_interval_seconds=int(env.get(PIPELINE_SENSOR_ENV) or 10),
     )
 

@@ -12,19 +12,17 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
-from hybrid_audio_dagster.defs.stems.checks import current_keys
 from hybrid_audio_dagster.core.datasets.snapshot import displays_for
 from hybrid_audio_dagster.core.template_fields import SegmentKind
-from hybrid_audio_dagster.defs.partitions import developers_partitions, message_partition_key, templates_partitions
-from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.delivery.jobs import DELIVERY_JOB
 from hybrid_audio_dagster.defs.messages.jobs import MESSAGES_CHECK_JOB, MESSAGES_JOB
+from hybrid_audio_dagster.defs.partitions import developers_partitions, message_partition_key, templates_partitions
 from hybrid_audio_dagster.defs.pipeline.jobs import DATASETS_JOB
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.stems.checks import current_keys
 from hybrid_audio_dagster.defs.stems.jobs import STEM_JOB_NAMES
-from hybrid_audio_dagster.defs.tags import STAGE_TAG, RANGE_START_TAG, RANGE_END_TAG
-
-
+from hybrid_audio_dagster.defs.stems.lookup import STEM_ASSETS, CampaignStems
+from hybrid_audio_dagster.defs.tags import RANGE_END_TAG, RANGE_START_TAG, STAGE_TAG
 
 # Gaps of up to this many current partitions between two stale ones are re-recorded rather
 # than split into another run (a run costs ~0.5 s of Dagster overhead, a partition ~20-90 ms).
@@ -36,8 +34,9 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     return {RANGE_START_TAG: first, RANGE_END_TAG: last}
 
 
-def contiguous_ranges(keys: Sequence[str], selected: Sequence[str], *, merge_gap: int = MERGE_GAP,
-                      max_ranges: int | None = MAX_RANGES) -> list[tuple[str, str]]:
+def contiguous_ranges(
+    keys: Sequence[str], selected: Sequence[str], *, merge_gap: int = MERGE_GAP, max_ranges: int | None = MAX_RANGES
+) -> list[tuple[str, str]]:
     """Few contiguous ranges of ``keys`` (insertion order) covering every ``selected`` key:
     gaps of at most ``merge_gap`` keys are bridged, and past ``max_ranges`` ranges one span
     covers them all. ``merge_gap=0, max_ranges=None``: the exact runs of ``selected``."""
@@ -56,7 +55,9 @@ def contiguous_ranges(keys: Sequence[str], selected: Sequence[str], *, merge_gap
     return [(keys[a], keys[b]) for a, b in spans]
 
 
-def partition_request(job_name: str, first: str, last: str, *, run_key: str, tags: Mapping[str, str], run_config: dict | None = None) -> dg.RunRequest:
+def partition_request(
+    job_name: str, first: str, last: str, *, run_key: str, tags: Mapping[str, str], run_config: dict | None = None
+) -> dg.RunRequest:
     if first == last:
         return dg.RunRequest(run_key=run_key, job_name=job_name, partition_key=first, tags=dict(tags), run_config=run_config or {})
     return dg.RunRequest(run_key=run_key, job_name=job_name, tags={**tags, **range_tags(first, last)}, run_config=run_config or {})
@@ -112,8 +113,12 @@ def stems_stage(
         for first, last in contiguous_ranges(keys, stale):
             stage.requests.append(
                 partition_request(
-                    STEM_JOB_NAMES[kind], first, last, run_key=f"{pipeline}:stems:{asset}:{first}...{last}",
-                    tags=tags, run_config=config,
+                    STEM_JOB_NAMES[kind],
+                    first,
+                    last,
+                    run_key=f"{pipeline}:stems:{asset}:{first}...{last}",
+                    tags=tags,
+                    run_config=config,
                 )
             )
     return stage

@@ -70,11 +70,16 @@ def erase_name(
     wiped = [k for k in HISTORY_NAMING_PEOPLE if context.instance.get_latest_materialization_event(dg.AssetKey(k))]
     context.instance.wipe_assets([dg.AssetKey(k) for k in wiped])
     summary = {
-        **done.to_dict(), "key": hashlib.sha256(item.key.encode()).hexdigest()[:12],
-        "sources_rewritten": len(done.sources_rewritten), "history_wiped": ", ".join(wiped), "bucket_objects_deleted": bucket_deleted,
+        **done.to_dict(),
+        "key": hashlib.sha256(item.key.encode()).hexdigest()[:12],
+        "sources_rewritten": len(done.sources_rewritten),
+        "history_wiped": ", ".join(wiped),
+        "bucket_objects_deleted": bucket_deleted,
     }
     context.log.info(f"erased one person: {summary}")
-    run_auditor(context, paths)("erase", key_hash=summary["key"], **{k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)})
+    run_auditor(context, paths)(
+        "erase", key_hash=summary["key"], **{k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)}
+    )
     return dg.Output(summary, metadata={k: v for k, v in summary.items()})
 
 

@@ -47,7 +47,7 @@ class SpendGuardResource(dg.ConfigurableResource):
     @staticmethod
     def spent_today(instance: dg.DagsterInstance) -> int:
         """Characters the stem assets recorded as sent since 00:00 UTC."""
-        midnight = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        midnight = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         total = 0
         for key in STEM_ASSET_KEYS:
             cursor = None

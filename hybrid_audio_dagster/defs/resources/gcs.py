@@ -28,20 +28,18 @@ from collections.abc import Iterable, Mapping
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from hybrid_audio_dagster.core.delivery.layout import DEFAULT_PREFIX, BucketLayout, InventoryEntry
 from hybrid_audio_dagster.core.delivery.consistency import ConsistencyReport, build_report
 from hybrid_audio_dagster.core.delivery.errors import DeliveryError
-from hybrid_audio_dagster.core.delivery.records import DownloadResult, RemoteObject, RetrySettings, SyncReport, UploadResult
-from hybrid_audio_dagster.core.delivery.mirror import GCSMirror
-from hybrid_audio_dagster.core.delivery.repair import RepairResult, repair
 from hybrid_audio_dagster.core.delivery.health import GCSHealth, check_health
-from hybrid_audio_dagster.core.delivery.repair import Locator, Validator
+from hybrid_audio_dagster.core.delivery.layout import DEFAULT_PREFIX, BucketLayout, InventoryEntry
+from hybrid_audio_dagster.core.delivery.mirror import GCSMirror
+from hybrid_audio_dagster.core.delivery.records import DownloadResult, RemoteObject, RetrySettings, SyncReport, UploadResult
+from hybrid_audio_dagster.core.delivery.repair import Locator, RepairResult, Validator, repair
 
 __all__ = ["GCS_ENV_VARS", "GCS_OFF_MESSAGE", "DeliveryResource", "gcs_resource_from_env"]
 
 #: Environment variables :func:`gcs_resource_from_env` reads, by field.
-GCS_ENV_VARS = {"bucket": "HYBRID_AUDIO_GCS_BUCKET", "prefix": "HYBRID_AUDIO_GCS_PREFIX",
-                "project": "GOOGLE_CLOUD_PROJECT"}
+GCS_ENV_VARS = {"bucket": "HYBRID_AUDIO_GCS_BUCKET", "prefix": "HYBRID_AUDIO_GCS_PREFIX", "project": "GOOGLE_CLOUD_PROJECT"}
 GCS_OFF_MESSAGE = "GCS is off (no bucket configured: set HYBRID_AUDIO_GCS_BUCKET to turn it on)"
 
 
@@ -114,9 +112,14 @@ class DeliveryResource(dg.ConfigurableResource):
                 raise DeliveryError(
                     f"cannot create a GCS client for bucket {self.bucket_name!r}: {type(exc).__name__} "
                     "(set GOOGLE_APPLICATION_CREDENTIALS, run on GCP, or set STORAGE_EMULATOR_HOST)",
-                    bucket=self.bucket_name) from None
-            self._mirror = GCSMirror(client, self.bucket_name, self.layout, retry=RetrySettings(
-                max_attempts=self.max_attempts, budget_s=self.retry_budget_s, timeout_s=self.timeout_s))
+                    bucket=self.bucket_name,
+                ) from None
+            self._mirror = GCSMirror(
+                client,
+                self.bucket_name,
+                self.layout,
+                retry=RetrySettings(max_attempts=self.max_attempts, budget_s=self.retry_budget_s, timeout_s=self.timeout_s),
+            )
         return self._mirror
 
     def uri(self, object_name: str) -> str | None:
@@ -124,8 +127,9 @@ class DeliveryResource(dg.ConfigurableResource):
 
     # -- operations (all no-ops when GCS is off) -------------------------------------------------
 
-    def upload(self, local_path: str | os.PathLike, object_name: str, *, category: str | None = None,
-               relative_path: str | None = None) -> UploadResult:
+    def upload(
+        self, local_path: str | os.PathLike, object_name: str, *, category: str | None = None, relative_path: str | None = None
+    ) -> UploadResult:
         """Upload unless the bucket already has the same checksums; verified. See
         :meth:`GCSMirror.upload`. Off: ``UploadResult(action="off")``."""
         mirror = self.get_mirror()
@@ -133,16 +137,14 @@ class DeliveryResource(dg.ConfigurableResource):
             return UploadResult("off", None, object_name)
         return mirror.upload(local_path, object_name, category=category, relative_path=relative_path)
 
-    def download(self, object_name: str, local_path: str | os.PathLike,
-                 expected_sha256: str | None = None) -> DownloadResult:
+    def download(self, object_name: str, local_path: str | os.PathLike, expected_sha256: str | None = None) -> DownloadResult:
         """Atomic, verified download. Off: ``DownloadResult(action="off")``, no file written."""
         mirror = self.get_mirror()
         if mirror is None:
             return DownloadResult("off", None, object_name, None)
         return mirror.download(object_name, local_path, expected_sha256)
 
-    def fetch_stem(self, relative_path: str, local_path: str | os.PathLike,
-                   expected_sha256: str | None = None) -> DownloadResult | None:
+    def fetch_stem(self, relative_path: str, local_path: str | os.PathLike, expected_sha256: str | None = None) -> DownloadResult | None:
         """The remote cache tier: download ``<prefix>/stems/<relative_path>`` to ``local_path``
         (atomic, verified) if the bucket has it. ``None`` when it does not, or GCS is off."""
         mirror = self.get_mirror()
@@ -180,8 +182,9 @@ class DeliveryResource(dg.ConfigurableResource):
             return ConsistencyReport(bucket="", prefix=self.layout.prefix, enabled=False)
         return build_report(mirror, entries)
 
-    def repair(self, entries: Iterable[InventoryEntry], *, dry_run: bool = True, validate: Validator | None = None,
-               locate: Locator | None = None) -> RepairResult:
+    def repair(
+        self, entries: Iterable[InventoryEntry], *, dry_run: bool = True, validate: Validator | None = None, locate: Locator | None = None
+    ) -> RepairResult:
         """Verify and repair (see ``core/delivery/repair.py``); dry run by default."""
         mirror = self.get_mirror()
         if mirror is None:
@@ -192,14 +195,20 @@ class DeliveryResource(dg.ConfigurableResource):
         """Bucket reachable, listable, permissions held; never raises for a GCS failure."""
         endpoint = os.environ.get("STORAGE_EMULATOR_HOST") or None
         if not self.enabled:
-            return GCSHealth(enabled=False, ok=True, bucket=None, prefix=self.layout.prefix,
-                             message=GCS_OFF_MESSAGE, endpoint=endpoint)
+            return GCSHealth(enabled=False, ok=True, bucket=None, prefix=self.layout.prefix, message=GCS_OFF_MESSAGE, endpoint=endpoint)
         try:
             mirror = self.get_mirror()
         except DeliveryError as exc:
-            return GCSHealth(enabled=True, ok=False, bucket=self.bucket_name, prefix=self.layout.prefix,
-                             message="no GCS client", error_type=type(exc).__name__, error=str(exc),
-                             endpoint=endpoint)
+            return GCSHealth(
+                enabled=True,
+                ok=False,
+                bucket=self.bucket_name,
+                prefix=self.layout.prefix,
+                message="no GCS client",
+                error_type=type(exc).__name__,
+                error=str(exc),
+                endpoint=endpoint,
+            )
         return check_health(mirror, write_probe=write_probe, endpoint=endpoint)
 
 

@@ -15,8 +15,14 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from hybrid_audio_dagster.core.tts.base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
-from hybrid_audio_dagster.core.tts.cartesia.config import DEFAULT_BASE_URL, DEFAULT_CARTESIA_VERSION, DEFAULT_MODEL_ID, DEFAULT_VOICE_ID, CartesiaConfig
 from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
+from hybrid_audio_dagster.core.tts.cartesia.config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CARTESIA_VERSION,
+    DEFAULT_MODEL_ID,
+    DEFAULT_VOICE_ID,
+    CartesiaConfig,
+)
 from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError
 
 if TYPE_CHECKING:
@@ -323,8 +329,7 @@ def tts_resource_from_env(env: Mapping[str, str]) -> TTSResource:
         return _piper_resource_from_env(env)
     if choice != "cartesia":
         raise ValueError(
-            f"TTS_ENGINE={env.get('TTS_ENGINE')!r} is not a known engine; use one of {', '.join(TTS_ENGINE_CHOICES)} "
-            "(unset means offline)"
+            f"TTS_ENGINE={env.get('TTS_ENGINE')!r} is not a known engine; use one of {', '.join(TTS_ENGINE_CHOICES)} (unset means offline)"
         )
     if not (env.get("CARTESIA_API_KEY") or "").strip():
         raise ValueError("TTS_ENGINE=cartesia needs CARTESIA_API_KEY to be set (it is read at run launch)")

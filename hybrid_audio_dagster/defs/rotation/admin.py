@@ -32,8 +32,10 @@ def plain_metadata(md: dict) -> dict:
 def _script(paths: ProjectPaths, pair: dict) -> list[dict]:
     rotation = open_rotation(paths)
     tpl = rotation.templates[pair["template"]]
-    return [{"segment": s.id, "kind": s.kind.value, "text": s.render(name=pair["name_display"], developer=pair["developer_display"])}
-            for s in tpl.segments]
+    return [
+        {"segment": s.id, "kind": s.kind.value, "text": s.render(name=pair["name_display"], developer=pair["developer_display"])}
+        for s in tpl.segments
+    ]
 
 
 @dg.op(description="Rotation status, the next pair(s) or script (no advance), or one generated pair (advances).")
@@ -50,10 +52,17 @@ def rotation_admin(context: dg.OpExecutionContext, config: RotationAdminConfig, 
             out = {"pairs": preview_pairs(paths, max(1, min(config.limit, 1000)))}
         else:
             pair = generate_next_pair(context.instance, paths, request_id=config.request_id or None, actor="cli", tts=tts)
-            out = {"name": pair.name, "developer": pair.developer, "template": pair.template, "ready": pair.ready, "problem": pair.problem,
-                   "run": {"job": pair.job_name, "partition": str(pair.partition_key), "run_config": pair.run_config, "tags": pair.tags}}
-            run_auditor(context, paths)("rotation_advance", pairs=1, name=pair.name, developer=pair.developer, template=pair.template,
-                                        ready=pair.ready)
+            out = {
+                "name": pair.name,
+                "developer": pair.developer,
+                "template": pair.template,
+                "ready": pair.ready,
+                "problem": pair.problem,
+                "run": {"job": pair.job_name, "partition": str(pair.partition_key), "run_config": pair.run_config, "tags": pair.tags},
+            }
+            run_auditor(context, paths)(
+                "rotation_advance", pairs=1, name=pair.name, developer=pair.developer, template=pair.template, ready=pair.ready
+            )
     except FileNotFoundError as exc:
         raise dg.Failure(f"no rotation yet: {exc}") from None
     return cli_result(out)

@@ -10,14 +10,14 @@ from datetime import datetime
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.resources.audit import run_auditor
+from hybrid_audio_dagster.core.rotation.campaign import open_rotation
 from hybrid_audio_dagster.core.rotation.errors import RotationError
 from hybrid_audio_dagster.defs.partitions import add_partitions, cycle_key, rotation_cycles_partitions
+from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.defs.rotation.plan import RotationSettings
 from hybrid_audio_dagster.defs.rotation.tick import evaluate_rotation_tick
-from hybrid_audio_dagster.core.rotation.campaign import open_rotation
 
 
 class RotationAdvanceConfig(dg.Config):
@@ -32,20 +32,38 @@ class RotationAdvanceConfig(dg.Config):
 
 
 @dg.asset(group_name="rotation", kinds={"json"}, deps=["names_dataset", "developers_dataset", "message_templates"])
-def rotation_advance(context: dg.AssetExecutionContext, config: RotationAdvanceConfig, paths: ProjectPaths, tts: TTSResource) -> dg.MaterializeResult:
+def rotation_advance(
+    context: dg.AssetExecutionContext, config: RotationAdvanceConfig, paths: ProjectPaths, tts: TTSResource
+) -> dg.MaterializeResult:
     """The pairs one rotation tick handed out, and the messages runs that build them."""
-    settings = RotationSettings(batch_size=config.batch_size, seed=config.seed, max_attempts=config.max_attempts, launch_grace_s=config.launch_grace_s,
-                                templates=None if config.templates is None else tuple(config.templates))
+    settings = RotationSettings(
+        batch_size=config.batch_size,
+        seed=config.seed,
+        max_attempts=config.max_attempts,
+        launch_grace_s=config.launch_grace_s,
+        templates=None if config.templates is None else tuple(config.templates),
+    )
     try:
         plan = evaluate_rotation_tick(context.instance, paths, datetime.fromisoformat(config.tick), settings, log=context.log, tts=tts)
     except (FileNotFoundError, RotationError) as exc:
         raise dg.Failure(f"cannot advance the rotation: {exc}") from None
     status = open_rotation(paths, seed=config.seed, templates=settings.resolved_templates()).store.status()
-    cycles = sorted({cycle_key(c) for c in (plan.batch.get("cycle_before", status.cycle), plan.batch.get("cycle_after", status.cycle), status.cycle) if c is not None})
+    cycles = sorted(
+        {
+            cycle_key(c)
+            for c in (plan.batch.get("cycle_before", status.cycle), plan.batch.get("cycle_after", status.cycle), status.cycle)
+            if c is not None
+        }
+    )
     add_partitions(context.instance, rotation_cycles_partitions.name, cycles)
     context.log.info(plan.summary())
-    run_auditor(context, paths)("rotation_advance", tick=plan.tick, pairs=sum(len(r.names) for r in plan.requests),
-                                deferred=len(plan.deferred), replayed=plan.replayed)
+    run_auditor(context, paths)(
+        "rotation_advance",
+        tick=plan.tick,
+        pairs=sum(len(r.names) for r in plan.requests),
+        deferred=len(plan.deferred),
+        replayed=plan.replayed,
+    )
     return dg.MaterializeResult(
         metadata={
             "tick": plan.tick,

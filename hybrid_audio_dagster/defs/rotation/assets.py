@@ -9,7 +9,6 @@ instead, so the UI plots it, and progress, over materializations; the audit trai
 every advance.
 """
 
-
 from typing import Any
 
 import dagster as dg
@@ -102,7 +101,9 @@ def rotation_cycle(context: dg.AssetExecutionContext, config: RotationCycleConfi
     current = cycle_key(metadata["cycle"])
     ledger = RetryLedger.for_paths(paths).read()
     launched = [
-        r["run_key"] for _, plan in ledger["ticks"] for r in plan.get("requests", [])
+        r["run_key"]
+        for _, plan in ledger["ticks"]
+        for r in plan.get("requests", [])
         if cycle_key(plan.get("batch", {}).get("cycle_after", -1)) == key
     ]
     metadata["status"] = "current" if key == current else ("complete" if key < current else "not started")

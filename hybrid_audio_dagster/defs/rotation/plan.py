@@ -9,7 +9,7 @@ Used by :mod:`hybrid_audio_dagster.defs.rotation.reconcile` (reconciling and pla
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -120,8 +120,13 @@ class PlannedRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_key": self.run_key, "template": self.template, "developer": self.developer,
-            "names": list(self.names), "attempt": self.attempt, "batch_seq": self.batch_seq, "tick": self.tick,
+            "run_key": self.run_key,
+            "template": self.template,
+            "developer": self.developer,
+            "names": list(self.names),
+            "attempt": self.attempt,
+            "batch_seq": self.batch_seq,
+            "tick": self.tick,
         }
 
     @classmethod
@@ -161,25 +166,34 @@ class TickPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tick": self.tick, "batch": self.batch, "requests": [r.to_dict() for r in self.requests],
-            "deferred": self.deferred, "retried": self.retried, "abandoned": self.abandoned,
+            "tick": self.tick,
+            "batch": self.batch,
+            "requests": [r.to_dict() for r in self.requests],
+            "deferred": self.deferred,
+            "retried": self.retried,
+            "abandoned": self.abandoned,
             "reconciled": self.reconciled,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, replayed: bool = False) -> "TickPlan":
         return cls(
-            tick=d["tick"], batch=d["batch"], requests=[PlannedRequest.from_dict(r) for r in d["requests"]],
-            deferred=list(d.get("deferred", [])), retried=d.get("retried", 0), abandoned=list(d.get("abandoned", [])),
-            reconciled=dict(d.get("reconciled", {})), replayed=replayed,
+            tick=d["tick"],
+            batch=d["batch"],
+            requests=[PlannedRequest.from_dict(r) for r in d["requests"]],
+            deferred=list(d.get("deferred", [])),
+            retried=d.get("retried", 0),
+            abandoned=list(d.get("abandoned", [])),
+            reconciled=dict(d.get("reconciled", {})),
+            replayed=replayed,
         )
 
 
 def tick_key(when: datetime) -> str:
     """The tick's identity: its scheduled time in UTC, ISO 8601 (naive times are taken as UTC)."""
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat()
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat()
 
 
 def request_run_key(tick: str, template: str, developer: str, attempt: int) -> str:

@@ -8,19 +8,19 @@ Called under the ledger's lock by :func:`~hybrid_audio_dagster.defs.rotation.tic
 
 import os
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
 from hybrid_audio_dagster.core.rotation.campaign import Rotation
-from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 from hybrid_audio_dagster.core.stems.index import MissingStemError
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import Template
 from hybrid_audio_dagster.defs.partitions import developers_partitions, templates_partitions
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.rotation.plan import BATCH_TAG, REQUEST_TAG, PlannedRequest, RotationSettings, Triple, request_run_key
+from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 
 _DONE_BAD = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -80,12 +80,27 @@ def _registered(instance: dg.DagsterInstance) -> tuple[set[str], set[str]]:
 # --------------------------------------------------------------------------- ledger logic
 
 
-def pending_entry(triple: Triple, *, reason: str, tick: str, attempts: int = 0, deferrals: int = 0,
-                   run_id: str | None = None, first_tick: str | None = None) -> dict[str, Any]:
+def pending_entry(
+    triple: Triple,
+    *,
+    reason: str,
+    tick: str,
+    attempts: int = 0,
+    deferrals: int = 0,
+    run_id: str | None = None,
+    first_tick: str | None = None,
+) -> dict[str, Any]:
     name, dev, tid = triple
     return {
-        "name": name, "developer": dev, "template": tid, "reason": reason, "attempts": attempts,
-        "deferrals": deferrals, "first_tick": first_tick or tick, "last_tick": tick, "last_run_id": run_id,
+        "name": name,
+        "developer": dev,
+        "template": tid,
+        "reason": reason,
+        "attempts": attempts,
+        "deferrals": deferrals,
+        "first_tick": first_tick or tick,
+        "last_tick": tick,
+        "last_run_id": run_id,
     }
 
 
@@ -98,7 +113,7 @@ def parse_time(text: str) -> datetime | None:
         when = datetime.fromisoformat(text)
     except (TypeError, ValueError):
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def reconcile(
@@ -144,8 +159,12 @@ def reconcile(
             triple = (name, o["developer"], o["template"])
             prior = pending.get(triple)
             pending[triple] = pending_entry(
-                triple, reason=reason, tick=tick, attempts=max(o["attempt"], prior["attempts"] if prior else 0),
-                deferrals=prior["deferrals"] if prior else 0, run_id=run_id,
+                triple,
+                reason=reason,
+                tick=tick,
+                attempts=max(o["attempt"], prior["attempts"] if prior else 0),
+                deferrals=prior["deferrals"] if prior else 0,
+                run_id=run_id,
                 first_tick=prior["first_tick"] if prior else o.get("tick"),
             )
     ledger["outstanding"] = keep
@@ -200,15 +219,23 @@ def plan_requests(
     checkable: list[tuple[Triple, int, dict[str, Any] | None]] = []
     for triple, attempt, prior in candidates:
         name, dev, tid = triple
-        gone = [what for what, ok in (("name", name in rotation.names), ("developer", dev in rotation.developers),
-                                       ("template", tid in rotation.templates)) if not ok]
+        gone = [
+            what
+            for what, ok in (
+                ("name", name in rotation.names),
+                ("developer", dev in rotation.developers),
+                ("template", tid in rotation.templates),
+            )
+            if not ok
+        ]
         if gone:
             entry = prior or pending_entry(triple, reason="", tick=tick)
             abandoned.append({**entry, "reason": f"{', '.join(gone)} removed from the datasets", "last_tick": tick})
         elif tid not in templates_reg or dev not in devs_reg:
             entry = prior or pending_entry(triple, reason="", tick=tick)
-            pending.append({**entry, "reason": "partition not registered yet", "last_tick": tick,
-                            "deferrals": entry.get("deferrals", 0) + 1})
+            pending.append(
+                {**entry, "reason": "partition not registered yet", "last_tick": tick, "deferrals": entry.get("deferrals", 0) + 1}
+            )
             deferred.append({"name": name, "developer": dev, "template": tid, "reason": "partition not registered yet"})
         else:
             checkable.append((triple, attempt, prior))
@@ -219,8 +246,7 @@ def plan_requests(
             ready.append((triple, attempt, prior))
             continue
         entry = prior or pending_entry(triple, reason="", tick=tick)
-        pending.append({**entry, "reason": f"stems not ready: {problem}", "last_tick": tick,
-                        "deferrals": entry.get("deferrals", 0) + 1})
+        pending.append({**entry, "reason": f"stems not ready: {problem}", "last_tick": tick, "deferrals": entry.get("deferrals", 0) + 1})
         deferred.append({"name": triple[0], "developer": triple[1], "template": triple[2], "reason": problem})
 
     groups: dict[tuple[str, str, int], list[str]] = {}

@@ -11,12 +11,11 @@ and ``HYBRID_AUDIO_ROTATION_SEED`` are read at each tick.
 
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from hybrid_audio_dagster.defs.rotation.jobs import ADVANCE_JOB
-
 from hybrid_audio_dagster.defs.rotation.plan import TICK_TAG, RotationSettings, tick_key
 from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
 
@@ -51,12 +50,10 @@ def build_rotation_schedule(
         "their messages built; failed or deferred pairs are retried on later ticks.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        when = context.scheduled_execution_time or datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        when = context.scheduled_execution_time or datetime.now(UTC).replace(second=0, microsecond=0)
         return advance_request(when, settings)
 
     return _schedule
-
-
 
 
 def advance_request(when: datetime, settings: RotationSettings = RotationSettings()) -> dg.RunRequest:
@@ -67,13 +64,28 @@ def advance_request(when: datetime, settings: RotationSettings = RotationSetting
     return dg.RunRequest(
         run_key=f"rotation:{tick}",
         job_name=ADVANCE_JOB,
-        run_config={"ops": {"rotation_advance": {"config": {
-            "tick": tick, "batch_size": settings.resolved_batch_size(), "seed": settings.resolved_seed(),
-            "templates": settings.resolved_templates(),
-            "max_attempts": settings.max_attempts, "launch_grace_s": settings.launch_grace_s,
-        }}}},
-        tags={PIPELINE_TAG: pipeline, STAGE_TAG: "advance", DRIVER_TAG: "daemon", SCOPE_TAG: "rotation", TRIGGER_TAG: "rotation",
-              TICK_TAG: tick},
+        run_config={
+            "ops": {
+                "rotation_advance": {
+                    "config": {
+                        "tick": tick,
+                        "batch_size": settings.resolved_batch_size(),
+                        "seed": settings.resolved_seed(),
+                        "templates": settings.resolved_templates(),
+                        "max_attempts": settings.max_attempts,
+                        "launch_grace_s": settings.launch_grace_s,
+                    }
+                }
+            }
+        },
+        tags={
+            PIPELINE_TAG: pipeline,
+            STAGE_TAG: "advance",
+            DRIVER_TAG: "daemon",
+            SCOPE_TAG: "rotation",
+            TRIGGER_TAG: "rotation",
+            TICK_TAG: tick,
+        },
     )
 
 

@@ -37,23 +37,23 @@ sqlite, so K=50 over many developers is tens of short runs per tick (serialised 
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
-
-from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
 from hybrid_audio_dagster.core.rotation.campaign import open_rotation, rotation_seed
+from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+from hybrid_audio_dagster.defs.rotation.plan import PlannedRequest, RotationSettings, TickPlan, request_run_key, tick_key
 from hybrid_audio_dagster.defs.rotation.reconcile import (
     parse_time,
     pending_entry,
     plan_requests,
-    triple_of,
     reconcile,
+    triple_of,
 )
-from hybrid_audio_dagster.defs.rotation.plan import PlannedRequest, RotationSettings, TickPlan, request_run_key, tick_key
+
 
 def evaluate_rotation_tick(
     instance: dg.DagsterInstance,
@@ -73,11 +73,13 @@ def evaluate_rotation_tick(
                 plan = TickPlan.from_dict(stored, replayed=True)
                 _log(log, plan)
                 return plan
-        now = parse_time(tick) or datetime.now(timezone.utc)
+        now = parse_time(tick) or datetime.now(UTC)
         reconciled = reconcile(instance, ledger, now=now, settings=settings, tick=tick)
         rotation = open_rotation(paths, seed=settings.resolved_seed(), templates=settings.resolved_templates())
         batch = rotation.store.advance(
-            settings.resolved_batch_size(), run_key_basis=f"rotation_schedule:{tick}", script_mode="pair",
+            settings.resolved_batch_size(),
+            run_key_basis=f"rotation_schedule:{tick}",
+            script_mode="pair",
             actor="rotation_schedule",
         )
         fresh = [(a.name, a.developer, a.script) for a in batch.items if a.script is not None]
@@ -86,12 +88,21 @@ def evaluate_rotation_tick(
         staged = {triple_of(p) for p in ledger["pending"]}
         ledger["pending"] += [
             pending_entry(t, reason=f"handed out by tick {tick}, not launched yet", tick=tick)
-            for t in dict.fromkeys(fresh) if t not in staged
+            for t in dict.fromkeys(fresh)
+            if t not in staged
         ]
         ledger_store.checkpoint(ledger)
         requests, deferred, abandoned, retried = plan_requests(
-            instance, rotation, ledger, fresh=fresh, batch_seq=batch.seq, tick=tick, issued_at=tick, source="schedule",
-            paths=paths, tts=tts,
+            instance,
+            rotation,
+            ledger,
+            fresh=fresh,
+            batch_seq=batch.seq,
+            tick=tick,
+            issued_at=tick,
+            source="schedule",
+            paths=paths,
+            tts=tts,
         )
         summary = {k: v for k, v in batch.to_dict().items() if k != "items"}
         plan = TickPlan(tick, summary, requests, deferred, retried, abandoned, reconciled)
@@ -166,7 +177,7 @@ def generate_next_pair(
     are missing the pair is deferred to the ledger and ``ready`` is False: submitting the
     run would fail. ``request_id`` makes a retried call idempotent (same pair back).
     """
-    issued = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    issued = datetime.now(UTC).replace(microsecond=0).isoformat()
     with RetryLedger.for_paths(paths).transaction() as ledger:
         rotation = open_rotation(paths, seed=rotation_seed() if seed is None else seed)
         basis = f"pair:{request_id}" if request_id else None
@@ -185,8 +196,17 @@ def generate_next_pair(
                 return PairRequest(a.name, a.developer, triple[2], request, False, waiting["reason"])
             return PairRequest(a.name, a.developer, triple[2], request, True)
         requests, deferred, abandoned, _ = plan_requests(
-            instance, rotation, ledger, fresh=[triple], batch_seq=batch.seq, tick=tick, issued_at=issued,
-            source=actor, retry_pending=False, paths=paths, tts=tts,
+            instance,
+            rotation,
+            ledger,
+            fresh=[triple],
+            batch_seq=batch.seq,
+            tick=tick,
+            issued_at=issued,
+            source=actor,
+            retry_pending=False,
+            paths=paths,
+            tts=tts,
         )
         if requests:
             return PairRequest(a.name, a.developer, triple[2], requests[0], True)

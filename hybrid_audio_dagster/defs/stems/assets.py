@@ -8,27 +8,25 @@ already stored. New stems are synthesized under a per-signature claim, after the
 guard has seen the estimate.
 """
 
-
 import time
 
 import dagster as dg
 
+from hybrid_audio_dagster.core.datasets.snapshot import displays_for
+from hybrid_audio_dagster.core.delivery.errors import DeliveryError
+from hybrid_audio_dagster.core.markdown import table_cell
 from hybrid_audio_dagster.core.spend import BudgetExceeded, check_budget
 from hybrid_audio_dagster.core.stems.synthesis import charged_slots, plan_synthesis, synthesize
-from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.tts.base import TTSError
 from hybrid_audio_dagster.defs.partitions import developers_partitions, names_partitions, templates_partitions
-from hybrid_audio_dagster.core.delivery.errors import DeliveryError
+from hybrid_audio_dagster.defs.pools import TTS_POOL
+from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
-from hybrid_audio_dagster.core.datasets.snapshot import displays_for
 from hybrid_audio_dagster.defs.stems.lookup import SLOTS_META, STEMS_META, CampaignStems
-from hybrid_audio_dagster.core.markdown import table_cell
-from hybrid_audio_dagster.defs.pools import TTS_POOL
-
 
 
 class StemsConfig(dg.Config):
@@ -36,7 +34,6 @@ class StemsConfig(dg.Config):
 
     force: bool = False  # re-synthesize even stems that are stored (a new file and record each)
     max_chars: int | None = None  # this run's character budget (overrides HYBRID_AUDIO_MAX_CHARS_PER_RUN)
-
 
 
 def materialize_stems(
@@ -59,8 +56,11 @@ def materialize_stems(
     automated = spend_guard.is_automated(context.run.tags)
     try:
         check_budget(
-            plan.chars, spend_guard.budget(config.max_chars), automated=automated,
-            spent_today=spend_guard.spent_today(context.instance) if automated and plan.chars else 0, engine=tts.engine_name,
+            plan.chars,
+            spend_guard.budget(config.max_chars),
+            automated=automated,
+            spent_today=spend_guard.spent_today(context.instance) if automated and plan.chars else 0,
+            engine=tts.engine_name,
         )
     except BudgetExceeded as exc:
         raise dg.Failure(str(exc), metadata={"stems_to_synthesize": len(plan.to_make), "chars_estimate": plan.chars}) from None
@@ -77,8 +77,13 @@ def materialize_stems(
 
     def obtain(slot):
         return campaign.store.obtain(
-            slot.text, slot.voice, tts, contract=campaign.contract_for(slot.voice, bool(slot.say)), force=config.force,
-            on_tts=lambda e: audit("tts_call", **e), say=slot.say,
+            slot.text,
+            slot.voice,
+            tts,
+            contract=campaign.contract_for(slot.voice, bool(slot.say)),
+            force=config.force,
+            on_tts=lambda e: audit("tts_call", **e),
+            say=slot.say,
         )
 
     # twice the request cap: a worker validating/trimming/storing a stem does not hold one of the
@@ -98,8 +103,14 @@ def materialize_stems(
             audit("gcs_download", bucket=gcs.bucket_name, signature=record.signature, path=record.path, kind="stem")
         context.log.info(f"{len(campaign.remote.fetched)} stems downloaded from {gcs.status_message.removeprefix('GCS on: ')}")
     distinct = len(plan.by_signature)
-    audit("stems_run", kind=kind.value, partitions=len(keys), tts_calls=result.tts_calls, cache_hits=distinct - result.tts_calls,
-          chars=result.chars_sent)
+    audit(
+        "stems_run",
+        kind=kind.value,
+        partitions=len(keys),
+        tts_calls=result.tts_calls,
+        cache_hits=distinct - result.tts_calls,
+        chars=result.chars_sent,
+    )
     context.log.info(
         f"{len(keys)} partitions, {distinct} distinct stems: {result.tts_calls} TTS calls, "
         f"{distinct - result.tts_calls} cache hits, {result.chars_sent} chars, {time.perf_counter() - started:.2f}s"
@@ -145,7 +156,11 @@ _COMMON = dict(
 
 @dg.asset(partitions_def=names_partitions, deps=["names_dataset", "message_templates"], **_COMMON)
 def name_stems(
-    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
+    context: dg.AssetExecutionContext,
+    config: StemsConfig,
+    paths: ProjectPaths,
+    tts: TTSResource,
+    spend_guard: SpendGuardResource,
     gcs: DeliveryResource,
 ) -> None:
     """Spoken name segments ("Hey John,") of every template, one partition per name."""
@@ -154,7 +169,11 @@ def name_stems(
 
 @dg.asset(partitions_def=developers_partitions, deps=["developers_dataset", "message_templates"], **_COMMON)
 def developer_stems(
-    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
+    context: dg.AssetExecutionContext,
+    config: StemsConfig,
+    paths: ProjectPaths,
+    tts: TTSResource,
+    spend_guard: SpendGuardResource,
     gcs: DeliveryResource,
 ) -> None:
     """Spoken developer segments ("Hilton timeshare.") of every template, one partition per developer."""
@@ -163,7 +182,11 @@ def developer_stems(
 
 @dg.asset(partitions_def=templates_partitions, deps=["message_templates"], **_COMMON)
 def script_stems(
-    context: dg.AssetExecutionContext, config: StemsConfig, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource,
+    context: dg.AssetExecutionContext,
+    config: StemsConfig,
+    paths: ProjectPaths,
+    tts: TTSResource,
+    spend_guard: SpendGuardResource,
     gcs: DeliveryResource,
 ) -> None:
     """The generic segments of each template, one partition per template."""

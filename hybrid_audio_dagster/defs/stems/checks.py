@@ -5,14 +5,13 @@ a partition is current when its latest record holds, for every slot the template
 datasets need, a stored stem with the current signature.
 """
 
-
 import dagster as dg
 
+from hybrid_audio_dagster.core.datasets.snapshot import displays_for
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
-from hybrid_audio_dagster.core.datasets.snapshot import displays_for
 from hybrid_audio_dagster.defs.stems.assets import STEM_ASSETS_BY_KIND
 from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 
@@ -34,8 +33,7 @@ def _current_check(asset: dg.AssetsDefinition, kind: SegmentKind):
         "signature, recorded by its partition; fails with the partitions the next batch would run and "
         "what it would synthesize (stems stored nowhere, and their characters).",
     )
-    def _check(context: dg.AssetCheckExecutionContext, paths: ProjectPaths, tts: TTSResource,
-               gcs: DeliveryResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource) -> dg.AssetCheckResult:
         keys = current_keys(context.instance, kind)
         campaign = CampaignStems(context.instance, paths, tts, gcs=gcs)
         fresh = campaign.freshness(kind, keys, displays_for(paths, kind), deep=True)

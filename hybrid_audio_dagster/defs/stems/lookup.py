@@ -13,15 +13,15 @@ from collections.abc import Iterable, Mapping
 
 import dagster as dg
 
-from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 from hybrid_audio_dagster.core.delivery.stem_cache import RemoteStemFetcher
-from hybrid_audio_dagster.core.stems.index import ContractCache, MissingStemError, Freshness, Slot, StemIndex, assess, render_slots
-from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore
 from hybrid_audio_dagster.core.pronounce.lexicon import says_in_text
 from hybrid_audio_dagster.core.pronounce.spec import Say
 from hybrid_audio_dagster.core.stems.identity import stem_signature
+from hybrid_audio_dagster.core.stems.index import ContractCache, Freshness, MissingStemError, Slot, StemIndex, assess, render_slots
+from hybrid_audio_dagster.core.stems.store import StemRecord, StemStore
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import Template, load_templates
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 
 STEM_ASSETS = {SegmentKind.NAME: "name_stems", SegmentKind.DEVELOPER: "developer_stems", SegmentKind.SCRIPT: "script_stems"}
@@ -50,8 +50,9 @@ def describe_missing(errors: Iterable[MissingStemError], limit: int = 20) -> str
 class CampaignStems:
     """The stem index of one run: records of the partitions it loaded, then the store."""
 
-    def __init__(self, instance: dg.DagsterInstance, paths: ProjectPaths, tts, templates: Mapping[str, Template] | None = None,
-                 gcs=None) -> None:
+    def __init__(
+        self, instance: dg.DagsterInstance, paths: ProjectPaths, tts, templates: Mapping[str, Template] | None = None, gcs=None
+    ) -> None:
         self.instance = instance
         self.store = StemStore(paths.stems)
         # the bucket as a cache tier when GCS is on: stems missing here are downloaded, not synthesized

@@ -108,16 +108,24 @@ def stem_preview(
     rows = []
     for tid, sid, text, voice, contract, say, sig, found in todo:
         try:
-            outcome = store.obtain(text, voice, tts, contract=contract, known=found, say=say,
-                                   on_tts=lambda e: audit("tts_call", **e))
+            outcome = store.obtain(text, voice, tts, contract=contract, known=found, say=say, on_tts=lambda e: audit("tts_call", **e))
         except (TTSError, ValueError, OSError) as exc:
             raise dg.Failure(f"{tid}/{sid}: {exc}") from None
         rec = outcome.record
-        rows.append({
-            "template": tid, "segment": sid, "text": text, "say": [s.to_list() for s in say], "signature": sig,
-            "path": str(paths.stems / rec.path), "relpath": rec.path, "sha256": rec.sha256,
-            "duration_s": round(rec.frames / rec.sample_rate, 3), "cache_hit": outcome.cache_hit,
-        })
+        rows.append(
+            {
+                "template": tid,
+                "segment": sid,
+                "text": text,
+                "say": [s.to_list() for s in say],
+                "signature": sig,
+                "path": str(paths.stems / rec.path),
+                "relpath": rec.path,
+                "sha256": rec.sha256,
+                "duration_s": round(rec.frames / rec.sample_rate, 3),
+                "cache_hit": outcome.cache_hit,
+            }
+        )
     calls = sum(1 for r in rows if not r["cache_hit"])
     audit("stem_preview", stems=len(rows), tts_calls=calls, chars=sum(len(r["text"]) for r in rows if not r["cache_hit"]))
     value = {"name": display, "key": key, "pronunciation": [s.to_list() for s in says], "stems": rows, "tts_calls": calls}

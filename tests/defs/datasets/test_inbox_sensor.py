@@ -10,16 +10,16 @@ import pytest
 
 from hybrid_audio_dagster.core.datasets import admin as dataset_admin
 from hybrid_audio_dagster.core.datasets.files import DatasetAdminError
-from hybrid_audio_dagster.defs.messages.checks import verify_partition
-from hybrid_audio_dagster.defs.datasets.sensors import InboxSettings, build_inbox_sensor, evaluate_inbox
-from hybrid_audio_dagster.defs.tags import STAGE_TAG
-from hybrid_audio_dagster.runner.batch import run_full_batch
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.definitions import build_defs
+from hybrid_audio_dagster.defs.datasets.sensors import InboxSettings, build_inbox_sensor, evaluate_inbox
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from tests.support.campaign import NoCallTTS, drive_pipelines, project_env, run_requests, sensor_requests
+from hybrid_audio_dagster.defs.tags import STAGE_TAG
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from testkit.project import write_csv
+from tests.support.campaign import NoCallTTS, drive_pipelines, project_env, run_requests, sensor_requests
 
 NAMES = ["John", "Maria", "José"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
@@ -80,7 +80,9 @@ def test_a_tick_only_decides_and_is_idempotent(campaign):
     second, again = tick(paths, first.cursor), tick(paths, first.cursor)
     assert not first.run_requests  # not stable yet
     assert [r.run_key for r in second.run_requests] == [r.run_key for r in again.run_requests]
-    assert [(r.partition_key, r.run_config, r.tags) for r in second.run_requests] == [(r.partition_key, r.run_config, r.tags) for r in again.run_requests]
+    assert [(r.partition_key, r.run_config, r.tags) for r in second.run_requests] == [
+        (r.partition_key, r.run_config, r.tags) for r in again.run_requests
+    ]
     [req] = second.run_requests
     assert req.job_name == "ingest_job" and req.partition_key.startswith("names-")
     assert req.run_config["ops"]["dataset_uploads"]["config"]["inbox_file"] == "names_march.csv"
@@ -182,7 +184,9 @@ def test_spend_guard_stops_an_upload_above_the_budget_before_any_tts_call(campai
     assert isinstance(result, dg.SkipReason)
     assert "above the automated-run budget of 10" in result.skip_message and "characters" in result.skip_message
     # the stems asset enforces it too, for a run a sensor launched
-    [stems] = run_requests(defs, instance, [dg.RunRequest(job_name="name_stems_job", partition_key="priya", tags={"dagster/sensor_name": "pipeline_sensor"})])
+    [stems] = run_requests(
+        defs, instance, [dg.RunRequest(job_name="name_stems_job", partition_key="priya", tags={"dagster/sensor_name": "pipeline_sensor"})]
+    )
     assert not stems.success
     [failure] = [e for e in stems.all_events if e.is_step_failure]
     assert "above the automated-run budget of 10" in failure.step_failure_data.error.message  # and NoCallTTS was never called
@@ -209,23 +213,25 @@ def test_malformed_files_are_rejected_by_their_runs_and_datasets_unchanged(campa
         assert report["status"] == "rejected" and report["problem"]["code"] == code, (name, report)
     assert (root / "data" / "names.csv").is_file() and next(paths.rejected.glob("*-names_link.csv")).is_symlink()
     formula = json.loads(next(paths.rejected.glob("*-names_formula.csv.report.json")).read_text())
-    assert [(r["row"], r["reason"]) for r in formula["rejects"]] == [(3, "formula_injection"), (4, "formula_injection"), (5, "formula_injection")]
+    assert [(r["row"], r["reason"]) for r in formula["rejects"]] == [
+        (3, "formula_injection"),
+        (4, "formula_injection"),
+        (5, "formula_injection"),
+    ]
     # a failed upload partition says why in its run; the pipeline does not go on
     assert sensor_requests(defs, instance, "pipeline_sensor") == []
 
 
 MALFORMED = {
-    "names_wrong_columns.csv": ("email,phone\nx@example.com,123\n".encode(), "no_column"),
+    "names_wrong_columns.csv": (b"email,phone\nx@example.com,123\n", "no_column"),
     "names_garbage.csv": (bytes(range(256)) * 8, "binary"),
     "names_empty.csv": (b"", "empty_file"),
     "names_huge.csv": (("name\n" + "Anna\n" * 10_000).encode(), "too_large"),
     "names_mixed.csv": ("name\nJosé\n".encode() + "Zoë\n".encode("cp1252"), "mixed_encoding"),
-    "names_formula.csv": ('name\nAlice\n"=HYPERLINK(""http://x"")"\n+cmd\n@SUM(A1)\n'.encode(), "rows_rejected"),
-    "names_paths.csv": ("name\nBob\n../../etc/passwd\nC:\\Windows\\system32\n".encode(), "rows_rejected"),
+    "names_formula.csv": (b'name\nAlice\n"=HYPERLINK(""http://x"")"\n+cmd\n@SUM(A1)\n', "rows_rejected"),
+    "names_paths.csv": (b"name\nBob\n../../etc/passwd\nC:\\Windows\\system32\n", "rows_rejected"),
     "developers_wrong.json": (b'{"brands": 3}', "unsupported_json"),
 }
-
-
 
 
 # -------------------------------------------------------------------------- admin
@@ -233,7 +239,7 @@ MALFORMED = {
 
 def test_preview_upload_list_delete(campaign):
     root, paths, resources, instance = campaign
-    data = "name\nPriya\n=1+1\nKwame\n".encode()
+    data = b"name\nPriya\n=1+1\nKwame\n"
     pv = dataset_admin.preview(paths, data, "names", n=1, filename="x.csv")
     assert [i["key"] for i in pv["items"]] == ["priya"] and pv["total_items"] == 2
     assert [r["reason"] for r in pv["rejects"]] == ["formula_injection"] and pv["report"]["status"] == "rejected"
@@ -242,7 +248,7 @@ def test_preview_upload_list_delete(campaign):
     refused = dataset_admin.upload(paths, data, filename="names.csv")
     assert not refused.ok and refused.placed is None
 
-    up = dataset_admin.upload(paths, "name\nPriya\n".encode(), filename="../../evil/names_x.csv", ingest=True)
+    up = dataset_admin.upload(paths, b"name\nPriya\n", filename="../../evil/names_x.csv", ingest=True)
     assert up.ok and up.ingested and up.new_keys == ["priya"]
     assert up.placed.parent == paths.dataset_store / "names"
     listed = dataset_admin.list_datasets(paths)
@@ -251,7 +257,18 @@ def test_preview_upload_list_delete(campaign):
     assert {d["name"] for d in listed if d["source"] == "seed"} == {"names.csv", "developers.csv"}
 
     outside = root / "data" / "names.csv"
-    for bad in ["../names.csv", "names/../../names.csv", str(outside), "/etc/passwd", "names", "names/", "..", "store/x", "names/.hidden", "C:\\x"]:
+    for bad in [
+        "../names.csv",
+        "names/../../names.csv",
+        str(outside),
+        "/etc/passwd",
+        "names",
+        "names/",
+        "..",
+        "store/x",
+        "names/.hidden",
+        "C:\\x",
+    ]:
         with pytest.raises(DatasetAdminError):
             dataset_admin.delete(paths, bad)
     assert outside.exists()
@@ -264,8 +281,6 @@ def test_preview_upload_list_delete(campaign):
     dataset_admin.delete(paths, f"names/{up.placed.name}")
     assert not up.placed.exists()
     assert "priya" not in json.loads((paths.datasets / "names.json").read_text())["items"].__repr__()
-
-
 
 
 def test_an_upload_is_a_partition_and_the_roster_rolls_back_and_forward(campaign):
@@ -283,7 +298,9 @@ def test_an_upload_is_a_partition_and_the_roster_rolls_back_and_forward(campaign
     def roster(config: dict) -> list[str]:
         result = names_job.execute_in_process(instance=instance, run_config={"ops": {"names_dataset": {"config": config}}})
         assert result.success
-        [md] = [e.materialization.metadata for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("names_dataset")]
+        [md] = [
+            e.materialization.metadata for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("names_dataset")
+        ]
         assert upload_key in md["uploads"].value
         return instance.get_dynamic_partitions("names")
 
@@ -293,5 +310,7 @@ def test_an_upload_is_a_partition_and_the_roster_rolls_back_and_forward(campaign
     assert roster({}) == keys  # the withdrawal persists
     restored = roster({"restore": [upload_key]})
     assert restored[-2:] == ["priya", "kwame"]  # the same slugs again
-    bad = names_job.execute_in_process(instance=instance, run_config={"ops": {"names_dataset": {"config": {"withdraw": ["names-0000000000000000"]}}}}, raise_on_error=False)
+    bad = names_job.execute_in_process(
+        instance=instance, run_config={"ops": {"names_dataset": {"config": {"withdraw": ["names-0000000000000000"]}}}}, raise_on_error=False
+    )
     assert not bad.success and instance.get_dynamic_partitions("names") == restored

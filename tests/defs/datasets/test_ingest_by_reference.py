@@ -40,9 +40,15 @@ def project(tmp_path: Path):
 def ingest(project, config: dict, key: str = "names-0000000000000000") -> dg.ExecuteInProcessResult:
     paths, instance = project
     instance.add_dynamic_partitions("uploads", [key])
-    return dg.materialize([dataset_uploads], partition_key=key, instance=instance, resources={"paths": paths},
-                          run_config={"ops": {"dataset_uploads": {"config": config}}}, raise_on_error=False,
-                          tags={"hybrid_audio/trigger": "cli"})
+    return dg.materialize(
+        [dataset_uploads],
+        partition_key=key,
+        instance=instance,
+        resources={"paths": paths},
+        run_config={"ops": {"dataset_uploads": {"config": config}}},
+        raise_on_error=False,
+        tags={"hybrid_audio/trigger": "cli"},
+    )
 
 
 def refusal_of(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
@@ -104,9 +110,15 @@ def test_the_role_option_names_an_inbox_file_whose_name_does_not(project):
     assert result.success and result.asset_materializations_for_node("dataset_uploads")[0].metadata["stored_as"].value.startswith("names/")
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("../names.csv", "unsafe_name"), ("/etc/passwd", "unsafe_name"), (".hidden.csv", "unsafe_name"), ("names-absent.csv", "not_in_inbox"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("../names.csv", "unsafe_name"),
+        ("/etc/passwd", "unsafe_name"),
+        (".hidden.csv", "unsafe_name"),
+        ("names-absent.csv", "not_in_inbox"),
+    ],
+)
 def test_an_inbox_reference_is_a_plain_file_name_in_the_inbox(project, name, problem):
     assert refusal_of(ingest(project, {"inbox_file": name, "sha256": "0" * 64}))[0] == problem
 
@@ -131,8 +143,9 @@ def test_admin_describes_and_previews_an_inbox_file(project):
     (paths.inbox / "names-1k.csv").write_bytes(data)
 
     def admin(**config):
-        return datasets_admin_job.execute_in_process(run_config={"ops": {"datasets_admin": {"config": config}}}, instance=instance,
-                                                     resources={"paths": paths}, raise_on_error=False)
+        return datasets_admin_job.execute_in_process(
+            run_config={"ops": {"datasets_admin": {"config": config}}}, instance=instance, resources={"paths": paths}, raise_on_error=False
+        )
 
     entry = admin(action="inbox", inbox_file="names-1k.csv").output_for_node("datasets_admin")
     assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["size"] == len(data) and entry["role"] == "names"

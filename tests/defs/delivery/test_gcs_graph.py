@@ -14,16 +14,17 @@ import dagster as dg
 import pytest
 from google.cloud import storage
 
-from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
-from hybrid_audio_dagster.defs.pipeline.stages import datasets_request
-from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
-from hybrid_audio_dagster.definitions import build_defs, defs as code_location
+from hybrid_audio_dagster.definitions import build_defs
+from hybrid_audio_dagster.definitions import defs as code_location
+from hybrid_audio_dagster.defs.pipeline.stages import datasets_request
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
+from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
 from testkit.gcs_emulator import emulator_behind_proxy
-from tests.support.campaign import NoCallTTS, drive_pipelines, project_env
 from testkit.project import write_csv
+from tests.support.campaign import NoCallTTS, drive_pipelines, project_env
 
 BUCKET = "ha-graph"
 PREFIX = "hybrid-audio"
@@ -61,10 +62,16 @@ def md5(path: Path) -> str:
 
 def local_files(paths) -> dict[str, Path]:
     """Object name → local file of every stem (WAV + record), message and manifest."""
-    out = {f"{PREFIX}/stems/{p.relative_to(paths.stems).as_posix()}": p for p in paths.stems.rglob("*")
-           if p.is_file() and p.suffix in (".wav", ".json")}
-    out |= {f"{PREFIX}/output/{p.relative_to(paths.output).as_posix()}": p for p in paths.output.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and p.suffix in (".wav", ".parquet")}
+    out = {
+        f"{PREFIX}/stems/{p.relative_to(paths.stems).as_posix()}": p
+        for p in paths.stems.rglob("*")
+        if p.is_file() and p.suffix in (".wav", ".json")
+    }
+    out |= {
+        f"{PREFIX}/output/{p.relative_to(paths.output).as_posix()}": p
+        for p in paths.output.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix in (".wav", ".parquet")
+    }
     return out
 
 
@@ -74,8 +81,12 @@ def snapshot(paths) -> dict[str, bytes]:
 
 def consistency(instance, resources) -> tuple[dict, bool]:
     """Materialize ``bucket_consistency``: (its metadata, whether ``in_sync`` passed)."""
-    result = dg.materialize([*code_location.assets, *code_location.asset_checks], selection=dg.AssetSelection.assets("bucket_consistency"),
-                            instance=instance, resources=resources)
+    result = dg.materialize(
+        [*code_location.assets, *code_location.asset_checks],
+        selection=dg.AssetSelection.assets("bucket_consistency"),
+        instance=instance,
+        resources=resources,
+    )
     md = {k: v.value for k, v in result.asset_materializations_for_node("bucket_consistency")[0].metadata.items()}
     [check] = result.get_asset_check_evaluations()
     return md, check.passed
@@ -118,8 +129,7 @@ def test_batch_delivers_report_and_repair_then_a_fresh_checkout_needs_no_tts(gcs
     assert {n: b.generation for n, b in remote().items()} == {n: b.generation for n, b in objects.items()}
     md, passed = consistency(instance, resources)
     assert passed and md["clean"] and md["totals"]["in_sync"] == len(files)
-    print(f"\nfirst batch {first_s:.2f}s ({first.gcs_uploaded} uploaded), second {second_s:.2f}s "
-          f"({second.gcs_skipped} unchanged)")
+    print(f"\nfirst batch {first_s:.2f}s ({first.gcs_uploaded} uploaded), second {second_s:.2f}s ({second.gcs_skipped} unchanged)")
 
     # damage: 2 remote deletions, 2 remote corruptions, 2 local deletions, 1 stem gone everywhere
     def obj(prefix_rel: str, suffix: str) -> str:
@@ -142,9 +152,15 @@ def test_batch_delivers_report_and_repair_then_a_fresh_checkout_needs_no_tts(gcs
     assert not passed and not md["clean"]
     lines = (paths.logs / "bucket_consistency.jsonl").read_text().splitlines()
     items = [json.loads(x) for x in lines[1:]]
-    by_state = {s: sorted(i["object_name"] for i in items if i["state"] == s) for s in ("local_only", "mismatched", "remote_only", "missing")}
-    assert by_state == {"local_only": sorted(deleted_remote), "mismatched": sorted(corrupted),
-                        "remote_only": sorted(deleted_local), "missing": [both]}
+    by_state = {
+        s: sorted(i["object_name"] for i in items if i["state"] == s) for s in ("local_only", "mismatched", "remote_only", "missing")
+    }
+    assert by_state == {
+        "local_only": sorted(deleted_remote),
+        "mismatched": sorted(corrupted),
+        "remote_only": sorted(deleted_local),
+        "missing": [both],
+    }
     both_category = next(i["category"] for i in items if i["object_name"] == both)
     assert "| **all** |" in md["report"] and f"materialize `{both_category}`" in md["to_regenerate"]
 
@@ -235,8 +251,7 @@ def test_gcs_off_delivery_and_report_say_so_and_do_nothing(tmp_path):
     md, passed = consistency(instance, resources)
     assert passed and "GCS is off" in md["status"]
     defs = build_defs(resources)
-    result = defs.resolve_job_def("delivery_job").execute_in_process(
-        instance=instance, partition_key="wyndham|followup-en")
+    result = defs.resolve_job_def("delivery_job").execute_in_process(instance=instance, partition_key="wyndham|followup-en")
     assert result.success
     [mat] = result.get_asset_materialization_events()
     assert "GCS is off" in mat.materialization.metadata["status"].value
@@ -248,8 +263,11 @@ def test_erasing_a_person_deletes_the_bucket_copies_too(gcs, tmp_path):
     run_full_batch(instance, resources)
     key = next(i["key"] for i in json.loads((paths.datasets / "names.json").read_text())["items"] if i["display"] == "Maria")
     assert any(n.endswith(f"/{key}.wav") for n in remote())
-    result = build_defs(resources).resolve_job_def("erase_name_job").execute_in_process(
-        instance=instance, run_config={"ops": {"erase_name": {"config": {"name": key}}}})
+    result = (
+        build_defs(resources)
+        .resolve_job_def("erase_name_job")
+        .execute_in_process(instance=instance, run_config={"ops": {"erase_name": {"config": {"name": key}}}})
+    )
     assert result.success
     objects = remote()
     assert set(objects) == set(local_files(paths))  # her messages and stems left the bucket, nothing else did

@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 
 from hybrid_audio_dagster.defs.messages.checks import verify_partition
-from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from tests.support.campaign import CountingTTS
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
 from testkit.project import make_project
+from tests.support.campaign import CountingTTS
 from tests.support.crash import (
     DEVELOPERS,
     NAMES,
@@ -32,7 +32,12 @@ def project_resources(root: Path, names: list[str], tts_log: Path) -> tuple[Proj
     from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 
     paths = make_project(root, names, DEVELOPERS[:2])
-    return paths, {"paths": paths, "tts": CountingTTS(log_path=str(tts_log)), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()}
+    return paths, {
+        "paths": paths,
+        "tts": CountingTTS(log_path=str(tts_log)),
+        "spend_guard": SpendGuardResource(),
+        "gcs": DeliveryResource(),
+    }
 
 
 def _fd_path(fd: int) -> str:

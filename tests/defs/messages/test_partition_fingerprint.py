@@ -9,16 +9,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.runner.batch import run_full_batch
-from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 from hybrid_audio_dagster.core.delivery.inventory import stamp_manifest
-from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, manifest_path, read_manifest
 from hybrid_audio_dagster.core.messages.fingerprint import unchanged_partition
-from hybrid_audio_dagster.core.messages.manifest import read_fingerprint
+from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, manifest_path, read_fingerprint, read_manifest
 from hybrid_audio_dagster.definitions import build_defs
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 from hybrid_audio_dagster.defs.partitions import message_partition_dims, message_partition_key
-from tests.support.campaign import all_messages_verified, batched_campaign, calls, run_requests
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from testkit.project import write_csv
+from tests.support.campaign import all_messages_verified, batched_campaign, calls, run_requests
 
 NAMES = ["John", "Maria", "Zoë"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
@@ -32,8 +31,11 @@ def camp(tmp_path: Path):
 
 
 def partitions(camp) -> list[str]:
-    return [message_partition_key(t, d) for t in camp.instance.get_dynamic_partitions("templates")
-            for d in camp.instance.get_dynamic_partitions("developers")]
+    return [
+        message_partition_key(t, d)
+        for t in camp.instance.get_dynamic_partitions("templates")
+        for d in camp.instance.get_dynamic_partitions("developers")
+    ]
 
 
 def manifests(camp) -> dict[str, Path]:
@@ -106,9 +108,17 @@ def test_an_on_demand_run_for_one_name_leaves_no_fingerprint_and_the_next_batch_
     key = partitions(camp)[0]
     (manifests(camp)[key].parent / "john.wav").unlink()
     defs = build_defs(camp.resources)
-    [run] = run_requests(defs, camp.instance, [dg.RunRequest(
-        job_name="messages_job", partition_key=key, run_config={"ops": {"messages": {"config": {"names": ["john"]}}}},
-    )])
+    [run] = run_requests(
+        defs,
+        camp.instance,
+        [
+            dg.RunRequest(
+                job_name="messages_job",
+                partition_key=key,
+                run_config={"ops": {"messages": {"config": {"names": ["john"]}}}},
+            )
+        ],
+    )
     assert run.success
     # the run planned one name: it can't vouch for the others, so the manifest carries none
     assert read_fingerprint(manifests(camp)[key])[0] is None
@@ -219,7 +229,7 @@ def test_the_fingerprint_moves_with_every_input_of_a_message():
 
     base_names = names_digest(tpl, names, resolve)
     assert names_digest(tpl, dict(reversed(list(names.items()))), resolve) == base_names  # order-free
-    fixed = ("[\"intro\",\"abc\",1,2]",)
+    fixed = ('["intro","abc",1,2]',)
     base = partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, base_names)
     john_text = next(s.render(name="John") for s in tpl.segments if s.kind.value == "name")
     stems[john_text] = replace(fake_record(john_text), trim_end=fake_record(john_text).trim_end - 1)
@@ -233,7 +243,7 @@ def test_the_fingerprint_moves_with_every_input_of_a_message():
         "a name stem's trim": partition_fingerprint(tpl, "wyndham", "Wyndham", fixed, trimmed),
         "developer text": partition_fingerprint(tpl, "wyndham", "Wyndham Destinations", fixed, base_names),
         "developer key": partition_fingerprint(tpl, "wyndham-2", "Wyndham", fixed, base_names),
-        "a fixed stem": partition_fingerprint(tpl, "wyndham", "Wyndham", ("[\"intro\",\"abd\",1,2]",), base_names),
+        "a fixed stem": partition_fingerprint(tpl, "wyndham", "Wyndham", ('["intro","abd",1,2]',), base_names),
         "timing": partition_fingerprint(slower, "wyndham", "Wyndham", fixed, base_names),
     }
     assert all(v != base for v in variants.values()), [k for k, v in variants.items() if v == base]
@@ -244,14 +254,28 @@ def test_the_fingerprint_moves_with_every_input_of_a_message():
 def test_a_manifest_is_regrouped_into_few_row_groups_however_small_its_spool_chunks(tmp_path):
     import pyarrow.parquet as pq
 
-    from hybrid_audio_dagster.core.messages.manifest import ManifestWriter
-    from hybrid_audio_dagster.core.messages.manifest import FIRST_GROUP_ROWS, ROW_GROUP_ROWS, read_column
+    from hybrid_audio_dagster.core.messages.manifest import FIRST_GROUP_ROWS, ROW_GROUP_ROWS, ManifestWriter, read_column
 
     n = ROW_GROUP_ROWS + 100
     writer = ManifestWriter(tmp_path / MANIFEST_NAME, flush_rows=3)  # a spool chunk every 3 rows
-    rows = [{"name_key": f"n{i:05d}", "name": f"N{i}", "path": f"t/d/n{i:05d}.wav", "frames": i, "sample_rate": 22050,
-             "duration_s": 1.0, "bytes": 44 + i, "mtime_ns": i, "sha256": "0" * 64, "input_signature": "1" * 64,
-             "template_signature": "2" * 64, "timeline": "{}", "gs_uri": None} for i in range(n)]
+    rows = [
+        {
+            "name_key": f"n{i:05d}",
+            "name": f"N{i}",
+            "path": f"t/d/n{i:05d}.wav",
+            "frames": i,
+            "sample_rate": 22050,
+            "duration_s": 1.0,
+            "bytes": 44 + i,
+            "mtime_ns": i,
+            "sha256": "0" * 64,
+            "input_signature": "1" * 64,
+            "template_signature": "2" * 64,
+            "timeline": "{}",
+            "gs_uri": None,
+        }
+        for i in range(n)
+    ]
     for row in rows:
         writer.add(row)
     writer.commit(fingerprint="f" * 64)

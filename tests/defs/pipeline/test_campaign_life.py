@@ -8,18 +8,18 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.defs.messages.checks import verify_partition
-from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 from hybrid_audio_dagster.core.datasets.snapshot import displays_for
-from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
-from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
 from hybrid_audio_dagster.definitions import build_defs
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.metadata_index import latest_metadata
 from hybrid_audio_dagster.defs.partitions import message_partition_key
-from tests.support.campaign import CountingTTS, batched_campaign, calls, run_requests
+from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
 from testkit.project import write_csv
+from tests.support.campaign import CountingTTS, batched_campaign, calls, run_requests
 
 NAMES = ["John", "Maria", "Zoë", "Ann-Marie"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham"]
@@ -66,7 +66,9 @@ def test_timing_only_copy_of_a_template_costs_no_tts_call(camp):
     # the stem checks agree: every partition current, nothing to synthesize
     campaign = CampaignStems(camp.instance, camp.paths, camp.resources["tts"])
     for kind in SegmentKind:
-        keys = camp.instance.get_dynamic_partitions({SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers", SegmentKind.SCRIPT: "templates"}[kind])
+        keys = camp.instance.get_dynamic_partitions(
+            {SegmentKind.NAME: "names", SegmentKind.DEVELOPER: "developers", SegmentKind.SCRIPT: "templates"}[kind]
+        )
         fresh = campaign.freshness(kind, keys, displays_for(camp.paths, kind), deep=True)
         assert fresh.current and not fresh.to_synthesize
 
@@ -102,10 +104,13 @@ def test_voice_change_refuses_old_stems_then_the_batch_rebuilds_with_new_ones(ca
     defs = build_defs(camp.resources)
     templates = camp.instance.get_dynamic_partitions("templates")
     devs = camp.instance.get_dynamic_partitions("developers")
-    request = dg.RunRequest(job_name="messages_job", tags={
-        "dagster/asset_partition_range_start": str(message_partition_key(templates[0], devs[0])),
-        "dagster/asset_partition_range_end": str(message_partition_key(templates[-1], devs[-1])),
-    })
+    request = dg.RunRequest(
+        job_name="messages_job",
+        tags={
+            "dagster/asset_partition_range_start": str(message_partition_key(templates[0], devs[0])),
+            "dagster/asset_partition_range_end": str(message_partition_key(templates[-1], devs[-1])),
+        },
+    )
     [result] = run_requests(defs, camp.instance, [request])
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
@@ -118,7 +123,11 @@ def test_voice_change_refuses_old_stems_then_the_batch_rebuilds_with_new_ones(ca
     n = len(calls(camp.log))
     summary = run_full_batch(camp.instance, camp.resources)
     tpl = load_templates(camp.paths.templates)["followup-en"]
-    expected = len(NAMES) * len(tpl.segments_of(SegmentKind.NAME)) + len(DEVELOPERS) * len(tpl.segments_of(SegmentKind.DEVELOPER)) + len(tpl.segments_of(SegmentKind.SCRIPT))
+    expected = (
+        len(NAMES) * len(tpl.segments_of(SegmentKind.NAME))
+        + len(DEVELOPERS) * len(tpl.segments_of(SegmentKind.DEVELOPER))
+        + len(tpl.segments_of(SegmentKind.SCRIPT))
+    )
     assert summary.tts_calls == len(calls(camp.log)) - n == expected
     assert summary.messages_written == len(NAMES) * len(DEVELOPERS)  # the English ones
     assert verify_all(camp.paths, camp.instance) == 2 * len(NAMES) * len(DEVELOPERS)
@@ -171,9 +180,17 @@ def test_force_on_one_partition_leaves_every_other_partition_intact(camp):
     run_full_batch(camp.instance, camp.resources)  # followup-en-slow shares followup-en's script stems
     stems_before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in camp.paths.stems.rglob("*.wav")}
     defs = build_defs({**camp.resources, "tts": JitterTTS(log_path=str(camp.log))})
-    [forced] = run_requests(defs, camp.instance, [dg.RunRequest(
-        job_name="script_stems_job", partition_key="followup-en", run_config={"ops": {"script_stems": {"config": {"force": True}}}},
-    )])
+    [forced] = run_requests(
+        defs,
+        camp.instance,
+        [
+            dg.RunRequest(
+                job_name="script_stems_job",
+                partition_key="followup-en",
+                run_config={"ops": {"script_stems": {"config": {"force": True}}}},
+            )
+        ],
+    )
     assert forced.success
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in camp.paths.stems.rglob("*.wav")}
     assert all(after[p] == v for p, v in stems_before.items())  # write-once: no file rewritten

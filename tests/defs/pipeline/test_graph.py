@@ -8,15 +8,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.defs.stems.checks import script_stems_current
-from hybrid_audio_dagster.runner.batch import run_full_batch
-from hybrid_audio_dagster.definitions import defs as code_location
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.definitions import defs as code_location
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
-from tests.support.campaign import all_messages_verified, project_env
+from hybrid_audio_dagster.defs.stems.checks import script_stems_current
+from hybrid_audio_dagster.runner.batch import run_full_batch
 from testkit.project import write_csv
+from tests.support.campaign import all_messages_verified, project_env
 
 NAMES = ["John", "Maria", "José", "Zoë", "O'Brien", "李雷", "Ann|Marie"]
 DEVELOPERS = ["Hilton Grand Vacations", "Wyndham", "Marriott Vacation Club"]
@@ -107,7 +107,13 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     data["version"] += 1
     tpl_path.write_text(json.dumps(data))
     # before the batch, the script stems' check shows exactly what is stale and its cost
-    stale = dg.materialize([*code_location.assets, *code_location.asset_checks], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources, raise_on_error=False)
+    stale = dg.materialize(
+        [*code_location.assets, *code_location.asset_checks],
+        selection=dg.AssetSelection.checks(script_stems_current),
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     [evaluation] = stale.get_asset_check_evaluations()
     assert not evaluation.passed
     assert evaluation.metadata["stems_to_synthesize"].value == 1
@@ -122,7 +128,12 @@ def test_editing_one_segment_regenerates_only_its_stems(project):
     assert summary.messages_written == len(NAMES) * len(DEVELOPERS)
     assert summary.messages_skipped == len(NAMES) * len(DEVELOPERS)
     all_messages_verified(paths, instance)
-    fresh = dg.materialize([*code_location.assets, *code_location.asset_checks], selection=dg.AssetSelection.checks(script_stems_current), instance=instance, resources=resources)
+    fresh = dg.materialize(
+        [*code_location.assets, *code_location.asset_checks],
+        selection=dg.AssetSelection.checks(script_stems_current),
+        instance=instance,
+        resources=resources,
+    )
     assert fresh.get_asset_check_evaluations()[0].passed
 
 
@@ -163,7 +174,13 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(definitions.defs)
     repo = definitions.defs.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} >= {
-        "names_dataset", "developers_dataset", "message_templates", "name_stems", "developer_stems", "script_stems", "messages",
+        "names_dataset",
+        "developers_dataset",
+        "message_templates",
+        "name_stems",
+        "developer_stems",
+        "script_stems",
+        "messages",
     }
     # datasets and rotation cycles are partitioned: one partition per upload, one per cycle
     partitioned = {
@@ -225,7 +242,8 @@ def test_no_op_or_asset_runs_nested_materializations():
     sensors and schedules never call dg.materialize or execute_in_process."""
     root = Path(__file__).resolve().parents[3] / "hybrid_audio_dagster"
     offenders = [
-        str(p.relative_to(root)) for p in root.rglob("*.py")
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
         if p.relative_to(root).parts[0] != "runner"  # the in-process drivers live there, and only there
         and ("execute_in_process" in p.read_text() or "dg.materialize(" in p.read_text())
     ]

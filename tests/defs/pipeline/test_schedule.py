@@ -1,23 +1,23 @@
 """The nightly full batch: the schedule asks for the datasets run, pipeline_sensor for the rest."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from hybrid_audio_dagster.definitions import build_defs, defs
 from hybrid_audio_dagster.defs.pipeline.schedules import (
     NIGHTLY_CRON,
     build_nightly_batch_schedule,
     nightly_batch_schedule,
     nightly_schedule_from_env,
 )
+from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
 from hybrid_audio_dagster.defs.tags import PIPELINE_TAG, STAGE_TAG
 from hybrid_audio_dagster.runner.batch import run_full_batch
-from hybrid_audio_dagster.definitions import build_defs, defs
-from hybrid_audio_dagster.defs.resources.tts import OfflineTTSResource
-from tests.support.campaign import NoCallTTS, drive_pipelines
 from testkit.project import make_project
+from tests.support.campaign import NoCallTTS, drive_pipelines
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_scheduled_batch_is_stage_runs_and_warm_cache_makes_no_tts_call(project)
     with dg.instance_for_test() as instance:
         run_full_batch(instance, {"paths": paths, "tts": OfflineTTSResource()})  # warm the cache
 
-        when = datetime(2026, 1, 2, 2, 0, tzinfo=timezone.utc)
+        when = datetime(2026, 1, 2, 2, 0, tzinfo=UTC)
         first, second = _tick(instance, when), _tick(instance, when)
         assert first.run_key == second.run_key and first.tags == second.tags  # a re-evaluated tick asks the same
         assert first.job_name == "datasets_job" and first.tags[STAGE_TAG] == "datasets"
@@ -68,7 +68,7 @@ def test_scheduled_batch_runs_stems_strictly_before_messages(project):
     paths = project
     with dg.instance_for_test() as instance:
         test_defs = build_defs({"paths": paths, "tts": OfflineTTSResource()})
-        with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 3, 2, 0, tzinfo=timezone.utc)) as ctx:
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 1, 3, 2, 0, tzinfo=UTC)) as ctx:
             request = nightly_batch_schedule(ctx)
         results = drive_pipelines(test_defs, instance, [request])
         assert all(r.success for r in results)
@@ -77,15 +77,19 @@ def test_scheduled_batch_runs_stems_strictly_before_messages(project):
         assert set(stages[1:-1]) == {"stems"} and len(stages) == 2 + 3  # one run per stem asset
         # each run is a run of an asset job, not an op running nested materializations
         assert {r.dagster_run.job_name for r in results} == {
-            "datasets_job", "name_stems_job", "developer_stems_job", "script_stems_job", "messages_job"
+            "datasets_job",
+            "name_stems_job",
+            "developer_stems_job",
+            "script_stems_job",
+            "messages_job",
         }
         written = sum(e.materialization.metadata["written"].value for e in results[-1].get_asset_materialization_events())
         assert written == 2 * 1 * 2
 
 
 def test_stale_ranges_bridge_small_gaps_for_the_pipeline_and_none_for_the_cli_plan():
-    from hybrid_audio_dagster.defs.pipeline.stages import MAX_RANGES, MERGE_GAP, contiguous_ranges
     from hybrid_audio_dagster.defs.pipeline.plan import exact_spans
+    from hybrid_audio_dagster.defs.pipeline.stages import MAX_RANGES, MERGE_GAP, contiguous_ranges
 
     keys = [f"k{i:03d}" for i in range(100)]
     stale = ["k000", "k001", f"k{MERGE_GAP + 2:03d}", "k090"]

@@ -14,19 +14,17 @@ import pytest
 from hybrid_audio_dagster.core.audio.wav import load_wav
 from hybrid_audio_dagster.core.stems.identity import stem_signature
 from hybrid_audio_dagster.core.tts.base import TTSError, VoiceSettings
+from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
 from hybrid_audio_dagster.core.tts.cartesia.config import DEFAULT_VOICE_ID, CartesiaConfig
 from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaAuthError
-from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
 from hybrid_audio_dagster.defs.resources.tts import (
     CartesiaTTSResource,
     OfflineTTSResource,
     TTSResource,
     tts_resource_from_env,
 )
-
 from testkit.cartesia_server import FakeCartesia
 from tests.support.cartesia import KEY, OTHER_VOICE_ID, VOICE, SleepRecorder
-
 
 # --------------------------------------------------------------------------- secrets
 
@@ -126,8 +124,7 @@ def test_engine_selection_rule(server):
     # The key alone never switches to the paid engine.
     assert isinstance(tts_resource_from_env({"CARTESIA_API_KEY": KEY}), OfflineTTSResource)
     chosen = tts_resource_from_env(
-        {"TTS_ENGINE": "CARTESIA", "CARTESIA_API_KEY": KEY, "CARTESIA_BASE_URL": server.base_url,
-         "CARTESIA_VOICE_ID": OTHER_VOICE_ID}
+        {"TTS_ENGINE": "CARTESIA", "CARTESIA_API_KEY": KEY, "CARTESIA_BASE_URL": server.base_url, "CARTESIA_VOICE_ID": OTHER_VOICE_ID}
     )
     assert isinstance(chosen, CartesiaTTSResource)
     assert chosen.base_url == server.base_url and chosen.default_voice_id == OTHER_VOICE_ID
@@ -149,9 +146,7 @@ def test_cartesia_resource_in_a_dagster_run(server, monkeypatch):
         wavs = [tts.synthesize(t, VOICE) for t in ("one", "two")]
         assert tts.client() is client  # built once per resource instance
         contract = tts.contract(VOICE)
-        return dg.MaterializeResult(
-            metadata={**tts.describe(), "bytes": sum(map(len, wavs)), "signature": stem_signature("one", contract)}
-        )
+        return dg.MaterializeResult(metadata={**tts.describe(), "bytes": sum(map(len, wavs)), "signature": stem_signature("one", contract)})
 
     resource = CartesiaTTSResource(api_key=dg.EnvVar("CARTESIA_API_KEY"), base_url=server.base_url)
     result = dg.materialize([stem], resources={"tts": resource}, instance=dg.DagsterInstance.ephemeral())

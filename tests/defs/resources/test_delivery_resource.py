@@ -6,8 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.core.delivery.errors import UnsafeObjectPath
+from hybrid_audio_dagster.core.delivery.layout import InventoryEntry
 from hybrid_audio_dagster.defs.resources.gcs import GCS_OFF_MESSAGE, DeliveryResource, gcs_resource_from_env
 from tests.support.delivery import (
     BUCKET,
@@ -15,7 +15,6 @@ from tests.support.delivery import (
     sha,
     write_wav,
 )
-
 
 # -- the Dagster resource ---------------------------------------------------------------------
 
@@ -71,8 +70,7 @@ def test_resource_from_env_through_dagster(gcs, tmp_path, monkeypatch):
     @dg.asset
     def delivered(gcs: DeliveryResource) -> dg.MaterializeResult:
         report = gcs.sync(entries)
-        return dg.MaterializeResult(metadata={"sync": report.summary(),
-                                              "uri": report.uris[gcs.layout.entry_object(entries[0])]})
+        return dg.MaterializeResult(metadata={"sync": report.summary(), "uri": report.uris[gcs.layout.entry_object(entries[0])]})
 
     out = dg.materialize([delivered], resources={"gcs": res})
     assert out.success

@@ -6,7 +6,7 @@ sqlite instance) is copied for every test, so each test starts from the same sta
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -45,10 +45,8 @@ from tests.support.rotation import warm_home
 NAMES = ["John", "Maria", "Zoë", "Ann"]
 DEVELOPERS = ["Wyndham", "Hilton", "Marriott"]
 K = 4
-T0 = datetime(2026, 1, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 2, 9, 0, tzinfo=UTC)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +81,11 @@ class Env:
 
     def execute(self, req: dg.RunRequest) -> dg.ExecuteInProcessResult:
         return self.defs.get_job_def(req.job_name).execute_in_process(
-            instance=self.instance, partition_key=req.partition_key, run_config={**req.run_config, **QUIET},
-            tags=req.tags, raise_on_error=False,
+            instance=self.instance,
+            partition_key=req.partition_key,
+            run_config={**req.run_config, **QUIET},
+            tags=req.tags,
+            raise_on_error=False,
         )
 
     def status(self):
@@ -104,9 +105,13 @@ def triples(requests) -> list[tuple[str, str, str]]:
     """(name, developer, template) of every pair in some run requests."""
     out = []
     for r in requests:
-        dims = dg.MultiPartitionsDefinition(
-            {"template": dg.StaticPartitionsDefinition(["x"]), "developer": dg.StaticPartitionsDefinition(["y"])}
-        ).get_partition_key_from_str(r.partition_key).keys_by_dimension
+        dims = (
+            dg.MultiPartitionsDefinition(
+                {"template": dg.StaticPartitionsDefinition(["x"]), "developer": dg.StaticPartitionsDefinition(["y"])}
+            )
+            .get_partition_key_from_str(r.partition_key)
+            .keys_by_dimension
+        )
         out += [(n, dims["developer"], dims["template"]) for n in r.run_config["ops"]["messages"]["config"]["names"]]
     return out
 
@@ -251,9 +256,13 @@ def test_pairs_without_stems_are_deferred_then_launched(env):
     assert {p["name"] for p in ledger["pending"]} == {"priya"} and len(ledger["pending"]) == 3
     assert all("stems not ready" in p["reason"] for p in ledger["pending"])
 
-    dg.materialize([name_stems], partition_key="priya", instance=env.instance,
-                   resources={"paths": env.paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource(),
-                              "gcs": DeliveryResource()}, selection=[name_stems])
+    dg.materialize(
+        [name_stems],
+        partition_key="priya",
+        instance=env.instance,
+        resources={"paths": env.paths, "tts": OfflineTTSResource(), "spend_guard": SpendGuardResource(), "gcs": DeliveryResource()},
+        selection=[name_stems],
+    )
     for req in first:
         assert env.execute(req).success
     second = env.tick(T0 + timedelta(days=1), schedule)
@@ -293,7 +302,10 @@ def test_generate_next_pair(env):
     upcoming = preview_pairs(env.paths, 3)
     pair = generate_next_pair(env.instance, env.paths, request_id="req-1")
     assert pair.ready and (pair.name, pair.developer, pair.template) == (
-        upcoming[0]["name"], upcoming[0]["developer"], upcoming[0]["template"])
+        upcoming[0]["name"],
+        upcoming[0]["developer"],
+        upcoming[0]["template"],
+    )
     again = generate_next_pair(env.instance, env.paths, request_id="req-1")  # a retried call
     assert again.run_key == pair.run_key and again.name == pair.name
     assert preview_pairs(env.paths, 1)[0] == upcoming[1]

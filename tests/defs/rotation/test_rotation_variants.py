@@ -6,7 +6,7 @@ removed variant leaves the stream like a removed template."""
 import json
 import shutil
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import product
 from pathlib import Path
 
@@ -40,8 +40,15 @@ A, B, C = "followup-en", "followup-en--soft_warm", "followup-en--fast_assertive"
 
 
 def make_store(root: Path, names, devs, scripts, seed="ab") -> RotationStore:
-    return RotationStore(root / "state" / "state.json", names=names, developers=devs, scripts=scripts, seed=seed,
-                         audit_path=root / "logs" / "audit.jsonl", fsync=False)
+    return RotationStore(
+        root / "state" / "state.json",
+        names=names,
+        developers=devs,
+        scripts=scripts,
+        seed=seed,
+        audit_path=root / "logs" / "audit.jsonl",
+        fsync=False,
+    )
 
 
 def names_devs(n: int = 5, m: int = 3) -> tuple[list[str], list[str]]:
@@ -71,7 +78,7 @@ def test_three_variants_take_turns_and_the_trail_counts_them(tmp_path):
         got += store.advance(k).items
     scripts = [a.script for a in got]
     for i in range(0, 30, 3):  # every aligned block of 3 holds each variant once
-        assert sorted(scripts[i:i + 3]) == sorted([A, B, C])
+        assert sorted(scripts[i : i + 3]) == sorted([A, B, C])
     for i in range(1, 31):  # so the counts differ by at most 1 at every point
         c = Counter(scripts[:i])
         assert max(c.values()) - min(c.get(s, 0) for s in (A, B, C)) <= 1
@@ -116,7 +123,7 @@ def test_select_keys_takes_single_keys_or_a_template_with_its_variants():
 NAMES = ["John", "Maria", "Zoë", "Ann"]
 DEVELOPERS = ["Wyndham", "Hilton"]
 K = 4
-T0 = datetime(2026, 1, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 2, 9, 0, tzinfo=UTC)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -149,8 +156,11 @@ class Env:
 
     def execute(self, req: dg.RunRequest) -> dg.ExecuteInProcessResult:
         return self.defs.get_job_def(req.job_name).execute_in_process(
-            instance=self.instance, partition_key=req.partition_key, run_config={**req.run_config, **QUIET},
-            tags=req.tags, raise_on_error=False,
+            instance=self.instance,
+            partition_key=req.partition_key,
+            run_config={**req.run_config, **QUIET},
+            tags=req.tags,
+            raise_on_error=False,
         )
 
 

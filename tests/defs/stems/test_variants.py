@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from hybrid_audio_dagster.defs.messages.checks import verify_partition
-from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 from hybrid_audio_dagster.core.datasets.snapshot import displays_for
-from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.defs.messages.checks import verify_partition
+from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
+from hybrid_audio_dagster.runner.batch import BatchError, run_full_batch
 from tests.support.campaign import CountingTTS, calls, project_env
 
 NAMES = ["John", "Zoë", "Ann-Marie"]
@@ -53,9 +53,11 @@ def stem_files(row: dict) -> list[str]:
 def distinct_signatures(camp) -> int:
     campaign = CampaignStems(camp.instance, camp.paths, camp.resources["tts"])
     sigs: set[str] = set()
-    for kind, keys in ((SegmentKind.NAME, camp.instance.get_dynamic_partitions("names")),
-                       (SegmentKind.DEVELOPER, camp.instance.get_dynamic_partitions("developers")),
-                       (SegmentKind.SCRIPT, camp.instance.get_dynamic_partitions("templates"))):
+    for kind, keys in (
+        (SegmentKind.NAME, camp.instance.get_dynamic_partitions("names")),
+        (SegmentKind.DEVELOPER, camp.instance.get_dynamic_partitions("developers")),
+        (SegmentKind.SCRIPT, camp.instance.get_dynamic_partitions("templates")),
+    ):
         slots, _ = campaign.slots(kind, keys, displays_for(camp.paths, kind))
         sigs |= {s.signature for s in slots}
     return len(sigs)
@@ -67,8 +69,11 @@ def outputs(root: Path) -> dict[Path, int]:
 
 def test_two_variants_cost_only_the_stems_whose_signature_differs(camp):
     tpl = load_templates(camp.paths.templates)[BASE]
-    per_voice = (len(NAMES) * len(tpl.segments_of(SegmentKind.NAME)) + len(DEVELOPERS) * len(tpl.segments_of(SegmentKind.DEVELOPER))
-                 + len(tpl.segments_of(SegmentKind.SCRIPT)))
+    per_voice = (
+        len(NAMES) * len(tpl.segments_of(SegmentKind.NAME))
+        + len(DEVELOPERS) * len(tpl.segments_of(SegmentKind.DEVELOPER))
+        + len(tpl.segments_of(SegmentKind.SCRIPT))
+    )
     # the base's stems once, soft_warm's all again (another speed), fast_assertive's none
     # (same text and speed; the offline contract has no emotion)
     assert camp.first.tts_calls == len(calls(camp.log)) == 2 * per_voice == distinct_signatures(camp) == 18
@@ -117,8 +122,11 @@ def test_a_removed_variant_is_retired_like_a_removed_template(camp):
 
     # the whole file goes: the template and every variant of it, nothing left over
     (camp.paths.templates / "es.json").write_text(
-        (Path(__file__).resolve().parents[3] / "templates" / "seguimiento-es.json").read_text(encoding="utf-8").replace(
-            '"id": "seguimiento-es"', '"id": "es"'), encoding="utf-8")
+        (Path(__file__).resolve().parents[3] / "templates" / "seguimiento-es.json")
+        .read_text(encoding="utf-8")
+        .replace('"id": "seguimiento-es"', '"id": "es"'),
+        encoding="utf-8",
+    )
     (camp.paths.templates / f"{BASE}.json").unlink()
     summary = run_full_batch(camp.instance, camp.resources)
     assert set(camp.instance.get_dynamic_partitions("templates")) == {"es"}

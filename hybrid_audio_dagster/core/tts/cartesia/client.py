@@ -18,28 +18,28 @@ from hybrid_audio_dagster.core.audio.wav import encode_wav, load_wav
 from hybrid_audio_dagster.core.tts.base import StemContract, VoiceSettings
 from hybrid_audio_dagster.core.tts.cartesia.config import (
     AUDIO_CONTENT_TYPES,
-    CartesiaConfig,
     EMOTIONS,
     ENGINE_NAME,
+    ERROR_BODY_LIMIT,
+    LOCALE_RE,
     RETRYABLE_STATUSES,
     SONIC3_LANGUAGES,
     SPEED_RANGE,
     VOLUME_RANGE,
-    ERROR_BODY_LIMIT,
-    LOCALE_RE,
     WAV_HEADER_ALLOWANCE,
+    CartesiaConfig,
     check_range,
     check_voice_id,
     plausible_duration_range,
 )
 from hybrid_audio_dagster.core.tts.cartesia.dictionary import PronunciationDictionary
 from hybrid_audio_dagster.core.tts.cartesia.errors import (
+    STATUS_ERRORS,
     CartesiaAPIError,
     CartesiaBadAudioError,
     CartesiaConfigError,
     CartesiaRequestError,
     CartesiaRetryExhaustedError,
-    STATUS_ERRORS,
 )
 from hybrid_audio_dagster.core.tts.cartesia.http import HTTPAnswer, content_type, header_request_id, parse_error_body, retry_after_seconds
 from hybrid_audio_dagster.core.tts.cartesia.voices import VoicesMixin
@@ -82,16 +82,12 @@ class CartesiaClient(VoicesMixin):
         self._http = httpx.Client(
             base_url=config.base_url,
             timeout=httpx.Timeout(config.read_timeout_s, connect=config.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
-            ),
+            limits=httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency),
             headers={"Cartesia-Version": config.cartesia_version},
             transport=transport,
             follow_redirects=False,  # a redirect would carry the key to another host
         )
-        self.dictionary = PronunciationDictionary(
-            self, name=config.pronunciation_dict_name, pinned_id=config.pronunciation_dict_id
-        )
+        self.dictionary = PronunciationDictionary(self, name=config.pronunciation_dict_name, pinned_id=config.pronunciation_dict_id)
 
     def __repr__(self) -> str:
         c = self.config
@@ -187,8 +183,7 @@ class CartesiaClient(VoicesMixin):
         m = LOCALE_RE.match(lang) if isinstance(lang, str) else None
         if lang not in SONIC3_LANGUAGES and not (m and m["lang"] in SONIC3_LANGUAGES):
             raise CartesiaConfigError(
-                f"language {lang!r} is not supported by Sonic-3 (codes: {', '.join(sorted(SONIC3_LANGUAGES))}; "
-                "or a locale such as 'en-GB')"
+                f"language {lang!r} is not supported by Sonic-3 (codes: {', '.join(sorted(SONIC3_LANGUAGES))}; or a locale such as 'en-GB')"
             )
         if voice.voice_id:
             check_voice_id(voice.voice_id)
@@ -249,7 +244,12 @@ class CartesiaClient(VoicesMixin):
             delay = self._backoff(attempt, retry_after)
             log.warning(
                 "Cartesia %s %s attempt %d/%d failed (%s); retrying in %.2f s",
-                method, path, attempt, attempts, last_error, delay,
+                method,
+                path,
+                attempt,
+                attempts,
+                last_error,
+                delay,
             )
             self._sleep(delay)
         status_text = f"last status {last_status}" if last_status is not None else "no HTTP status"
@@ -366,4 +366,3 @@ class CartesiaClient(VoicesMixin):
             raise bad(f"duration {audio.duration_s:.3f} s is implausible for the text (expected {lo:.2f}-{hi:.2f} s)")
         # Re-emit with a canonical header: streaming encoders may declare 0xFFFFFFFF sizes.
         return encode_wav(audio)
-

@@ -69,7 +69,6 @@ _BREAK_RE = re.compile(r"<break\s+time\s*=\s*[\"']?\s*(?P<value>\d+(?:\.\d+)?)\s
 _SPELL_RE = re.compile(r"<spell>(?P<body>.*?)</spell>", re.I | re.S)
 
 
-
 def check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
     lo, hi = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
@@ -111,9 +110,7 @@ class CartesiaConfig:
         if parts.username or parts.password or parts.query or parts.fragment:
             raise CartesiaConfigError("base_url must not carry credentials, a query or a fragment")
         if parts.scheme != "https" and not _is_loopback(parts.hostname):
-            raise CartesiaConfigError(
-                f"base_url must be https (plain http only for a loopback host), got {self.base_url!r}"
-            )
+            raise CartesiaConfigError(f"base_url must be https (plain http only for a loopback host), got {self.base_url!r}")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         if not _VERSION_RE.match(self.cartesia_version):
             raise CartesiaConfigError(f"cartesia_version must be a YYYY-MM-DD date, got {self.cartesia_version!r}")
@@ -141,9 +138,13 @@ class CartesiaConfig:
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 20:
             raise CartesiaConfigError(f"max_retries must be an integer in [0, 20], got {self.max_retries!r}")
         if not isinstance(self.pronunciation_dict_name, str) or not _DICT_NAME_RE.match(self.pronunciation_dict_name):
-            raise CartesiaConfigError(f"pronunciation_dict_name must be 1-64 letters, digits, '-', '_' or '.', got {self.pronunciation_dict_name!r}")
+            raise CartesiaConfigError(
+                f"pronunciation_dict_name must be 1-64 letters, digits, '-', '_' or '.', got {self.pronunciation_dict_name!r}"
+            )
         if self.pronunciation_dict_id is not None and not _DICT_NAME_RE.match(str(self.pronunciation_dict_id)):
-            raise CartesiaConfigError(f"pronunciation_dict_id must be 1-64 letters, digits, '-', '_' or '.', got {self.pronunciation_dict_id!r}")
+            raise CartesiaConfigError(
+                f"pronunciation_dict_id must be 1-64 letters, digits, '-', '_' or '.', got {self.pronunciation_dict_id!r}"
+            )
         if not isinstance(self.max_concurrency, int) or not 1 <= self.max_concurrency <= 64:
             raise CartesiaConfigError(f"max_concurrency must be an integer in [1, 64], got {self.max_concurrency!r}")
 

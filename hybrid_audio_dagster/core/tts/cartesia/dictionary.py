@@ -112,8 +112,14 @@ class PronunciationDictionary:
         self.version = dictionary_version({"text": t, "pronunciation": p} for t, p in self._items.items())
 
     def _summary(self, *, created: bool, changed: int) -> dict[str, Any]:
-        return {"dictionary_id": self.id, "name": self.name, "version": self.version, "items": len(self._items or {}),
-                "created": created, "changed": changed}
+        return {
+            "dictionary_id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "items": len(self._items or {}),
+            "created": created,
+            "changed": changed,
+        }
 
 
 def _items(pairs: dict[str, str]) -> list[dict[str, str]]:

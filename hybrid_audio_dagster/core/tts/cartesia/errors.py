@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hybrid_audio_dagster.core.tts.base import TTSError
 
+
 class CartesiaError(TTSError):
     """Base class of every Cartesia client error. Messages never contain the API key."""
 

@@ -6,7 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from hybrid_audio_dagster.core.tts.cartesia.config import ERROR_BODY_LIMIT, check_voice_id
-from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError, CartesiaNotFoundError, CartesiaRequestError, CartesiaVoiceNotFoundError
+from hybrid_audio_dagster.core.tts.cartesia.errors import (
+    CartesiaConfigError,
+    CartesiaNotFoundError,
+    CartesiaRequestError,
+    CartesiaVoiceNotFoundError,
+)
 
 
 class VoicesMixin:
@@ -23,8 +28,7 @@ class VoicesMixin:
             answer = self._call("GET", f"/voices/{vid}", accept="application/json", max_body=ERROR_BODY_LIMIT * 16)
         except CartesiaNotFoundError as exc:
             raise CartesiaVoiceNotFoundError(
-                f"Cartesia voice {vid} not found for this API key ({exc.api_message or 'no details'}; "
-                f"request_id={exc.request_id})",
+                f"Cartesia voice {vid} not found for this API key ({exc.api_message or 'no details'}; request_id={exc.request_id})",
                 status=exc.status,
                 error_code=exc.error_code,
                 title=exc.title,
@@ -49,9 +53,7 @@ class VoicesMixin:
                 params["starting_after"] = after
             if q:
                 params["q"] = q
-            page = self._json(
-                self._call("GET", "/voices", params=params, accept="application/json", max_body=ERROR_BODY_LIMIT * 64)
-            )
+            page = self._json(self._call("GET", "/voices", params=params, accept="application/json", max_body=ERROR_BODY_LIMIT * 64))
             data = page.get("data") if isinstance(page, dict) else None
             if not isinstance(data, list):
                 raise CartesiaRequestError("GET /voices returned no 'data' list")
