@@ -30,6 +30,19 @@ generate_app = typer.Typer(help="Synthesize (or re-find) stems now: a name's, a 
 STEM_JOB = {"name": ("name_stems_job", "name_stems", "names"), "developer": ("developer_stems_job", "developer_stems", "developers")}
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-synthesize even stored stems (audited; costs TTS characters).")]
 
+# the batch summary's counters, tallied from the stage runs and printed in this order
+SUMMARY_KEYS = (
+    "messages_written",
+    "messages_skipped",
+    "messages_failed",
+    "tts_calls",
+    "chars_sent",
+    "cache_hits",
+    "stem_partitions",
+    "message_partitions",
+    "stem_runs",
+)
+
 
 def _stems(kind: str, keys: list[str], force: bool) -> list[dict]:
     job, asset, _ = STEM_JOB[kind]
@@ -290,17 +303,7 @@ def batch(
         if launches:
             runs += run_and_wait(launches, stage)
     totals = _tally(runs)
-    keys = (
-        "messages_written",
-        "messages_skipped",
-        "messages_failed",
-        "tts_calls",
-        "chars_sent",
-        "cache_hits",
-        "stem_partitions",
-        "message_partitions",
-        "stem_runs",
-    )
+    keys = SUMMARY_KEYS
     data = {
         "ok": totals["messages_failed"] == 0,
         **{k: totals[k] for k in keys},
@@ -315,20 +318,7 @@ def batch(
 
 def _tally(runs) -> dict:
     """The batch summary, from the stage runs' materialization metadata."""
-    out = dict.fromkeys(
-        (
-            "messages_written",
-            "messages_skipped",
-            "messages_failed",
-            "tts_calls",
-            "chars_sent",
-            "cache_hits",
-            "stem_partitions",
-            "message_partitions",
-            "stem_runs",
-        ),
-        0,
-    )
+    out = dict.fromkeys(SUMMARY_KEYS, 0)
     for run in runs:
         stems_run = False
         for m in run.materializations:

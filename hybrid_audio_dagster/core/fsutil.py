@@ -191,3 +191,9 @@ def is_fatal_write_error(exc: BaseException) -> bool:
     """A write error that every later write to the same place will hit too (disk full,
     quota, permission denied, read-only filesystem): stop, don't try the next file."""
     return isinstance(exc, OSError) and exc.errno in FATAL_WRITE_ERRNOS
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in chunks (memory stays flat for a large list)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()

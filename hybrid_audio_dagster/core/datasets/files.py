@@ -11,7 +11,6 @@ which re-exports every name here.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hybrid_audio_dagster.core.datasets.constants import KINDS
-from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, atomic_write_text
+from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, atomic_write_text, file_sha256
 from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, ingest
 from hybrid_audio_dagster.core.inbox.report import Ingested, Report, write_report
 from hybrid_audio_dagster.core.layout import ProjectDirs
@@ -171,17 +170,9 @@ def find_stored(paths: ProjectDirs, sha256: str | None) -> str | None:
         if not folder.is_dir():
             continue
         for p in folder.glob(f"*-{sha256[:8]}-*"):
-            if p.is_file() and not p.is_symlink() and not p.name.startswith(".") and _file_sha256(p) == sha256:
+            if p.is_file() and not p.is_symlink() and not p.name.startswith(".") and file_sha256(p) == sha256:
                 return f"{kind}/{p.name}"
     return None
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def remove_stored(stored: Path) -> None:

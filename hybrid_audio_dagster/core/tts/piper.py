@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hybrid_audio_dagster.core.fsutil import file_sha256
 from hybrid_audio_dagster.core.pronounce.realize import piper_phonemes, substitute
 from hybrid_audio_dagster.core.tts.base import StemContract, TTSError, VoiceSettings
 
@@ -118,14 +119,6 @@ def _package_version(name: str) -> str:
         raise PiperNotInstalledError(f"{name} is not installed: {INSTALL_HINT}") from exc
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _language_key(language: str) -> str:
     return language.strip().lower().replace("_", "-")
 
@@ -177,7 +170,7 @@ class _VoiceIdentity:
             model_path=model_path,
             config_path=config_path,
             name=name,
-            model_sha256=_sha256_file(model_path),
+            model_sha256=file_sha256(model_path),
             config_sha256=hashlib.sha256(raw).hexdigest(),
             config=config,
             sample_rate=sample_rate,

@@ -6,13 +6,13 @@ preview (validate without ingesting), delete dataset files, or say what an inbox
 
 import base64
 import binascii
-import hashlib
 import json
 
 import dagster as dg
 
 from hybrid_audio_dagster.core.datasets import admin as dataset_admin
 from hybrid_audio_dagster.core.datasets.files import DatasetAdminError
+from hybrid_audio_dagster.core.fsutil import file_sha256
 from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS, detect_role
 from hybrid_audio_dagster.defs.cli_result import cli_result, refused
 from hybrid_audio_dagster.defs.datasets.uploads import inbox_path
@@ -33,14 +33,6 @@ class DatasetsAdminConfig(dg.Config):
     n: int = 20
 
 
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _inbox_entry(paths: ProjectPaths, name: str) -> dict:
     path = inbox_path(paths, name)
     if path.is_symlink() or not path.is_file():
@@ -54,7 +46,7 @@ def _inbox_entry(paths: ProjectPaths, name: str) -> dict:
         "name": name,
         "path": str(path),
         "size": size,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "role": detect_role(name),
         "max_bytes": REFERENCE_MAX_BYTES,
         "max_rows": REFERENCE_MAX_ROWS,

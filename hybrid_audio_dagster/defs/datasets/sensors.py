@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from hybrid_audio_dagster.core.fsutil import file_sha256
 from hybrid_audio_dagster.core.inbox.parse import REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS, detect_role
 from hybrid_audio_dagster.defs.datasets.jobs import INGEST_JOB
 from hybrid_audio_dagster.defs.partitions import uploads_partitions
@@ -55,14 +56,6 @@ def _load_seen(cursor: str | None) -> dict:
     return dict(seen) if isinstance(seen, dict) else {}
 
 
-def _digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def evaluate_inbox(
     paths: ProjectPaths, cursor: str | None, settings: InboxSettings = InboxSettings(), *, now: float | None = None
 ) -> dg.SensorResult:
@@ -91,7 +84,7 @@ def evaluate_inbox(
             waiting += 1  # not stable yet (or over this tick's quota): a later tick asks for it
             continue
         if not sha:
-            sha = _digest(path)
+            sha = file_sha256(path)
         key = upload_key(path.name, sha)
         role = detect_role(path.name) or "unknown"
         keys.append(key)
