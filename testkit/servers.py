@@ -69,6 +69,21 @@ class ServerProcess:
             self._log.close()
 
 
+def start_dagster_dev(env: dict, workspace: Path, log_dir: Path) -> tuple[ServerProcess, str]:
+    """``dagster dev`` (webserver and daemon) over ``workspace`` on a free loopback port:
+    (the process, its URL)."""
+    port = free_port()
+    dagster = Path(sys.executable).with_name("dagster")
+    server = ServerProcess(
+        "dagster-dev",
+        [str(dagster), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        cwd=workspace.parent,
+        log_dir=log_dir,
+    )
+    return server, f"http://127.0.0.1:{port}"
+
+
 def wait_until(
     check: Callable[[], T | None],
     *,

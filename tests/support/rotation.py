@@ -114,3 +114,14 @@ def warm_home(
     with dg.instance_for_test(temp_dir=str(home)) as instance:
         run_full_batch(instance, {"paths": ProjectPaths(root=str(root)), "tts": OfflineTTSResource()})
     return root, home
+
+
+def execute_request(defs, instance, request, run_config_extra: dict | None = None):
+    """Execute what a schedule or sensor asked for, in-process, as the daemon would launch it."""
+    return defs.get_job_def(request.job_name).execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        run_config={**request.run_config, **(run_config_extra or {})},
+        tags=request.tags,
+        raise_on_error=False,
+    )

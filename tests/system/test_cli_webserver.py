@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -29,7 +28,7 @@ from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from testkit.cartesia_server import FakeCartesia
 from testkit.gcs_emulator import GCSEmulator
 from testkit.project import make_project
-from testkit.servers import ServerProcess, free_port, loaded_locations, wait_until
+from testkit.servers import loaded_locations, start_dagster_dev, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk_car_FAKE_cli_audit_7f3a9c1e5b"
@@ -63,16 +62,7 @@ def web(tmp_path_factory):
         "HYBRID_AUDIO_GCS_BUCKET": BUCKET,
         "STORAGE_EMULATOR_HOST": gcs.url,
     }
-    port = free_port()
-    dagster = Path(sys.executable).with_name("dagster")
-    server = ServerProcess(
-        "dagster-dev",
-        [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        env=env,
-        cwd=ROOT,
-        log_dir=tmp,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_dagster_dev(env, ROOT / "workspace.yaml", tmp)
 
     def alive() -> None:
         assert server.alive(), f"dagster dev exited:\n{server.log_tail()}"

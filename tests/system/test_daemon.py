@@ -23,10 +23,9 @@ from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from testkit.cartesia_server import FakeCartesia
 from testkit.project import make_project
 from testkit.servers import (
-    ServerProcess,
-    free_port,
     loaded_locations,
     run_tag,
+    start_dagster_dev,
     start_schedule_with_due_tick,
     stop_schedule,
     wait_for_pipeline,
@@ -98,16 +97,7 @@ def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_sec
         start_schedule_with_due_tick(
             env, "nightly_batch_schedule", ROOT / "workspace.yaml", open_instance=lambda: dg.DagsterInstance.from_config(str(home))
         )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        dagster = Path(sys.executable).with_name("dagster")
-        server = ServerProcess(
-            "dagster-dev",
-            [str(dagster), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            env=env,
-            cwd=ROOT,
-            log_dir=tmp_path,
-        )
+        server, url = start_dagster_dev(env, ROOT / "workspace.yaml", tmp_path)
 
         def alive():
             assert server.alive(), server.log_tail()

@@ -40,7 +40,7 @@ from hybrid_audio_dagster.defs.stems.assets import name_stems
 from hybrid_audio_dagster.defs.tags import STAGE_TAG
 from testkit.project import write_csv
 from tests.support.campaign import NoCallTTS
-from tests.support.rotation import warm_home
+from tests.support.rotation import execute_request, warm_home
 
 NAMES = ["John", "Maria", "Zoë", "Ann"]
 DEVELOPERS = ["Wyndham", "Hilton", "Marriott"]
@@ -80,13 +80,7 @@ class Env:
         return [r for r in requests if r.tags[STAGE_TAG] == "messages"]
 
     def execute(self, req: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        return self.defs.get_job_def(req.job_name).execute_in_process(
-            instance=self.instance,
-            partition_key=req.partition_key,
-            run_config={**req.run_config, **QUIET},
-            tags=req.tags,
-            raise_on_error=False,
-        )
+        return execute_request(self.defs, self.instance, req, QUIET)
 
     def status(self):
         return open_rotation(self.paths).store.status()

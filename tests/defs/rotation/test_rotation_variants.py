@@ -20,7 +20,6 @@ from hybrid_audio_dagster.core.rotation.counts import script_counts
 from hybrid_audio_dagster.core.rotation.errors import DatasetError
 from hybrid_audio_dagster.core.rotation.ledger import read_audit
 from hybrid_audio_dagster.core.rotation.retry_ledger import RetryLedger
-from hybrid_audio_dagster.core.rotation.store import RotationStore
 from hybrid_audio_dagster.core.template_variants import select_keys
 from hybrid_audio_dagster.definitions import build_defs
 from hybrid_audio_dagster.defs.messages.checks import verify_partition
@@ -34,21 +33,9 @@ from hybrid_audio_dagster.defs.rotation.schedules import build_rotation_schedule
 from hybrid_audio_dagster.defs.tags import STAGE_TAG
 from hybrid_audio_dagster.runner.batch import run_full_batch
 from tests.support.campaign import NoCallTTS
-from tests.support.rotation import warm_home
+from tests.support.rotation import execute_request, make_store, warm_home
 
 A, B, C = "followup-en", "followup-en--soft_warm", "followup-en--fast_assertive"
-
-
-def make_store(root: Path, names, devs, scripts, seed="ab") -> RotationStore:
-    return RotationStore(
-        root / "state" / "state.json",
-        names=names,
-        developers=devs,
-        scripts=scripts,
-        seed=seed,
-        audit_path=root / "logs" / "audit.jsonl",
-        fsync=False,
-    )
 
 
 def names_devs(n: int = 5, m: int = 3) -> tuple[list[str], list[str]]:
@@ -62,7 +49,7 @@ def test_two_variants_strictly_alternate_across_cycles_and_restarts(tmp_path):
     names, devs = names_devs()
     got = []
     for k in (1, 4, 7, 2, 13, 9, 6, 3, 5):  # 50 pairs: three cycles and a bit; a fresh store (a restart) each time
-        got += make_store(tmp_path, names, devs, [A, B]).advance(k).items
+        got += make_store(tmp_path, names, devs, [A, B], seed="ab").advance(k).items
     scripts = [a.script for a in got]
     assert all(x != y for x, y in zip(scripts, scripts[1:])), scripts  # A B A B … never twice in a row
     assert Counter(scripts) == {A: 25, B: 25}
@@ -72,7 +59,7 @@ def test_two_variants_strictly_alternate_across_cycles_and_restarts(tmp_path):
 
 def test_three_variants_take_turns_and_the_trail_counts_them(tmp_path):
     names, devs = names_devs(4, 3)
-    store = make_store(tmp_path, names, devs, [A, B, C])
+    store = make_store(tmp_path, names, devs, [A, B, C], seed="ab")
     got = []
     for k in (5, 1, 8, 3, 10, 3):  # 30 pairs
         got += store.advance(k).items
@@ -94,8 +81,8 @@ def test_three_variants_take_turns_and_the_trail_counts_them(tmp_path):
 
 def test_the_ab_stream_is_reproducible(tmp_path):
     names, devs = names_devs()
-    one = make_store(tmp_path / "one", names, devs, [A, B]).advance(20).items
-    two = make_store(tmp_path / "two", list(reversed(names)), devs, [B, A]).advance(20).items  # input order is irrelevant
+    one = make_store(tmp_path / "one", names, devs, [A, B], seed="ab").advance(20).items
+    two = make_store(tmp_path / "two", list(reversed(names)), devs, [B, A], seed="ab").advance(20).items  # input order is irrelevant
     assert [(a.pair, a.script) for a in one] == [(a.pair, a.script) for a in two]
     other = make_store(tmp_path / "other", names, devs, [A, B], seed="another").advance(20).items
     assert [(a.pair, a.script) for a in other] != [(a.pair, a.script) for a in one]
@@ -103,8 +90,8 @@ def test_the_ab_stream_is_reproducible(tmp_path):
 
 def test_a_removed_variant_leaves_the_stream(tmp_path):
     names, devs = names_devs()
-    make_store(tmp_path, names, devs, [A, B, C]).advance(4)
-    after = make_store(tmp_path, names, devs, [A, B]).advance(12).items  # C's file entry is gone
+    make_store(tmp_path, names, devs, [A, B, C], seed="ab").advance(4)
+    after = make_store(tmp_path, names, devs, [A, B], seed="ab").advance(12).items  # C's file entry is gone
     assert C not in {a.script for a in after} and {a.script for a in after} == {A, B}
 
 
@@ -155,13 +142,7 @@ class Env:
         return [r for r in requests if r.tags[STAGE_TAG] == "messages"], md
 
     def execute(self, req: dg.RunRequest) -> dg.ExecuteInProcessResult:
-        return self.defs.get_job_def(req.job_name).execute_in_process(
-            instance=self.instance,
-            partition_key=req.partition_key,
-            run_config={**req.run_config, **QUIET},
-            tags=req.tags,
-            raise_on_error=False,
-        )
+        return execute_request(self.defs, self.instance, req, QUIET)
 
 
 @pytest.fixture
