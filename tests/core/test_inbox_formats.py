@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybrid_audio_dagster.core.inbox.errors import PROBLEM_CODES, InboxFileError
+from hybrid_audio_dagster.core.inbox.formats import MAX_JSON_DEPTH, json_depth
 from hybrid_audio_dagster.core.inbox.parse import content_sha256, ingest, parse_file
 from hybrid_audio_dagster.core.inbox.report import ParsedFile, Report, write_report
 from tests.support.inbox import DATA, displays, refusal
@@ -117,6 +118,21 @@ def test_json_objects_mode_rejects() -> None:
 )
 def test_json_file_errors(data: bytes, code: str) -> None:
     assert refusal(data, filename="names.json").code == code
+
+
+def test_json_depth_skips_brackets_inside_strings() -> None:
+    assert json_depth('{"items": [{"name": "[[[{{{\\"]]]"}]}') == 3
+    assert json_depth('"John"') == 0
+
+
+def test_json_too_deep_is_refused_before_parsing() -> None:
+    inner = MAX_JSON_DEPTH - 1  # the outer list is one level
+    at_limit = '["John", ' + "[" * inner + "]" * inner + "]"
+    assert displays(at_limit.encode(), filename="names.json") == [(1, "John")]  # the odd item is a row reject
+    deeper = b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1)
+    problem = refusal(deeper, filename="names.json")
+    assert problem.code == "malformed_json"
+    assert f"nested {MAX_JSON_DEPTH + 1} levels deep" in str(problem)
 
 
 # -------------------------------------------------------------------------------- TXT

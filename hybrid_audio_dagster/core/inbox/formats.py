@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+from itertools import accumulate
 from typing import Any
 
 from hybrid_audio_dagster.core.datasets.constants import KINDS
@@ -126,11 +127,27 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# A names list needs depth 3 ({"items": [{"name": ...}]}). Refusing deeper documents before
+# json.loads keeps the parser far from the interpreter's recursion limit: a RecursionError
+# there is catchable, but anything finalised at that depth (a garbage-collected file or
+# socket) fails inside its own __del__ and is reported as unraisable.
+MAX_JSON_DEPTH = 32
+_JSON_STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_JSON_NON_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of lists and objects in `text` (strings skipped), without parsing it."""
+    brackets = _JSON_NON_BRACKET_RE.sub("", _JSON_STRING_RE.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
 def parse_json(text: str, role: str, max_rows: int) -> dict[str, Any]:
+    if (depth := json_depth(text)) > MAX_JSON_DEPTH:
+        raise InboxFileError("malformed_json", f"invalid JSON: nested {depth} levels deep (at most {MAX_JSON_DEPTH})")
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise InboxFileError("malformed_json", "invalid JSON: nested too deeply") from None
     except ValueError as exc:
         raise InboxFileError("malformed_json", f"invalid JSON: {exc}") from None
     key = COLUMN_CANDIDATES[role][0]
