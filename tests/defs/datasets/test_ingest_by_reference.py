@@ -13,9 +13,9 @@ import pytest
 
 from hybrid_audio_dagster.core import audit
 from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, REFERENCE_MAX_BYTES
+from hybrid_audio_dagster.definitions import build_defs
 from hybrid_audio_dagster.defs.cli_result import REFUSED
 from hybrid_audio_dagster.defs.datasets.admin import datasets_admin_job
-from hybrid_audio_dagster.definitions import build_defs
 from testkit.project import make_project
 
 PREFIXES = ("Alexandria", "Benedicta", "Christopher", "Dominique", "Evangelina", "Florentino", "Guillermina", "Hildegarde")
