@@ -36,7 +36,7 @@ from hybrid_audio_dagster.defs.datasets.jobs import ingest_job
 from hybrid_audio_dagster.defs.delivery.jobs import delivery_job
 from hybrid_audio_dagster.defs.messages.jobs import messages_check_job, messages_job
 from hybrid_audio_dagster.defs.pipeline.jobs import datasets_job
-from hybrid_audio_dagster.defs.pipeline.stages import messages_request, stems_stage
+from hybrid_audio_dagster.defs.pipeline.stages import StemsStage, messages_request, stems_stage
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
@@ -103,6 +103,21 @@ def rotation_requests(instance: dg.DagsterInstance, advance: dg.DagsterRun) -> l
     return out
 
 
+def over_budget(instance: dg.DagsterInstance, stage: StemsStage, tts: TTSResource, spend_guard: SpendGuardResource) -> str | None:
+    """Why the spend guard refuses the stems stage as an automated run (None: within budget)."""
+    try:
+        check_budget(
+            stage.chars,
+            spend_guard.budget(),
+            automated=True,
+            spent_today=spend_guard.spent_today(instance) if stage.chars else 0,
+            engine=tts.engine_name,
+        )
+    except BudgetExceeded as exc:
+        return str(exc)
+    return None
+
+
 def pipeline_decisions(
     instance: dg.DagsterInstance,
     paths: ProjectPaths,
@@ -165,16 +180,9 @@ def pipeline_decisions(
         if "stems" not in stages:
             stage = stems_stage(instance, paths, tts, pipeline=pid, base_tags=base, names=names)
             if stage.requests:
-                try:
-                    check_budget(
-                        stage.chars,
-                        spend_guard.budget(),
-                        automated=True,
-                        spent_today=spend_guard.spent_today(instance) if stage.chars else 0,
-                        engine=tts.engine_name,
-                    )
-                except BudgetExceeded as exc:
-                    notes.append(f"{pid}: not started: {exc}")
+                refused = over_budget(instance, stage, tts, spend_guard)
+                if refused:
+                    notes.append(f"{pid}: not started: {refused}")
                     continue
                 requests += stage.requests
                 notes.append(f"{pid}: {stage.describe()}")
@@ -229,16 +237,9 @@ def bulk_followups(
                 requests.append(request)
                 notes.append(f"{pid}: messages of the {added} partition(s) backfill {backfill} added")
             continue
-        try:
-            check_budget(
-                stage.chars,
-                spend_guard.budget(),
-                automated=True,
-                spent_today=spend_guard.spent_today(instance) if stage.chars else 0,
-                engine=tts.engine_name,
-            )
-        except BudgetExceeded as exc:
-            notes.append(f"{pid}: not started: {exc}")
+        refused = over_budget(instance, stage, tts, spend_guard)
+        if refused:
+            notes.append(f"{pid}: not started: {refused}")
             continue
         requests += stage.requests
         notes.append(f"{pid}: backfill {backfill} added {added} partition(s); {stage.describe()}")
@@ -254,8 +255,8 @@ def build_pipeline_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description="Advances nightly batches, inbox ingests and the UI's bulk materializations: stems (only "
-        "partitions that are not current) after the datasets stage, messages after the stems, delivery to GCS after the messages (GCS on only); each stage "
-        "a normal run of an asset job.",
+        "partitions that are not current) after the datasets stage, messages after the stems, delivery to GCS after "
+        "the messages (GCS on only); each stage a normal run of an asset job.",
     )
     def _sensor(
         context: dg.SensorEvaluationContext, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource, gcs: DeliveryResource
