@@ -18,6 +18,7 @@ import pytest
 SLOW_FILES = {
     "test_cli_webserver.py": 300,
     "test_cli_webserver_data.py": 230,
+    "test_ui_materialize_all.py": 200,
     "test_deploy_postgres.py": 120,
     "test_crash_safety.py": 100,
     "test_overlap_safety.py": 70,
