@@ -19,6 +19,7 @@ ASSETS = [
     "rotation_advance",
     "rotation_cycle",
     "script_stems",
+    "suppression",
 ]
 CHECKS = ["bit_exact@messages", "up_to_date@developer_stems", "up_to_date@name_stems", "up_to_date@script_stems"]
 JOBS = [

@@ -16,6 +16,7 @@ from hybrid_audio_dagster.core.datasets.snapshot import (
     stored_uploads,
     write_snapshot,
 )
+from hybrid_audio_dagster.core.datasets.suppression import SUPPRESSED
 from hybrid_audio_dagster.core.markdown import table_cell
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import TemplateError, load_templates
@@ -55,7 +56,10 @@ def sync_partitions(
 def _dataset_asset(kind: str):
     partitions_def = KINDS[kind]
 
-    @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"}, deps=["dataset_uploads"])
+    # the names leave out whoever the suppression list holds (that asset first retires what they have)
+    deps = ["dataset_uploads", "suppression"] if kind == "names" else ["dataset_uploads"]
+
+    @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"}, deps=deps)
     def _asset(context: dg.AssetExecutionContext, config: DatasetConfig, paths: ProjectPaths) -> dg.MaterializeResult:
         try:
             gone = apply_withdrawals(paths, kind, config.withdraw, config.restore)
@@ -76,6 +80,7 @@ def _dataset_asset(kind: str):
             metadata={
                 "items": len(result.items),
                 "rejected": len(result.rejects),
+                "suppressed": sum(r.reason == SUPPRESSED for r in result.rejects),
                 "new_partitions": len(new_keys),
                 "removed_partitions": len(removed),
                 # the new keys (the inbox pipeline restricts its messages run to them), when few
