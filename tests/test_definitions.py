@@ -18,6 +18,7 @@ ASSETS = [
     "retired_outputs",
     "rotation_advance",
     "rotation_cycle",
+    "rotation_outlook",
     "script_stems",
     "suppression",
 ]

@@ -181,15 +181,15 @@ def preview(
     }
 
 
-def list_datasets(paths: ProjectDirs) -> list[dict]:
-    """Every dataset source: the seed files (not deletable) and the accepted uploads.
+def list_datasets(paths: ProjectDirs, kinds: tuple[str, ...] = UPLOAD_ROLES) -> list[dict]:
+    """Every dataset source of ``kinds``: the seed files (not deletable) and the accepted uploads.
 
     Each entry: ``kind``, ``name`` (relative to ``data/store`` for uploads; what
     :func:`delete` takes), ``source`` (``seed``/``upload``), ``size``, ``accepted_at``,
     ``sha256``, ``items``/``rejects`` (from the stored report, when present).
     """
     out: list[dict] = []
-    for kind in UPLOAD_ROLES:
+    for kind in kinds:
         seed = paths.data / f"{kind}.csv"
         if seed.is_file():
             out.append({"kind": kind, "name": seed.name, "source": "seed", "size": seed.stat().st_size})

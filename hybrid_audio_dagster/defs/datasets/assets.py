@@ -8,6 +8,7 @@ the new slugs as dynamic partitions. Rejected rows are reported in the metadata.
 
 import dagster as dg
 
+from hybrid_audio_dagster.core.datasets.admin import list_datasets
 from hybrid_audio_dagster.core.datasets.snapshot import (
     DatasetSourceError,
     apply_withdrawals,
@@ -87,6 +88,8 @@ def _dataset_asset(kind: str):
                 "new_keys": dg.MetadataValue.json(new_keys if len(new_keys) <= MAX_LISTED_KEYS else None),
                 "fingerprint": result.fingerprint,
                 "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
+                # what `hybrid-audio datasets list` shows, recorded so it needs no run
+                "listing": dg.MetadataValue.json(list_datasets(paths, (kind,))),
                 "uploads": dg.MetadataValue.md(
                     "| upload | file | state |\n|---|---|---|\n"
                     + "\n".join(

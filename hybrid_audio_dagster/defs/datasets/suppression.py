@@ -11,6 +11,8 @@ suppressed, when the list last changed and what each change retired.
 
 import dagster as dg
 
+from hybrid_audio_dagster.core.datasets.admin import list_datasets
+from hybrid_audio_dagster.core.datasets.constants import SUPPRESSION
 from hybrid_audio_dagster.core.datasets.snapshot import previous_items, read_says, read_snapshot
 from hybrid_audio_dagster.core.datasets.suppression import (
     SuppressionListError,
@@ -113,6 +115,7 @@ def suppression(context: dg.AssetExecutionContext, paths: ProjectPaths, tts: TTS
             "stems_removed": done.stems_removed,
             "fingerprint": current.fingerprint,
             "sources": dg.MetadataValue.json([p.name for p in suppression_sources(paths)]),
+            "listing": dg.MetadataValue.json(list_datasets(paths, (SUPPRESSION,))),  # for `datasets list`
             "changes": dg.MetadataValue.md(
                 "| changed at (UTC) | suppressed | added | removed | messages retired | manifest rows retired | stems removed |\n"
                 "|---|---|---|---|---|---|---|\n" + rows
