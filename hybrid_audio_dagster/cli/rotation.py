@@ -112,11 +112,13 @@ def generate_pair(
         fail(f"{out['name']} × {out['developer']}: {out['problem']} (the pair waits in the retry ledger)", Exit.FAILED)
     req = out["run"]
     key = req["partition"]
-    run_and_wait(
+    [run] = run_and_wait(
         [(req["job"], {"run_config": req["run_config"], "tags": {**req["tags"], **TRIGGER, RANGE_START_TAG: key, RANGE_END_TAG: key}})],
         "messages",
     )
-    info = message_info(out["template"], out["developer"], out["name"])
+    md = next((m["metadata"] for m in run.materializations if m["asset"] == "messages"), {})
+    described = (md.get("described") or {}).get(out["name"])  # the run restricted to the pair's name describes it
+    info = dict(described) if described else message_info(out["template"], out["developer"], out["name"])
     info.pop("timeline", None)
     emit(
         {"ok": info["verified"], **{k: out[k] for k in ("name", "developer", "template")}, **info},

@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from hybrid_audio_dagster.cli.client import Client
+from testkit.gcs_emulator import GCSEmulator
 from testkit.project import make_project
 from testkit.servers import loaded_locations, start_dagster_dev, wait_until
 from tests.system.test_cli_webserver import FAST_QUEUE, measured, run
@@ -24,6 +25,7 @@ from tests.system.test_cli_webserver import FAST_QUEUE, measured, run
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["John", "Maria", "Zoë", "Ann-Marie"]
 DEVELOPERS = ["Wyndham", "Hilton Grand Vacations"]
+BUCKET = "hybrid-audio-reads"
 READS = [
     ("rotation", "status"),
     ("rotation", "next-pair"),
@@ -32,6 +34,9 @@ READS = [
     ("cache", "list"),
     ("cache", "summary"),
     ("datasets", "list"),
+    ("bucket", "list"),
+    ("bucket", "list", "--prefix", "stems/"),
+    ("bucket", "check", "SIG"),
 ]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -45,7 +50,16 @@ def web(tmp_path_factory):
     (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
     paths = make_project(root, NAMES, DEVELOPERS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HYBRID_AUDIO_", "TTS_", "CARTESIA_", "STORAGE_EMULATOR"))}
-    env.update(DAGSTER_HOME=str(home), HYBRID_AUDIO_ROOT=str(root), PYTHONPATH=str(ROOT), TTS_ENGINE="offline")
+    gcs = GCSEmulator(tmp / "gcs", default_bucket=BUCKET)
+    gcs.start()
+    env.update(
+        DAGSTER_HOME=str(home),
+        HYBRID_AUDIO_ROOT=str(root),
+        PYTHONPATH=str(ROOT),
+        TTS_ENGINE="offline",
+        HYBRID_AUDIO_GCS_BUCKET=BUCKET,
+        STORAGE_EMULATOR_HOST=gcs.url,
+    )
     server, url = start_dagster_dev(env, ROOT / "workspace.yaml", tmp)
 
     def alive() -> None:
@@ -57,6 +71,7 @@ def web(tmp_path_factory):
             yield {"url": url, "paths": paths, "home": home, "tmp": tmp, "instance": instance, "client": Client(url)}
     finally:
         server.stop()
+        gcs.stop()
 
 
 def runs(web) -> int:
@@ -80,6 +95,11 @@ def expected(web, args: tuple[str, ...]) -> dict | None:
         return by_run(web, "rotation_admin_job", "rotation_admin", **config)
     if args == ("datasets", "list"):
         return by_run(web, "datasets_admin_job", "datasets_admin", action="list")
+    if args[:2] == ("bucket", "list"):
+        return by_run(web, "bucket_admin_job", "bucket_admin", action="list", prefix=args[3] if len(args) > 2 else "")
+    if args[:2] == ("bucket", "check"):
+        out = by_run(web, "bucket_admin_job", "bucket_admin", action="check", stem=args[2])
+        return {**out, "ok": out["in_sync"]}
     return None  # the cache reads always read the stem assets' metadata
 
 
@@ -116,8 +136,14 @@ def median_shell_s(web, args: tuple[str, ...], n: int = 5) -> float:
 def test_reads_launch_no_run_and_answer_what_the_runs_answer(web, capsys):
     code, done = run(web, capsys, "batch")
     assert code == 0, done
+    code, repaired = run(web, capsys, "bucket", "repair")  # the CLI's batch does not deliver: fill the bucket
+    assert code == 0, repaired
+    code, checked = run(web, capsys, "bucket", "consistency")  # records the bucket's listing and every stem's check
+    assert code == 0 and checked["status"] == "clean", checked
+    sig = run(web, capsys, "cache", "list", "--kind", "scripts")[1]["stems"][0]["signature"][:16]
+    reads = [tuple(sig if a == "SIG" else a for a in args) for args in READS]
     answers = {}
-    for args in READS:
+    for args in reads:
         answers[args] = read_without_run(web, capsys, args)
         want = expected(web, args)
         if want is not None:
@@ -125,10 +151,12 @@ def test_reads_launch_no_run_and_answer_what_the_runs_answer(web, capsys):
     assert len(answers[("rotation", "stream", "--limit", "7")]["pairs"]) == 7
     assert answers[("rotation", "next-pair")]["pair"] == answers[("rotation", "stream", "--limit", "7")]["pairs"][0]
     assert answers[("cache", "summary")]["total"]["stems"] > 0
+    assert answers[("bucket", "list")]["count"] > answers[("bucket", "list", "--prefix", "stems/")]["count"] > 0
+    assert answers[("bucket", "check", sig)]["in_sync"]
 
     base = median_s(web, capsys, ("status",))
     lines = [f"status {base * 1000:.0f} ms"]
-    for args in READS:
+    for args in reads:
         before = runs(web)
         t = median_s(web, capsys, args)
         assert runs(web) == before
@@ -136,7 +164,7 @@ def test_reads_launch_no_run_and_answer_what_the_runs_answer(web, capsys):
     measured(capsys, "median of 5 against dagster dev, in-process: " + "; ".join(lines))
     shell = median_shell_s(web, ("status",))
     lines = [f"status {shell * 1000:.0f} ms"]
-    for args in READS:
+    for args in reads:
         before = runs(web)
         t = median_shell_s(web, args)
         assert runs(web) == before
@@ -170,3 +198,41 @@ def test_after_the_rotation_or_a_dataset_moves_the_answers_follow(web, capsys):
     assert code == 0, done
     again = read_without_run(web, capsys, ("rotation", "stream", "--limit", "50"))
     assert again == stream
+
+
+def test_assemble_one_message_is_one_run_and_where_its_seconds_go(web, capsys):
+    """``assemble`` of a person whose stems exist: one run (the messages run describes the
+    message it made), the same answer as ``message_info_job``; timed with a breakdown."""
+    instance = web["instance"]
+    totals, parts = [], []
+    for _ in range(3):
+        before = runs(web)
+        started = time.perf_counter()
+        code, out = run(web, capsys, "assemble", "John", "wyndham", "--template", "followup-en", "--force")
+        totals.append(time.perf_counter() - started)
+        assert code == 0 and out["verified"], out
+        assert runs(web) == before + 1, "assemble launched more than the messages run"
+        record = instance.get_run_record_by_id(out["run_id"])
+        [step] = instance.get_run_step_stats(out["run_id"])
+        parts.append(
+            (
+                record.start_time - record.create_timestamp.timestamp(),  # queued, then the launcher
+                step.start_time - record.start_time,  # the run process: start, imports, the code location
+                step.end_time - step.start_time,  # the step itself
+                record.end_time - step.end_time,  # the run's end
+            )
+        )
+    started = time.perf_counter()
+    info = by_run(web, "message_info_job", "message_info", template="followup-en", developer="wyndham", name="john")
+    second_run = time.perf_counter() - started  # what assemble paid before: this run after the messages run
+    assert {k: out[k] for k in ("path", "relpath", "sha256", "duration_s", "frames", "verified", "problems")} == {
+        k: info[k] for k in ("path", "relpath", "sha256", "duration_s", "frames", "verified", "problems")
+    }
+    median = statistics.median(totals)
+    q, p, s, e = (statistics.median(x[i] for x in parts) for i in range(4))
+    measured(
+        capsys,
+        f"assemble (stems exist, --force: the message rewritten) median of 3: {median:.2f}s = queue+launch {q:.2f}s, "
+        f"run process start+imports {p:.2f}s, messages step {s:.2f}s, run end {e:.2f}s, CLI and polling {median - q - p - s - e:.2f}s; "
+        f"the message_info run it no longer launches: {second_run:.2f}s",
+    )

@@ -23,7 +23,7 @@ from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
 
-HISTORY_NAMING_PEOPLE = ("names_dataset", "dataset_uploads", "name_stems", "messages", "rotation_outlook")
+HISTORY_NAMING_PEOPLE = ("names_dataset", "dataset_uploads", "name_stems", "messages", "rotation_outlook", "bucket_consistency")
 
 
 class EraseConfig(dg.Config):
