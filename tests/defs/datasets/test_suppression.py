@@ -197,3 +197,23 @@ def test_an_unreadable_suppression_list_stops_the_batch(camp):
     with pytest.raises(BatchError, match="suppression"):
         run_full_batch(camp.instance, camp.resources)
     assert wavs(camp.root) == before
+
+
+def test_the_list_follows_the_names_rules_and_an_inbox_file_says_its_role(tmp_path):
+    from hybrid_audio_dagster.core.datasets.suppression import SuppressionListError, read_suppression
+    from hybrid_audio_dagster.core.inbox.parse import detect_role
+    from testkit.project import make_project
+
+    assert detect_role("suppression-2026-12.csv") == "suppression" and detect_role("opt-outs.json") == "suppression"
+    assert detect_role("names.csv") == "names"
+    paths = make_project(tmp_path, ["Zoë"], ["Wyndham"])
+    assert read_suppression(paths).people == {}  # no file: nobody
+    suppress(paths)
+    assert read_suppression(paths).people == {}  # emptied: nobody, not an error
+    write_csv(Path(paths.data) / "suppression.csv", "name", ["ZOE", "zoë", "=cmd()"])
+    listed = read_suppression(paths)
+    assert list(listed.people) == [person_hash("Zoë")]  # one person, folded like the names
+    assert [r.reason for r in listed.rejects] == ["formula_injection"]
+    (Path(paths.data) / "suppression.csv").write_text("email\nx@example.com\n")
+    with pytest.raises(SuppressionListError, match="no_column"):
+        read_suppression(paths)
