@@ -18,7 +18,9 @@ import typer
 from hybrid_audio_dagster.cli.client import RemoteError
 from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
 
-datasets_app = typer.Typer(help="Dataset files (names, developers): upload, preview, list, delete.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="Dataset files (names, developers, the suppression list): upload, preview, list, delete.", no_args_is_help=True
+)
 MAX_BYTES = 5 * 1024 * 1024  # what a run's config carries (the server's DEFAULT_MAX_BYTES); bigger files go through the inbox
 REFERENCE_LIMITS = "32 MiB and 1,000,000 rows"  # what an ingest run reads from the inbox (REFERENCE_MAX_BYTES / _ROWS)
 ROLE_PREFIXES = {"names": ("names",), "developers": ("developers", "brands"), "suppression": ("suppression", "suppress", "opt")}
@@ -226,7 +228,7 @@ def list_(json_: JsonOpt = False) -> None:
 
 @datasets_app.command("delete")
 def delete(
-    name: Annotated[str, typer.Argument(help="'<names|developers>/<file>' as `datasets list` shows it.")],
+    name: Annotated[str, typer.Argument(help="'<names|developers|suppression>/<file>' as `datasets list` shows it.")],
     refresh: Annotated[bool, typer.Option(help="Then rebuild the rosters (a datasets_job run).")] = True,
     json_: JsonOpt = False,
 ) -> None:
