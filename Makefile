@@ -10,7 +10,7 @@ PORT ?= 3000
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
-.PHONY: setup home init run batch ui test lint bench clean
+.PHONY: setup home init run batch ui test bench-smoke lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,11 @@ lint: setup
 	env -u DAGSTER_HOME $(DG) check defs
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not bench" $(PYTEST_ARGS)
+
+# the benchmark suite end to end at a tiny size, so it never rots (a check of the bench, not of the product)
+bench-smoke: setup
+	$(PY) -m pytest -q -m bench tests/system/test_bench_smoke.py
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -21,7 +21,13 @@ DOMAINS = tuple(domain.defs for domain in (datasets, stems, messages, rotation, 
 
 def build_defs(resources: Mapping | None = None) -> dg.Definitions:
     """The code location; ``resources`` replaces some of the environment's (tests, the runner)."""
-    return dg.Definitions.merge(*DOMAINS, dg.Definitions(resources={**resources_from_env(), **(resources or {})}))
+    return dg.Definitions.merge(
+        *DOMAINS,
+        # Every job here is a stage of one or a few steps; the multiprocess default would start a
+        # second process per step (a full import of the code location, ~4 s) for no parallelism.
+        # Pools still hold: the in-process executor claims the same concurrency slots.
+        dg.Definitions(executor=dg.in_process_executor, resources={**resources_from_env(), **(resources or {})}),
+    )
 
 
 defs = build_defs()

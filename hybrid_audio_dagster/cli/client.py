@@ -260,8 +260,7 @@ class Client:
                 "jobName": job,
                 **({"assetSelection": [{"path": a.split("/")} for a in assets]} if assets else {}),
             },
-            # one process per run: the default executor would start another one per step (~4 s each)
-            "runConfigData": {"execution": {"config": {"in_process": {}}}, **(run_config or {})},
+            "runConfigData": run_config or {},
             "mode": "default",
             "executionMetadata": {"tags": [{"key": k, "value": str(v)} for k, v in tags.items()]},
         }

@@ -8,7 +8,9 @@ PIPELINE_TAG = "hybrid_audio/pipeline"  # one id per batch, ingest or rotation a
 STAGE_TAG = "hybrid_audio/stage"  # datasets | stems | messages | check | delivery
 DRIVER_TAG = "hybrid_audio/driver"  # daemon (pipeline_sensor advances it) | cli (make batch does)
 SCOPE_TAG = "hybrid_audio/scope"  # full | names | developers
-TRIGGER_TAG = "hybrid_audio/trigger"  # nightly | inbox | rotation | cli | privacy (the audit log's `trigger`)
+TRIGGER_TAG = "hybrid_audio/trigger"  # nightly | inbox | rotation | cli | privacy | ui (the audit log's `trigger`)
 # Dagster's own tags of a single-run backfill over a partition range
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Dagster's own tag on every run of a backfill (its id), e.g. the UI's "Materialize all"
+BACKFILL_TAG = "dagster/backfill"

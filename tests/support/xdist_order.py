@@ -16,8 +16,8 @@ import pytest
 # seconds each file took (summed over its tests, `pytest --durations`, 2 workers on 2 cores);
 # only the order matters, and a file missing here just runs after these, in collection order
 SLOW_FILES = {
-    "test_cli_webserver.py": 250,
-    "test_bench_smoke.py": 121,
+    "test_cli_webserver.py": 300,
+    "test_cli_webserver_data.py": 230,
     "test_deploy_postgres.py": 120,
     "test_crash_safety.py": 100,
     "test_overlap_safety.py": 70,

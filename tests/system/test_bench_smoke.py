@@ -15,7 +15,7 @@ import pytest
 
 from hybrid_audio_dagster.defs.resources.paths import PROJECT_ROOT
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # every scenario at tiny size: ~1.5-4 min
+pytestmark = [pytest.mark.slow, pytest.mark.bench, pytest.mark.timeout(900)]  # every scenario at tiny size: ~1.5-4 min
 
 SCENARIOS = {"core", "batch_small", "batch_large", "stems_offline", "stems_cartesia", "tts_piper", "scale", "partitions"}
 TARGET_IDS = {

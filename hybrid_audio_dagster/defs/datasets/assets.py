@@ -54,60 +54,63 @@ def sync_partitions(
     return added, removed
 
 
-def _dataset_asset(kind: str):
+def build_roster(instance: dg.DagsterInstance, paths: ProjectPaths, kind: str, config: DatasetConfig) -> tuple[dict, str]:
+    """Rebuild the ``kind`` roster: snapshot written, partitions synced; (metadata, fingerprint)."""
     partitions_def = KINDS[kind]
+    try:
+        gone = apply_withdrawals(paths, kind, config.withdraw, config.restore)
+        result = build_dataset(paths, kind)
+    except DatasetSourceError as exc:
+        raise dg.Failure(str(exc)) from None
+    if not result.items:
+        raise dg.Failure(f"the {kind} dataset is empty: add rows to {paths.data / (kind + '.csv')} or drop a file in {paths.inbox}")
+    write_snapshot(paths, kind, result)
+    new_keys, removed = sync_partitions(instance, partitions_def, result.keys)
+    rejects_md = "\n".join(f"| {r.row} | {table_cell(r.value)} | {r.reason} |" for r in result.rejects[:200])
+    preview = "\n".join(f"| `{i.key}` | {table_cell(i.display)} |" for i in result.items[:50])
+    said = [i for i in result.items if i.say]
+    said_md = "\n".join(
+        f"| `{i.key}` | {table_cell(i.display)} | {table_cell('; '.join(f'{t} → {p}' for t, p in i.say))} |" for i in said[:200]
+    )
+    metadata = {
+        "items": len(result.items),
+        "rejected": len(result.rejects),
+        "suppressed": sum(r.reason == SUPPRESSED for r in result.rejects),
+        "new_partitions": len(new_keys),
+        "removed_partitions": len(removed),
+        # the new keys (the inbox pipeline restricts its messages run to them), when few
+        "new_keys": dg.MetadataValue.json(new_keys if len(new_keys) <= MAX_LISTED_KEYS else None),
+        "fingerprint": result.fingerprint,
+        "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
+        # what `hybrid-audio datasets list` shows, recorded so it needs no run
+        "listing": dg.MetadataValue.json(list_datasets(paths, (kind,))),
+        "uploads": dg.MetadataValue.md(
+            "| upload | file | state |\n|---|---|---|\n"
+            + "\n".join(
+                f"| `{kind}-{sha[:16]}` | {table_cell(p.name)} | {'withdrawn' if sha[:16] in gone else 'active'} |"
+                for p, sha in stored_uploads(paths, kind)
+            )
+            if stored_uploads(paths, kind)
+            else "none"
+        ),
+        "preview": dg.MetadataValue.md("| key | display |\n|---|---|\n" + preview),
+        "pronounced": len(said),
+        "pronunciations": dg.MetadataValue.md("| key | display | says |\n|---|---|---|\n" + said_md if said_md else "none"),
+        "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects_md if rejects_md else "none"),
+    }
+    return metadata, result.fingerprint
 
+
+def _dataset_asset(kind: str):
     # the names leave out whoever the suppression list holds (that asset first retires what they have)
     deps = ["dataset_uploads", "suppression"] if kind == "names" else ["dataset_uploads"]
 
     @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"}, deps=deps)
     def _asset(context: dg.AssetExecutionContext, config: DatasetConfig, paths: ProjectPaths) -> dg.MaterializeResult:
-        try:
-            gone = apply_withdrawals(paths, kind, config.withdraw, config.restore)
-            result = build_dataset(paths, kind)
-        except DatasetSourceError as exc:
-            raise dg.Failure(str(exc)) from None
-        if not result.items:
-            raise dg.Failure(f"the {kind} dataset is empty: add rows to {paths.data / (kind + '.csv')} or drop a file in {paths.inbox}")
-        write_snapshot(paths, kind, result)
-        new_keys, removed = sync_partitions(context.instance, partitions_def, result.keys)
-        rejects_md = "\n".join(f"| {r.row} | {table_cell(r.value)} | {r.reason} |" for r in result.rejects[:200])
-        preview = "\n".join(f"| `{i.key}` | {table_cell(i.display)} |" for i in result.items[:50])
-        said = [i for i in result.items if i.say]
-        said_md = "\n".join(
-            f"| `{i.key}` | {table_cell(i.display)} | {table_cell('; '.join(f'{t} → {p}' for t, p in i.say))} |" for i in said[:200]
-        )
-        return dg.MaterializeResult(
-            metadata={
-                "items": len(result.items),
-                "rejected": len(result.rejects),
-                "suppressed": sum(r.reason == SUPPRESSED for r in result.rejects),
-                "new_partitions": len(new_keys),
-                "removed_partitions": len(removed),
-                # the new keys (the inbox pipeline restricts its messages run to them), when few
-                "new_keys": dg.MetadataValue.json(new_keys if len(new_keys) <= MAX_LISTED_KEYS else None),
-                "fingerprint": result.fingerprint,
-                "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
-                # what `hybrid-audio datasets list` shows, recorded so it needs no run
-                "listing": dg.MetadataValue.json(list_datasets(paths, (kind,))),
-                "uploads": dg.MetadataValue.md(
-                    "| upload | file | state |\n|---|---|---|\n"
-                    + "\n".join(
-                        f"| `{kind}-{sha[:16]}` | {table_cell(p.name)} | {'withdrawn' if sha[:16] in gone else 'active'} |"
-                        for p, sha in stored_uploads(paths, kind)
-                    )
-                    if stored_uploads(paths, kind)
-                    else "none"
-                ),
-                "preview": dg.MetadataValue.md("| key | display |\n|---|---|\n" + preview),
-                "pronounced": len(said),
-                "pronunciations": dg.MetadataValue.md("| key | display | says |\n|---|---|---|\n" + said_md if said_md else "none"),
-                "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects_md if rejects_md else "none"),
-            },
-            data_version=dg.DataVersion(result.fingerprint),
-        )
+        metadata, fingerprint = build_roster(context.instance, paths, kind, config)
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(fingerprint))
 
-    _asset.__doc__ = f"The normalised {kind} list; adds its slugs as `{partitions_def.name}` partitions."
+    _asset.__doc__ = f"The normalised {kind} list; adds its slugs as `{KINDS[kind].name}` partitions."
     return _asset
 
 

@@ -1,4 +1,5 @@
-"""The datasets domain: rosters, templates, uploads, the inbox sensor and the CLI's dataset admin."""
+"""The datasets domain: rosters, templates, uploads (declared; ``ingest_job`` records them), the inbox
+sensor and the CLI's dataset admin."""
 
 import dagster as dg
 

@@ -58,10 +58,9 @@ def retire_suppressed(paths: ProjectPaths, tts: TTSResource, targets: dict[str, 
     return done
 
 
-@dg.asset(group_name="datasets", kinds={"csv"}, deps=["dataset_uploads"], pool=MESSAGES_POOL)
-def suppression(context: dg.AssetExecutionContext, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource) -> dg.MaterializeResult:
-    """The suppression list (`data/suppression.csv` and `suppression` uploads): who is kept out
-    of every message and rotation; retires what they still have."""
+def record_suppression(context, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource) -> tuple[dict, str]:
+    """Read the list, record a change, retire what the listed still have: (metadata, fingerprint).
+    The asset and ``ingest_job``'s op both call it."""
     try:
         current = read_suppression(paths)
     except SuppressionListError as exc:
@@ -105,25 +104,38 @@ def suppression(context: dg.AssetExecutionContext, paths: ProjectPaths, tts: TTS
         for c in reversed(changes)
     )
     rejects = "\n".join(f"| {r.row} | {r.reason} | {r.message} |" for r in current.rejects[:100])
-    return dg.MaterializeResult(
-        metadata={
-            "suppressed": len(current.people),
-            "last_changed": state.get("changed_at") or "never",
-            "changed_now": change is not None,
-            "messages_retired": done.messages_removed,
-            "manifest_rows_retired": done.manifest_rows_removed,
-            "stems_removed": done.stems_removed,
-            "fingerprint": current.fingerprint,
-            "sources": dg.MetadataValue.json([p.name for p in suppression_sources(paths)]),
-            "listing": dg.MetadataValue.json(list_datasets(paths, (SUPPRESSION,))),  # for `datasets list`
-            "changes": dg.MetadataValue.md(
-                "| changed at (UTC) | suppressed | added | removed | messages retired | manifest rows retired | stems removed |\n"
-                "|---|---|---|---|---|---|---|\n" + rows
-                if rows
-                else "none"
-            ),
-            # a refused row is shown by its number and reason only: the list names people who opted out
-            "rejects": dg.MetadataValue.md("| row | reason | why |\n|---|---|---|\n" + rejects if rejects else "none"),
-        },
-        data_version=dg.DataVersion(current.fingerprint),
-    )
+    metadata = {
+        "suppressed": len(current.people),
+        "last_changed": state.get("changed_at") or "never",
+        "changed_now": change is not None,
+        "messages_retired": done.messages_removed,
+        "manifest_rows_retired": done.manifest_rows_removed,
+        "stems_removed": done.stems_removed,
+        "fingerprint": current.fingerprint,
+        "sources": dg.MetadataValue.json([p.name for p in suppression_sources(paths)]),
+        "listing": dg.MetadataValue.json(list_datasets(paths, (SUPPRESSION,))),  # for `datasets list`
+        "changes": dg.MetadataValue.md(
+            "| changed at (UTC) | suppressed | added | removed | messages retired | manifest rows retired | stems removed |\n"
+            "|---|---|---|---|---|---|---|\n" + rows
+            if rows
+            else "none"
+        ),
+        # a refused row is shown by its number and reason only: the list names people who opted out
+        "rejects": dg.MetadataValue.md("| row | reason | why |\n|---|---|---|\n" + rejects if rejects else "none"),
+    }
+    return metadata, current.fingerprint
+
+
+@dg.asset(group_name="datasets", kinds={"csv"}, deps=["dataset_uploads"], pool=MESSAGES_POOL)
+def suppression(context: dg.AssetExecutionContext, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource) -> dg.MaterializeResult:
+    """The suppression list (`data/suppression.csv` and `suppression` uploads): who is kept out
+    of every message and rotation; retires what they still have."""
+    metadata, fingerprint = record_suppression(context, paths, tts, gcs)
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(fingerprint))
+
+
+@dg.op(ins={"upload": dg.In(dg.Nothing)}, pool=MESSAGES_POOL, description="The suppression list, as its asset does.")
+def apply_suppression_list(context: dg.OpExecutionContext, paths: ProjectPaths, tts: TTSResource, gcs: DeliveryResource) -> None:
+    """``ingest_job``'s step between the upload and the rosters (an upload may change the list)."""
+    metadata, _ = record_suppression(context, paths, tts, gcs)
+    context.log_event(dg.AssetMaterialization(asset_key=suppression.key, metadata=metadata))

@@ -90,9 +90,29 @@ def _carried(config: UploadConfig) -> bytes:
     return data
 
 
-@dg.asset(partitions_def=uploads_partitions, group_name="datasets", kinds={"csv"})
-def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, paths: ProjectPaths) -> dg.MaterializeResult:
-    """An uploaded names, developers or suppression file: validated, then stored as a dataset version or rejected."""
+# Declared, not materialized by a function: the UI's "Materialize all" leaves it out (an
+# upload is a file someone sends, not something a bulk click can make); `ingest_job`'s op
+# records each partition.
+dataset_uploads = dg.AssetSpec(
+    "dataset_uploads",
+    partitions_def=uploads_partitions,
+    group_name="datasets",
+    kinds={"csv"},
+    description="An uploaded names, developers or suppression file: validated, then stored as a dataset version or rejected "
+    "(recorded by `ingest_job`, one partition per upload).",
+)
+
+
+@dg.op(name="dataset_uploads", description="Validates one upload, stores it as a dataset version or rejects it.")
+def ingest_upload(context: dg.OpExecutionContext, config: UploadConfig, paths: ProjectPaths) -> None:
+    """Validate the upload, store it or reject it, and record its ``dataset_uploads`` partition."""
+    context.log_event(
+        dg.AssetMaterialization(asset_key=dataset_uploads.key, partition=context.partition_key, metadata=_ingest(context, config, paths))
+    )
+
+
+def _ingest(context: dg.OpExecutionContext, config: UploadConfig, paths: ProjectPaths) -> dict:
+    """The partition's metadata; a refusal raises (the run fails, naming the problem)."""
     carried = bool(config.content_b64)
     if config.role and config.role not in UPLOAD_ROLES:
         raise refused(f"unknown role {config.role!r}: names, developers or suppression", problem="unknown_role")
@@ -112,9 +132,7 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
     else:
         if not os.path.lexists(path):
             if stored_as:  # a re-execution of a run that already stored it
-                return dg.MaterializeResult(
-                    metadata={"status": "stored", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)}
-                )
+                return {"status": "stored", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)}
             raise refused(f"{name!r} is not in the inbox ({paths.inbox}) and was never stored", problem="not_in_inbox")
         if path.is_symlink() or not path.is_file():
             err = InboxFileError("unreadable", "not a regular file (symbolic links and devices are not read)", filename=name)
@@ -141,9 +159,7 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
     if stored_as:
         if path is not None:
             set_aside_duplicate(paths, path, report, stored_as)
-        return dg.MaterializeResult(
-            metadata={"status": "duplicate", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)}
-        )
+        return {"status": "duplicate", "stored_as": stored_as, "provenance": dg.MetadataValue.json(provenance)}
     if not verdict.ok:
         target = reject_file(paths, path, report, data=data if path is None else None)
         audit("dataset_rejected", problem=report.problem_code, sha256=sha)
@@ -166,16 +182,14 @@ def dataset_uploads(context: dg.AssetExecutionContext, config: UploadConfig, pat
     )
     preview = "\n".join(f"| {i.row} | {table_cell(i.display)} |" for i in items[:50])
     rejects = "\n".join(f"| {r.row} | {table_cell(r.value)} | {r.reason} |" for r in report.rejects[:100])
-    return dg.MaterializeResult(
-        metadata={
-            "status": "stored",
-            "role": verdict.role or "",
-            "rows": len(items),
-            "rejected_rows": len(report.rejects),
-            "stored_as": f"{verdict.role}/{stored.name}",
-            "bytes": len(data),
-            "provenance": dg.MetadataValue.json(provenance),
-            "preview": dg.MetadataValue.md("| row | value |\n|---|---|\n" + preview),
-            "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects if rejects else "none"),
-        }
-    )
+    return {
+        "status": "stored",
+        "role": verdict.role or "",
+        "rows": len(items),
+        "rejected_rows": len(report.rejects),
+        "stored_as": f"{verdict.role}/{stored.name}",
+        "bytes": len(data),
+        "provenance": dg.MetadataValue.json(provenance),
+        "preview": dg.MetadataValue.md("| row | value |\n|---|---|\n" + preview),
+        "rejects": dg.MetadataValue.md("| row | value | reason |\n|---|---|---|\n" + rejects if rejects else "none"),
+    }

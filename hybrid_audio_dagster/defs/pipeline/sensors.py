@@ -9,6 +9,13 @@ run of its latest stage has succeeded, the sensor asks for the next stage:
 * after the stems stage: the messages run (for an ingest, restricted to the new names, or
   to the new developers × every name).
 
+A bulk materialization in the UI (*Materialize all* on the lineage page, or any backfill
+whose runs rebuild the rosters) is a pipeline too, ``ui-<backfill id>``: a backfill targets
+the partitions that exist when it is launched, so the names, developers and templates its
+datasets run adds (all of them on a fresh project) are outside it. Once that run has
+succeeded, the sensor asks for the stems that are not current and then the messages, as
+after a nightly datasets stage. A backfill that added no partition needs nothing more.
+
 Run keys are ``<pipeline>:<stage>…``, so evaluating a tick twice asks for the same runs and
 the daemon launches each once. A failed run stops its pipeline (its runs show why); the
 next nightly batch starts a new one. Automated spend is checked against the spend guard
@@ -29,19 +36,21 @@ from hybrid_audio_dagster.defs.datasets.jobs import ingest_job
 from hybrid_audio_dagster.defs.delivery.jobs import delivery_job
 from hybrid_audio_dagster.defs.messages.jobs import messages_check_job, messages_job
 from hybrid_audio_dagster.defs.pipeline.jobs import datasets_job
-from hybrid_audio_dagster.defs.pipeline.stages import messages_request, stems_stage
+from hybrid_audio_dagster.defs.pipeline.stages import StemsStage, messages_request, stems_stage
 from hybrid_audio_dagster.defs.resources.budget import SpendGuardResource
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.defs.rotation.jobs import rotation_advance_job
 from hybrid_audio_dagster.defs.stems.jobs import developer_stems_job, name_stems_job, script_stems_job
-from hybrid_audio_dagster.defs.tags import DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
+from hybrid_audio_dagster.defs.tags import BACKFILL_TAG, DRIVER_TAG, PIPELINE_TAG, SCOPE_TAG, STAGE_TAG, TRIGGER_TAG
 
 LOOKBACK_S = 2 * 24 * 3600
 TERMINAL_STAGES = {"messages", "record"}
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 CARRIED_TAGS = (PIPELINE_TAG, DRIVER_TAG, SCOPE_TAG, TRIGGER_TAG)
+BULK_PREFIX = "ui-"  # the pipeline that completes a bulk materialization (a backfill) from the UI
+ROSTERS = ("names_dataset", "developers_dataset", "message_templates")  # the assets that add partitions
 
 
 def _new_keys(instance: dg.DagsterInstance, run: dg.DagsterRun, kind: str) -> list[str] | None:
@@ -94,6 +103,21 @@ def rotation_requests(instance: dg.DagsterInstance, advance: dg.DagsterRun) -> l
     return out
 
 
+def over_budget(instance: dg.DagsterInstance, stage: StemsStage, tts: TTSResource, spend_guard: SpendGuardResource) -> str | None:
+    """Why the spend guard refuses the stems stage as an automated run (None: within budget)."""
+    try:
+        check_budget(
+            stage.chars,
+            spend_guard.budget(),
+            automated=True,
+            spent_today=spend_guard.spent_today(instance) if stage.chars else 0,
+            engine=tts.engine_name,
+        )
+    except BudgetExceeded as exc:
+        return str(exc)
+    return None
+
+
 def pipeline_decisions(
     instance: dg.DagsterInstance,
     paths: ProjectPaths,
@@ -130,6 +154,8 @@ def pipeline_decisions(
             notes.append(f"{pid}: rotation messages and cycle record")
             continue
         first = next((r for r in runs if r.tags.get(STAGE_TAG) == "datasets"), None)
+        if first is None and pid.startswith(BULK_PREFIX):
+            first = runs[0]  # its datasets stage was the backfill's run; it carries the tags
         if first is None:
             continue
         base = {t: first.tags[t] for t in CARRIED_TAGS if t in first.tags}
@@ -154,16 +180,9 @@ def pipeline_decisions(
         if "stems" not in stages:
             stage = stems_stage(instance, paths, tts, pipeline=pid, base_tags=base, names=names)
             if stage.requests:
-                try:
-                    check_budget(
-                        stage.chars,
-                        spend_guard.budget(),
-                        automated=True,
-                        spent_today=spend_guard.spent_today(instance) if stage.chars else 0,
-                        engine=tts.engine_name,
-                    )
-                except BudgetExceeded as exc:
-                    notes.append(f"{pid}: not started: {exc}")
+                refused = over_budget(instance, stage, tts, spend_guard)
+                if refused:
+                    notes.append(f"{pid}: not started: {refused}")
                     continue
                 requests += stage.requests
                 notes.append(f"{pid}: {stage.describe()}")
@@ -172,6 +191,58 @@ def pipeline_decisions(
         if request is not None:
             requests.append(request)
             notes.append(f"{pid}: messages")
+    bulk_requests, bulk_notes = bulk_followups(
+        instance, paths, tts, spend_guard, started=set(pipelines), updated_after=datetime.fromtimestamp(now - LOOKBACK_S, tz=UTC)
+    )
+    return requests + bulk_requests, notes + bulk_notes
+
+
+def bulk_followups(
+    instance: dg.DagsterInstance,
+    paths: ProjectPaths,
+    tts: TTSResource,
+    spend_guard: SpendGuardResource,
+    *,
+    started: set[str],
+    updated_after: datetime,
+) -> tuple[list[dg.RunRequest], list[str]]:
+    """The first stage of each ``ui-<backfill>`` pipeline not started yet: for every backfill
+    run that rebuilt the rosters, succeeded and added partitions, the stems runs of what is not
+    current (or straight the messages run when every stem is current)."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], updated_after=updated_after), limit=500
+    )
+    requests: list[dg.RunRequest] = []
+    notes: list[str] = []
+    for rec in records:
+        run = rec.dagster_run
+        backfill = run.tags.get(BACKFILL_TAG)
+        pid = f"{BULK_PREFIX}{backfill}"
+        if not backfill or pid in started:
+            continue
+        selected = run.asset_selection
+        rosters = [a for a in ROSTERS if selected is None or dg.AssetKey(a) in selected]
+        mats = [m for m in (_materialization_of(instance, run, a) for a in rosters) if m is not None]
+        if not mats:
+            continue  # not a run that rebuilt the rosters (e.g. the backfill's stems runs)
+        started.add(pid)
+        added = sum(int(m.get("new_partitions") or 0) for m in mats)
+        if not added:
+            continue  # the backfill itself covers every partition there is
+        base = {PIPELINE_TAG: pid, DRIVER_TAG: "daemon", SCOPE_TAG: "full", TRIGGER_TAG: "ui"}
+        stage = stems_stage(instance, paths, tts, pipeline=pid, base_tags=base)
+        if not stage.requests:
+            request = messages_request(instance, pipeline=pid, base_tags=base)
+            if request is not None:
+                requests.append(request)
+                notes.append(f"{pid}: messages of the {added} partition(s) backfill {backfill} added")
+            continue
+        refused = over_budget(instance, stage, tts, spend_guard)
+        if refused:
+            notes.append(f"{pid}: not started: {refused}")
+            continue
+        requests += stage.requests
+        notes.append(f"{pid}: backfill {backfill} added {added} partition(s); {stage.describe()}")
     return requests, notes
 
 
@@ -183,9 +254,9 @@ def build_pipeline_sensor(
         jobs=list(jobs),
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
-        description="Advances nightly batches and inbox ingests: stems (only partitions that are not current) after "
-        "the datasets stage, messages after the stems, delivery to GCS after the messages (GCS on only); each stage "
-        "a normal run of an asset job.",
+        description="Advances nightly batches, inbox ingests and the UI's bulk materializations: stems (only "
+        "partitions that are not current) after the datasets stage, messages after the stems, delivery to GCS after "
+        "the messages (GCS on only); each stage a normal run of an asset job.",
     )
     def _sensor(
         context: dg.SensorEvaluationContext, paths: ProjectPaths, tts: TTSResource, spend_guard: SpendGuardResource, gcs: DeliveryResource

@@ -1,5 +1,8 @@
 """``rotation_advance``: one tick of the rotation, inside a run keyed by the tick.
 
+A declared asset whose events only ``rotation_advance_job``'s op records, so no bulk
+materialization in the UI ever hands out pairs.
+
 The run hands out the next K pairs (idempotently per tick: a re-executed run replays the
 same pairs), reconciles earlier requests with the retry ledger, and records the messages
 runs to launch in its metadata; ``pipeline_sensor`` launches them and records the cycle's
@@ -31,10 +34,20 @@ class RotationAdvanceConfig(dg.Config):
     launch_grace_s: float = 3600.0
 
 
-@dg.asset(group_name="rotation", kinds={"json"}, deps=["names_dataset", "developers_dataset", "message_templates"])
-def rotation_advance(
-    context: dg.AssetExecutionContext, config: RotationAdvanceConfig, paths: ProjectPaths, tts: TTSResource
-) -> dg.MaterializeResult:
+# Declared, not materialized by a function: the UI's "Materialize all" leaves it out (a bulk
+# click must not hand out pairs); `rotation_advance_job`'s op records each tick.
+rotation_advance = dg.AssetSpec(
+    "rotation_advance",
+    group_name="rotation",
+    kinds={"json"},
+    deps=["names_dataset", "developers_dataset", "message_templates"],
+    description="The pairs one rotation tick handed out, and the messages runs that build them (recorded by "
+    "`rotation_advance_job`, never by a bulk materialization).",
+)
+
+
+@dg.op(name="rotation_advance", description="One rotation tick: hands out the next pairs and plans their messages runs.")
+def advance_rotation(context: dg.OpExecutionContext, config: RotationAdvanceConfig, paths: ProjectPaths, tts: TTSResource) -> None:
     """The pairs one rotation tick handed out, and the messages runs that build them."""
     settings = RotationSettings(
         batch_size=config.batch_size,
@@ -64,19 +77,22 @@ def rotation_advance(
         deferred=len(plan.deferred),
         replayed=plan.replayed,
     )
-    return dg.MaterializeResult(
-        metadata={
-            "tick": plan.tick,
-            "summary": plan.summary(),
-            "cycles": dg.MetadataValue.json(cycles),
-            "requests": dg.MetadataValue.json([r.to_dict() for r in plan.requests]),
-            "pairs": sum(len(r.names) for r in plan.requests),
-            "template_counts": dg.MetadataValue.json(_per_template(plan.requests)),  # per variant, for an A/B stream
-            "deferred": len(plan.deferred),
-            "abandoned": len(plan.abandoned),
-            "retried": plan.retried,
-            "replayed": plan.replayed,
-        }
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=rotation_advance.key,
+            metadata={
+                "tick": plan.tick,
+                "summary": plan.summary(),
+                "cycles": dg.MetadataValue.json(cycles),
+                "requests": dg.MetadataValue.json([r.to_dict() for r in plan.requests]),
+                "pairs": sum(len(r.names) for r in plan.requests),
+                "template_counts": dg.MetadataValue.json(_per_template(plan.requests)),  # per variant, for an A/B stream
+                "deferred": len(plan.deferred),
+                "abandoned": len(plan.abandoned),
+                "retried": plan.retried,
+                "replayed": plan.replayed,
+            },
+        )
     )
 
 

@@ -51,6 +51,12 @@ def outlook_metadata(paths: ProjectPaths) -> dict[str, Any]:
     }
 
 
+@dg.op(ins={"after": dg.In(dg.Nothing)}, description="Records what the rotation hands out next.")
+def record_outlook(context: dg.OpExecutionContext, paths: ProjectPaths) -> None:
+    """``rotation_advance_job``'s last step: the tick moved the rotation, so its outlook is recorded."""
+    context.log_event(dg.AssetMaterialization(asset_key=OUTLOOK, metadata=outlook_metadata(paths)))
+
+
 @dg.asset(group_name="rotation", kinds={"json"}, deps=list(OUTLOOK_INPUTS))
 def rotation_outlook(paths: ProjectPaths) -> dg.MaterializeResult:
     """The rotation's status and the next pairs and script, as of this run (reads only; the

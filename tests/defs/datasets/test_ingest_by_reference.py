@@ -13,9 +13,9 @@ import pytest
 
 from hybrid_audio_dagster.core import audit
 from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, REFERENCE_MAX_BYTES
+from hybrid_audio_dagster.definitions import build_defs
 from hybrid_audio_dagster.defs.cli_result import REFUSED
 from hybrid_audio_dagster.defs.datasets.admin import datasets_admin_job
-from hybrid_audio_dagster.defs.datasets.uploads import dataset_uploads
 from testkit.project import make_project
 
 PREFIXES = ("Alexandria", "Benedicta", "Christopher", "Dominique", "Evangelina", "Florentino", "Guillermina", "Hildegarde")
@@ -40,14 +40,16 @@ def project(tmp_path: Path):
 def ingest(project, config: dict, key: str = "names-0000000000000000") -> dg.ExecuteInProcessResult:
     paths, instance = project
     instance.add_dynamic_partitions("uploads", [key])
-    return dg.materialize(
-        [dataset_uploads],
-        partition_key=key,
-        instance=instance,
-        resources={"paths": paths},
-        run_config={"ops": {"dataset_uploads": {"config": config}}},
-        raise_on_error=False,
-        tags={"hybrid_audio/trigger": "cli"},
+    return (
+        build_defs({"paths": paths})
+        .get_job_def("ingest_job")
+        .execute_in_process(
+            partition_key=key,
+            instance=instance,
+            run_config={"ops": {"dataset_uploads": {"config": config}}},
+            raise_on_error=False,
+            tags={"hybrid_audio/trigger": "cli"},
+        )
     )
 
 
