@@ -20,7 +20,7 @@ from hybrid_audio_dagster.cli.client import Client
 from testkit.gcs_emulator import GCSEmulator
 from testkit.project import make_project
 from testkit.servers import loaded_locations, start_dagster_dev, wait_until
-from tests.system.test_cli_webserver import FAST_QUEUE, measured, run
+from tests.support.webserver import FAST_QUEUE, measured, run
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["John", "Maria", "Zoë", "Ann-Marie"]
