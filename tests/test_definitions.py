@@ -18,7 +18,9 @@ ASSETS = [
     "retired_outputs",
     "rotation_advance",
     "rotation_cycle",
+    "rotation_outlook",
     "script_stems",
+    "suppression",
 ]
 CHECKS = ["bit_exact@messages", "up_to_date@developer_stems", "up_to_date@name_stems", "up_to_date@script_stems"]
 JOBS = [

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hybrid_audio_dagster.cli.client import RANGE_END_TAG, RANGE_START_TAG
+from hybrid_audio_dagster.cli.client import RANGE_END_TAG, RANGE_START_TAG, RemoteError
 from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
 
 cache_app = typer.Typer(help="The stem cache index: the stem assets' latest materialization metadata.", no_args_is_help=True)
@@ -17,6 +17,7 @@ KINDS = {
     "scripts": ("script_stems", "script_stems_job"),
 }
 KindOpt = Annotated[str | None, typer.Option("--kind", help="names, developers or scripts (default: all).")]
+MAX_LISTED = 2000  # objects `bucket list` shows (the bucket admin's MAX_LISTED)
 BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "pcm_s16le": 2, "pcm_s24le": 3, "pcm_s32le": 4, "pcm_f32le": 4}
 
 
@@ -199,13 +200,64 @@ def _bucket_admin(action: str, **config) -> dict:
     return _on(output_of(r, "bucket_admin"))
 
 
+# the bucket reads answer from bucket_consistency's record while nothing that writes the bucket
+# or the stems ran after it: these assets' materializations and these jobs' runs
+BUCKET_RECORD = "bucket_consistency"
+BUCKET_WRITER_ASSETS = ("delivered_messages", "name_stems", "developer_stems", "script_stems", "suppression")
+BUCKET_WRITER_JOBS = ("bucket_repair_job", "erase_name_job", "invalidate_stems_job")
+
+
+def _bucket_record() -> dict | None:
+    """bucket_consistency's latest metadata when no writer ran after it, else None."""
+    client = STATE.client
+    try:
+        stamps = client.latest_timestamps([BUCKET_RECORD, *BUCKET_WRITER_ASSETS])
+        own = stamps.get(BUCKET_RECORD)
+        if own is None or any(t is not None and t > own for a, t in stamps.items() if a != BUCKET_RECORD):
+            return None
+        if any((client.last_run_created(job) or 0) > own for job in BUCKET_WRITER_JOBS):
+            return None
+        md = (client.latest_materializations(BUCKET_RECORD, limit=1).get(None) or {}).get("metadata") or {}
+    except RemoteError:
+        return None
+    return md if isinstance(md.get("bucket_listing"), dict) and isinstance(md.get("stem_checks"), dict) else None
+
+
+def _recorded_listing(prefix: str) -> dict | None:
+    md = _bucket_record()
+    rec = md["bucket_listing"] if md else None
+    if not rec or not rec.get("complete"):
+        return None
+    base = rec["layout_prefix"]
+    scope = f"{base}/" if base else ""
+    if prefix:
+        full = "/".join(p.strip("/") for p in (base, prefix) if p.strip("/"))
+        if not full.startswith(scope) or full == base:
+            return None  # outside what the record listed
+        objects = [o for o in rec["objects"] if o["name"].startswith(full)]
+    else:
+        objects = rec["objects"]
+    return {"enabled": True, "status": rec["status"], "count": len(objects), "objects": objects[:MAX_LISTED]}
+
+
+def _recorded_check(stem: str) -> dict | None:
+    md = _bucket_record()
+    rec = md["stem_checks"] if md else None
+    if not rec or not rec.get("complete") or len(stem) < 8:
+        return None
+    matches = [s for s in rec["stems"] if s.startswith(stem.lower())]
+    if len(matches) != 1:
+        return None  # none or several: the run says which, as before
+    return {"enabled": True, "status": md["bucket_listing"]["status"], **rec["stems"][matches[0]]}
+
+
 @bucket_app.command("list")
 def bucket_list(
     prefix: Annotated[str, typer.Option(help="Below the layout's prefix, e.g. stems/ or output/followup-en/.")] = "", json_: JsonOpt = False
 ) -> None:
     """Objects in the bucket (name, size, gs:// URI)."""
     as_json(json_)
-    out = _bucket_admin("list", prefix=prefix)
+    out = (_recorded_listing(prefix) if STATE.client.has_job("bucket_admin_job") else None) or _bucket_admin("list", prefix=prefix)
     emit({"ok": True, **out}, [f"{o['size']:>9}  {o['uri']}" for o in out["objects"]] + [f"{out['count']} object(s); {out['status']}"])
 
 
@@ -215,7 +267,7 @@ def bucket_check(
 ) -> None:
     """Whether one stem's files are in the bucket and intact (exit 1 when not)."""
     as_json(json_)
-    out = _bucket_admin("check", stem=stem)
+    out = (_recorded_check(stem) if STATE.client.has_job("bucket_admin_job") else None) or _bucket_admin("check", stem=stem)
     emit({"ok": out["in_sync"], **out}, [f"{o['state']:<8} {o['uri']}  ← {o['local']}" for o in out["objects"]])
     if not out["in_sync"]:
         raise typer.Exit(Exit.FAILED)
@@ -233,7 +285,12 @@ def bucket_consistency(json_: JsonOpt = False) -> None:
     _on({"enabled": "GCS is off" not in str(md.get("status", "")), "status": md.get("status")})
     clean = md.get("status") == "clean"
     emit(
-        {"ok": clean, "run_id": r.run_id, **{k: v for k, v in md.items() if isinstance(v, (int, float, str, dict, list))}},
+        {
+            "ok": clean,
+            "run_id": r.run_id,
+            # the recorded listing and stem checks are what `bucket list|check` read; not repeated here
+            **{k: v for k, v in md.items() if isinstance(v, (int, float, str, dict, list)) and k not in ("bucket_listing", "stem_checks")},
+        },
         [f"{k}: {v}" for k, v in md.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200],
     )
     if not clean:

@@ -51,6 +51,12 @@ _ASSET = """query ($path: [String!]!, $partitions: [String!], $limit: Int) { ass
   partitionKeysByDimension { name partitionKeys }
   assetMaterializations(partitions: $partitions, limit: $limit) { partition runId timestamp __META__ } } }""".replace("__META__", _META)  # noqa: UP031
 
+_LATEST = """query ($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) { assetKey { path } assetMaterializations(limit: 1) {
+  timestamp } } }"""
+
+_LAST_RUN = """query ($job: String!) { runsOrError(filter: {pipelineName: $job}, limit: 1) { __typename
+  ... on Runs { results { creationTime } } } }"""
+
 _KEYS = """query ($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) { partitionKeysByDimension { name partitionKeys } } }"""
 
 _ADD_PARTITION = """mutation ($repo: RepositorySelector!, $def: String!, $key: String!) {
@@ -214,6 +220,21 @@ class Client:
             if m["partition"] not in out:
                 out[m["partition"]] = {"metadata": metadata_of(m["metadataEntries"]), "run_id": m["runId"], "timestamp": m["timestamp"]}
         return out
+
+    def latest_timestamps(self, assets: list[str]) -> dict[str, float | None]:
+        """asset → when it was last materialized (ms since the epoch; None if never), for the
+        assets the code location has (one request)."""
+        nodes = self.graphql(_LATEST, {"keys": [{"path": a.split("/")} for a in assets]})["assetNodes"]
+        return {
+            "/".join(n["assetKey"]["path"]): float(n["assetMaterializations"][0]["timestamp"]) if n["assetMaterializations"] else None
+            for n in nodes
+        }
+
+    def last_run_created(self, job: str) -> float | None:
+        """When the newest run of ``job`` was created (ms since the epoch; None if none)."""
+        data = self.graphql(_LAST_RUN, {"job": job})["runsOrError"]
+        results = data.get("results") or [] if data["__typename"] == "Runs" else []
+        return float(results[0]["creationTime"]) * 1000 if results else None
 
     def add_partition(self, partitions_def: str, key: str) -> None:
         res = self.graphql(_ADD_PARTITION, {"repo": self.selector(), "def": partitions_def, "key": key})["addDynamicPartition"]

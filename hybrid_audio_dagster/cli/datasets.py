@@ -18,11 +18,13 @@ import typer
 from hybrid_audio_dagster.cli.client import RemoteError
 from hybrid_audio_dagster.cli.common import STATE, TRIGGER, Exit, JsonOpt, as_json, emit, fail, output_of, run_and_wait
 
-datasets_app = typer.Typer(help="Dataset files (names, developers): upload, preview, list, delete.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="Dataset files (names, developers, the suppression list): upload, preview, list, delete.", no_args_is_help=True
+)
 MAX_BYTES = 5 * 1024 * 1024  # what a run's config carries (the server's DEFAULT_MAX_BYTES); bigger files go through the inbox
 REFERENCE_LIMITS = "32 MiB and 1,000,000 rows"  # what an ingest run reads from the inbox (REFERENCE_MAX_BYTES / _ROWS)
-ROLE_PREFIXES = {"names": ("names",), "developers": ("developers", "brands")}
-RoleOpt = Annotated[str | None, typer.Option("--role", help="names or developers (default: from the file name).")]
+ROLE_PREFIXES = {"names": ("names",), "developers": ("developers", "brands"), "suppression": ("suppression", "suppress", "opt")}
+RoleOpt = Annotated[str | None, typer.Option("--role", help="names, developers or suppression (default: from the file name).")]
 FileArg = Annotated[Path | None, typer.Argument(help="A local file (at most 5 MiB; bigger ones go through the inbox).")]
 FromInboxOpt = Annotated[
     str | None,
@@ -34,7 +36,7 @@ FromInboxOpt = Annotated[
 
 def _check_role(role: str | None) -> None:
     if role is not None and role not in ROLE_PREFIXES:
-        fail(f"unknown role {role!r}: names or developers", Exit.REFUSED)
+        fail(f"unknown role {role!r}: names, developers or suppression", Exit.REFUSED)
 
 
 def _server_inbox() -> str:
@@ -49,8 +51,8 @@ def _server_inbox() -> str:
 
 
 def _too_big(file: Path, size: int, role: str | None, verb: str) -> NoReturn:
-    named = role is not None or file.name.lower().startswith(("names", "developers", "brands", "name", "developer", "brand"))
-    role_hint = f" --role {role}" if role else ("" if named else " --role names|developers")
+    named = role is not None or file.name.lower().startswith(("names", "developers", "brands", "name", "developer", "brand", "suppress"))
+    role_hint = f" --role {role}" if role else ("" if named else " --role names|developers|suppression")
     fail(
         f"{file.name} is {size} bytes, over the {MAX_BYTES} bytes an upload carries in a run's config. Copy it into the inbox on "
         f"the server ({_server_inbox()}), then run `hybrid-audio datasets {verb} --from-inbox {file.name}{role_hint}`: the run reads it "
@@ -100,7 +102,7 @@ def upload(
         data, name = _read(file, role, "upload")
         detected = role or next((r for r, prefixes in ROLE_PREFIXES.items() if name.lower().startswith(prefixes)), None)
         if detected is None:
-            fail(f"cannot tell the role of {file.name!r}: pass --role names|developers", Exit.REFUSED)
+            fail(f"cannot tell the role of {file.name!r}: pass --role names|developers|suppression", Exit.REFUSED)
         sha = hashlib.sha256(data).hexdigest()
         source = {"content_b64": base64.b64encode(data).decode(), "filename": name}
     else:
@@ -108,7 +110,7 @@ def upload(
         entry = _admin("inbox", inbox_file=from_inbox)
         detected = role or entry.get("role")
         if detected is None:
-            fail(f"cannot tell the role of {from_inbox!r} from its name: pass --role names|developers", Exit.REFUSED)
+            fail(f"cannot tell the role of {from_inbox!r} from its name: pass --role names|developers|suppression", Exit.REFUSED)
         sha = entry["sha256"]
         source = {"inbox_file": from_inbox, "role": role or ""}
     key = f"{detected}-{sha[:16]}"
@@ -128,6 +130,8 @@ def upload(
         fail(f"upload failed (run {r.run_id}): {r.failure or r.status}", Exit.FAILED)
     up = md.get("dataset_uploads", {})
     new = (md.get(f"{detected}_dataset") or {}).get("new_keys") or []
+    names_md = md.get("names_dataset") or {}
+    sup = md.get("suppression") or {}
     emit(
         {
             "ok": True,
@@ -138,10 +142,23 @@ def upload(
             "rejected_rows": up.get("rejected_rows"),
             "new_keys": new,
             "by_reference": from_inbox is not None,
+            # names kept out because the suppression list holds them (refused rows, reason "suppressed")
+            "suppressed_rows": names_md.get("suppressed", 0),
+            "suppressed": sup.get("suppressed"),
+            "messages_retired": sup.get("messages_retired", 0),
         },
         [
             f"{up.get('status')}: {up.get('stored_as')} ({up.get('rows', 0)} rows, {up.get('rejected_rows', 0)} rejected)",
-            f"new {detected}: {', '.join(new[:50]) if new else 'none'}{f' … ({len(new)} in all)' if len(new) > 50 else ''}",
+            *(
+                [f"new {detected}: {', '.join(new[:50]) if new else 'none'}{f' … ({len(new)} in all)' if len(new) > 50 else ''}"]
+                if detected != "suppression"
+                else [f"suppressed: {sup.get('suppressed')} people; this change retired {sup.get('messages_retired', 0)} messages"]
+            ),
+            *(
+                [f"refused (suppressed): {names_md['suppressed']} names row(s) on the suppression list"]
+                if names_md.get("suppressed")
+                else []
+            ),
         ],
     )
 
@@ -183,17 +200,35 @@ def preview(
     emit({"ok": True, **out}, lines)
 
 
+LISTED_BY = ("names_dataset", "developers_dataset", "suppression")  # each records its kind's `listing`
+
+
+def _recorded_listing() -> dict | None:
+    """The listing the dataset assets recorded in their latest materializations (no run);
+    None when one of them never recorded it (the caller then asks a run)."""
+    out: list[dict] = []
+    try:
+        for asset in LISTED_BY:
+            listing = ((STATE.client.latest_materializations(asset, limit=1).get(None) or {}).get("metadata") or {}).get("listing")
+            if listing is None:
+                return None
+            out += listing
+    except RemoteError:
+        return None
+    return {"datasets": out}
+
+
 @datasets_app.command("list")
 def list_(json_: JsonOpt = False) -> None:
     """Seed files and accepted uploads (the names `delete` takes)."""
     as_json(json_)
-    out = _admin("list")
+    out = _recorded_listing() or _admin("list")
     emit({"ok": True, **out}, [f"{d['kind']:<11} {d['source']:<7} {d['name']:<60} {d.get('size', 0):>8}B" for d in out.get("datasets", [])])
 
 
 @datasets_app.command("delete")
 def delete(
-    name: Annotated[str, typer.Argument(help="'<names|developers>/<file>' as `datasets list` shows it.")],
+    name: Annotated[str, typer.Argument(help="'<names|developers|suppression>/<file>' as `datasets list` shows it.")],
     refresh: Annotated[bool, typer.Option(help="Then rebuild the rosters (a datasets_job run).")] = True,
     json_: JsonOpt = False,
 ) -> None:

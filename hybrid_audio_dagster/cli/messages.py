@@ -207,7 +207,9 @@ def assemble(
         hint = f"; make them with `hybrid-audio generate combined {n} {d}` (or `batch`)" if "not stored" in run.failure else ""
         fail(f"run {run.run_id} {run.status.lower()}: {run.failure or 'see the run in the Dagster UI'}{hint}", Exit.FAILED)
     md = next((m["metadata"] for m in run.materializations if m["asset"] == "messages"), {})
-    info = message_info(t, d, n, picture=picture is not None)
+    # the messages run describes the names it was restricted to: a second run only for a picture
+    described = (md.get("described") or {}).get(n)
+    info = dict(described) if described and picture is None else message_info(t, d, n, picture=picture is not None)
     if picture is not None:
         picture.write_bytes(base64.b64decode(info.pop("png_b64")))
     info.pop("timeline", None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 from hybrid_audio_dagster.core.inbox.formats import choose_delimiter, pick_column
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME
 from hybrid_audio_dagster.core.messages.retire import LOCK_NAME, drop_rows
-from hybrid_audio_dagster.core.stems.store import StemStore
+from hybrid_audio_dagster.core.stems.index import Slot
+from hybrid_audio_dagster.core.stems.store import StemStore, engine_dirname
 
 REPORT_SUFFIX = ".report.json"  # beside every stored or rejected upload
 
@@ -146,22 +147,40 @@ def erase_from_snapshot(snapshot: Path, key: str, display: str) -> None:
     atomic_write_text(snapshot, json.dumps(kept.to_dict(), ensure_ascii=False, indent=1))
 
 
-def erase_messages(output_root: Path, key: str, done: Erasure) -> None:
-    if not output_root.is_dir():
+def erase_messages(output_root: Path, keys: Collection[str], done: Erasure) -> None:
+    """The messages and manifest rows of ``keys``, one partition folder at a time under its
+    lock: the rows go in one atomic rewrite (so a partition lists all of them or none), then
+    their files and timing pictures (a crash between leaves files no row lists; a second
+    call removes them)."""
+    if not output_root.is_dir() or not keys:
         return
-    for manifest in sorted(output_root.glob(f"*/*/{MANIFEST_NAME}")):
-        folder = manifest.parent
+    doomed = set(keys)
+    folders = {m.parent for m in output_root.glob(f"*/*/{MANIFEST_NAME}")}
+    folders |= {w.parent for key in doomed for w in output_root.glob(f"*/*/{key}.wav")}
+    for folder in sorted(folders):
         with file_lock(folder / LOCK_NAME):
-            dropped = drop_rows(folder, lambda name_key: name_key != key)
-        if dropped:
-            done.manifest_rows_removed += dropped
-            done.manifests_rewritten.append(manifest.relative_to(output_root).as_posix())
-    for wav in output_root.glob(f"*/*/{key}.wav"):
-        wav.unlink()
-        done.messages_removed += 1
-        done.message_files.append(wav.relative_to(output_root).as_posix())
-    for picture in output_root.glob(f"*/*/.timing-{key}-*.png"):
-        picture.unlink()
+            dropped = drop_rows(folder, lambda name_key: name_key not in doomed) if (folder / MANIFEST_NAME).exists() else 0
+            if dropped:
+                done.manifest_rows_removed += dropped
+                done.manifests_rewritten.append((folder / MANIFEST_NAME).relative_to(output_root).as_posix())
+            for key in sorted(doomed):
+                wav = folder / f"{key}.wav"
+                if wav.is_file():
+                    wav.unlink()
+                    done.messages_removed += 1
+                    done.message_files.append(wav.relative_to(output_root).as_posix())
+                for picture in folder.glob(f".timing-{key}-*.png"):
+                    picture.unlink()
+
+
+def stems_only_theirs(their: Iterable[Slot], others: Iterable[Slot]) -> tuple[set[str], set[tuple[str, str]]]:
+    """(texts, (engine dir, signature) pairs) of ``their`` stems that none of ``others`` uses:
+    what :func:`erase_stems` may remove while everyone else keeps theirs."""
+    others = list(others)
+    keep_texts = {s.text for s in others}
+    keep = {(engine_dirname(s.engine), s.signature) for s in others}
+    their = list(their)
+    return {s.text for s in their} - keep_texts, {(engine_dirname(s.engine), s.signature) for s in their} - keep
 
 
 def erase_stems(store: StemStore, texts: set[str], signatures: Iterable[tuple[str, str]], done: Erasure) -> None:

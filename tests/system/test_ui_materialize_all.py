@@ -154,7 +154,7 @@ def test_materialize_all_on_a_fresh_project_makes_every_message(ui, capsys):
     started = time.perf_counter()
     text, backfill = click_materialize_all(ui, "fresh_dialog.png")
     # no upload to choose, no rotation hand-out in the selection: every partition, one click
-    assert "Launch runs to materialize 11 assets" in text, text
+    assert "Launch runs to materialize 13 assets" in text, text
     assert "All partitions" in text and "dataset_uploads" not in text, text
 
     wait_until(lambda: backfill_done(ui, backfill), timeout_s=300, interval_s=2, what="the backfill", alive=ui["alive"])
@@ -192,7 +192,7 @@ def test_materialize_all_on_a_warm_project_makes_no_tts_call_and_rewrites_nothin
 
     started = time.perf_counter()
     text, backfill = click_materialize_all(ui, "warm_dialog.png")
-    assert "Launch runs to materialize 11 assets" in text and "All partitions" in text, text
+    assert "Launch runs to materialize 13 assets" in text and "All partitions" in text, text
     wait_until(lambda: backfill_done(ui, backfill), timeout_s=600, interval_s=2, what="the backfill", alive=ui["alive"])
     wait_until(lambda: all_runs_finished(ui), timeout_s=300, interval_s=2, what="every run to finish", alive=ui["alive"])
     elapsed = time.perf_counter() - started

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hybrid_audio_dagster.core.datasets.constants import KINDS
+from hybrid_audio_dagster.core.datasets.constants import KINDS, UPLOAD_ROLES
 from hybrid_audio_dagster.core.datasets.files import (
     BENIGN_REJECTS,
     REPORT_SUFFIX,
@@ -96,6 +96,8 @@ def ingest_verdict(paths: ProjectDirs, verdict: Verdict, *, now: datetime | None
     kind = verdict.role
     before = _snapshot_keys(paths, kind)
     stored = store_accepted(paths, verdict, now=now)
+    if kind not in KINDS:  # the suppression list: its asset reads the store, no snapshot here
+        return stored, []
     try:
         result = refresh_snapshot(paths, kind)
     except BaseException:
@@ -133,8 +135,8 @@ def upload(
         an :class:`UploadResult`; a refused file is not placed anywhere (``placed is None``)
         and its report says why.
     """
-    if role is not None and role not in KINDS:
-        raise DatasetAdminError(f"unknown role {role!r}; expected one of {', '.join(KINDS)}")
+    if role is not None and role not in UPLOAD_ROLES:
+        raise DatasetAdminError(f"unknown role {role!r}; expected one of {', '.join(UPLOAD_ROLES)}")
     if filename is None:
         if isinstance(source, (bytes, bytearray, memoryview)):
             raise TypeError("upload(bytes) needs filename=")
@@ -179,15 +181,15 @@ def preview(
     }
 
 
-def list_datasets(paths: ProjectDirs) -> list[dict]:
-    """Every dataset source: the seed files (not deletable) and the accepted uploads.
+def list_datasets(paths: ProjectDirs, kinds: tuple[str, ...] = UPLOAD_ROLES) -> list[dict]:
+    """Every dataset source of ``kinds``: the seed files (not deletable) and the accepted uploads.
 
     Each entry: ``kind``, ``name`` (relative to ``data/store`` for uploads; what
     :func:`delete` takes), ``source`` (``seed``/``upload``), ``size``, ``accepted_at``,
     ``sha256``, ``items``/``rejects`` (from the stored report, when present).
     """
     out: list[dict] = []
-    for kind in KINDS:
+    for kind in kinds:
         seed = paths.data / f"{kind}.csv"
         if seed.is_file():
             out.append({"kind": kind, "name": seed.name, "source": "seed", "size": seed.stat().st_size})
@@ -227,8 +229,8 @@ def delete(paths: ProjectDirs, relative_name: str, *, refresh: bool = True) -> P
     parts = relative_name.replace("\\", "/").split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise DatasetAdminError(f"refused: {relative_name!r} contains '..', '.' or an empty component")
-    if len(parts) != 2 or parts[0] not in KINDS or parts[1].startswith("."):
-        raise DatasetAdminError(f"refused: {relative_name!r} is not an uploaded dataset (expected '<names|developers>/<file>')")
+    if len(parts) != 2 or parts[0] not in UPLOAD_ROLES or parts[1].startswith("."):
+        raise DatasetAdminError(f"refused: {relative_name!r} is not an uploaded dataset (expected '<names|developers|suppression>/<file>')")
     unresolved = paths.dataset_store / parts[0] / parts[1]
     if unresolved.is_symlink():
         raise DatasetAdminError(f"refused: {relative_name!r} is a symbolic link")
@@ -239,7 +241,7 @@ def delete(paths: ProjectDirs, relative_name: str, *, refresh: bool = True) -> P
     if not target.is_file():
         raise DatasetAdminError(f"no uploaded dataset {relative_name!r} in {paths.dataset_store}")
     remove_stored(target)
-    if refresh:
+    if refresh and parts[0] in KINDS:  # the suppression list has no snapshot here: its asset reads the store
         try:
             refresh_snapshot(paths, parts[0])
         except DatasetAdminError:

@@ -10,6 +10,11 @@ from typing import Literal
 
 Kind = Literal["names", "developers"]
 KINDS: tuple[str, ...] = ("names", "developers")
+# The suppression list (opt-outs): a list of names, uploaded and stored like a dataset but never
+# spoken; its values follow the names' rules (``RULES_OF``) and the same folding.
+SUPPRESSION = "suppression"
+UPLOAD_ROLES: tuple[str, ...] = (*KINDS, SUPPRESSION)
+RULES_OF: dict[str, str] = {"names": "names", "developers": "developers", SUPPRESSION: "names"}
 
 MAX_DISPLAY_LEN: dict[str, int] = {"names": 40, "developers": 60}
 SLUG_MAX_LEN = 48

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hybrid_audio_dagster.core.datasets.constants import KINDS
+from hybrid_audio_dagster.core.datasets.constants import UPLOAD_ROLES
 from hybrid_audio_dagster.core.fsutil import atomic_write_bytes, atomic_write_text, file_sha256
 from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, ingest
 from hybrid_audio_dagster.core.inbox.report import Ingested, Report, write_report
@@ -130,7 +130,7 @@ def _sha8(report: Report) -> str:
 
 def store_accepted(paths: ProjectDirs, verdict: Verdict, *, now: datetime | None = None) -> Path:
     """Write the validated bytes into ``data/store/<kind>/`` atomically, plus the report sidecar."""
-    if not verdict.ok or verdict.data is None or verdict.role not in KINDS:
+    if not verdict.ok or verdict.data is None or verdict.role not in UPLOAD_ROLES:
         raise DatasetAdminError("only an accepted file can be stored")
     report = verdict.report
     target = unique_path(paths.dataset_store / verdict.role / f"{utc_stamp(now)}-{_sha8(report)}-{safe_basename(report.filename)}")
@@ -165,7 +165,7 @@ def find_stored(paths: ProjectDirs, sha256: str | None) -> str | None:
     """``<kind>/<stored name>`` of an accepted file with exactly this content, if any."""
     if not sha256:
         return None
-    for kind in KINDS:
+    for kind in UPLOAD_ROLES:
         folder = paths.dataset_store / kind
         if not folder.is_dir():
             continue

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hybrid_audio_dagster.core.datasets.items import DatasetItem, DatasetResult
 from hybrid_audio_dagster.core.datasets.normalize import normalize_items
+from hybrid_audio_dagster.core.datasets.suppression import SuppressionListError, apply_suppression, read_suppression, upload_files
 from hybrid_audio_dagster.core.fsutil import atomic_write_text
 from hybrid_audio_dagster.core.inbox.parse import REFERENCE_MAX_BYTES, REFERENCE_MAX_ROWS, parse_file
 from hybrid_audio_dagster.core.layout import ProjectDirs
@@ -74,11 +75,7 @@ WITHDRAWN_FILE = ".withdrawn.json"  # in data/store/<kind>/: sha256 prefixes of 
 
 def stored_uploads(paths: ProjectDirs, kind: str) -> list[tuple[Path, str]]:
     """(file, sha256) of every accepted upload of ``kind``, in acceptance order (by name)."""
-    store = paths.dataset_store / kind
-    if not store.is_dir():
-        return []
-    files = sorted(p for p in store.iterdir() if p.is_file() and not p.is_symlink() and not p.name.startswith("."))
-    return [(p, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+    return [(p, hashlib.sha256(p.read_bytes()).hexdigest()) for p in upload_files(paths, kind)]
 
 
 def withdrawn(paths: ProjectDirs, kind: str) -> set[str]:
@@ -94,9 +91,11 @@ def dataset_sources(paths: ProjectDirs, kind: str) -> list[Path]:
 
 
 def build_dataset(paths: ProjectDirs, kind: str) -> DatasetResult:
-    """Parse and normalise every source of ``kind`` into one DatasetResult.
+    """Parse and normalise every source of ``kind`` into one DatasetResult; names on the
+    suppression list are left out (refused rows with reason ``suppressed``).
 
-    Raises :class:`DatasetSourceError` when a source's pronunciations or the lexicon are refused.
+    Raises :class:`DatasetSourceError` when a source's pronunciations, the lexicon or the
+    suppression list are refused.
     """
     sources = dataset_sources(paths, kind)
     values: list[str] = []
@@ -121,7 +120,13 @@ def build_dataset(paths: ProjectDirs, kind: str) -> DatasetResult:
         existing=previous_items(paths, kind),
         pronunciations=pronunciations,
     )
-    return apply_lexicon(result, lexicon)
+    result = apply_lexicon(result, lexicon)
+    if kind != "names":
+        return result
+    try:
+        return apply_suppression(result, read_suppression(paths))[0]
+    except SuppressionListError as exc:
+        raise DatasetSourceError(str(exc)) from None
 
 
 def apply_withdrawals(paths: ProjectDirs, kind: str, withdraw: list[str], restore: list[str]) -> set[str]:

@@ -17,11 +17,6 @@ from __future__ import annotations
 
 import re
 
-import requests
-from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
-from google.cloud.storage import exceptions as storage_exc
-
 __all__ = [
     "BucketNotFound",
     "ChecksumMismatch",
@@ -113,12 +108,24 @@ def _status_of(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def _google():
+    """The google client's exception modules, imported on first use: a run that never talks to
+    GCS (the usual one) does not pay ~0.3 s of imports at process start."""
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+    from google.cloud.storage import exceptions as storage_exc
+
+    return requests, gexc, auth_exc, storage_exc
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for failures a retry may cure: 408/429/5xx answers, timeouts, dropped connections."""
     if isinstance(exc, TransientFailure):
         return True
     if isinstance(exc, DeliveryError):
         return False
+    requests, gexc, auth_exc, storage_exc = _google()
     if isinstance(exc, (gexc.TooManyRequests, gexc.ServerError)):
         return True
     if isinstance(exc, gexc.GoogleAPICallError):
@@ -150,6 +157,7 @@ def translate(exc: BaseException, *, bucket: str, object_name: str | None, opera
     """
     if isinstance(exc, DeliveryError):
         return exc
+    _, gexc, auth_exc, storage_exc = _google()
     status = _status_of(exc)
     where = f"gs://{bucket}/{object_name}" if object_name else f"gs://{bucket}"
     reason = redact(getattr(exc, "message", None) or str(exc))

@@ -13,7 +13,7 @@ import re
 from itertools import accumulate
 from typing import Any
 
-from hybrid_audio_dagster.core.datasets.constants import KINDS
+from hybrid_audio_dagster.core.datasets.constants import KINDS, RULES_OF
 from hybrid_audio_dagster.core.datasets.items import Reject
 from hybrid_audio_dagster.core.datasets.validation import preview
 from hybrid_audio_dagster.core.inbox.errors import InboxFileError
@@ -23,6 +23,7 @@ from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 COLUMN_CANDIDATES: dict[str, tuple[str, ...]] = {
     "names": ("name", "first_name", "firstname", "given_name"),
     "developers": ("developer", "brand", "company", "resort"),
+    "suppression": ("name", "first_name", "firstname", "given_name"),  # a list of names
 }
 _LINE_RE = re.compile(r"\r\n|\r|\n")  # not str.splitlines: it also splits on \x0b, \x1c, U+2028...
 
@@ -36,7 +37,7 @@ def _norm_header(h: str) -> str:
 
 def _column_error(role: str, found: list[str], what: str) -> InboxFileError:
     expected = ", ".join(COLUMN_CANDIDATES[role])
-    other = next(r for r in KINDS if r != role)
+    other = next(r for r in KINDS if r != RULES_OF[role])
     hint = ""
     if any(_norm_header(f) in COLUMN_CANDIDATES[other] for f in found):
         hint = f" (it has a {other} {what}: is this a {other} file?)"

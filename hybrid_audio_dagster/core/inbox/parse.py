@@ -8,13 +8,13 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from hybrid_audio_dagster.core.datasets.constants import KINDS
+from hybrid_audio_dagster.core.datasets.constants import UPLOAD_ROLES
 from hybrid_audio_dagster.core.inbox.decode import decode_text
 from hybrid_audio_dagster.core.inbox.errors import InboxFileError
 from hybrid_audio_dagster.core.inbox.formats import parse_csv, parse_json, parse_txt
 from hybrid_audio_dagster.core.inbox.report import Ingested, ParsedFile, Report
 
-Role = Literal["names", "developers"]
+Role = Literal["names", "developers", "suppression"]
 MiB = 1024 * 1024
 # A file carried by value (its bytes in a run's config: the CLI's upload) is bounded so the
 # run config stays small; a file read where it lies (the inbox, the store) by reference.
@@ -35,6 +35,11 @@ ROLE_PREFIXES: tuple[tuple[str, str], ...] = (
     ("developers", "brand"),
     ("developers", "compan"),
     ("developers", "resort"),
+    ("suppression", "suppression"),
+    ("suppression", "suppress"),
+    ("suppression", "opt-out"),
+    ("suppression", "opt_out"),
+    ("suppression", "optout"),
 )
 FORMATS: dict[str, str] = {".csv": "csv", ".tsv": "csv", ".json": "json", ".txt": "txt"}
 
@@ -49,7 +54,8 @@ def _basename(filename: str) -> str:
 
 
 def detect_role(filename: str) -> str | None:
-    """``"names"`` / ``"developers"`` from a file name (``names*.csv``, ``brands*.json``...).
+    """``"names"`` / ``"developers"`` / ``"suppression"`` from a file name (``names*.csv``,
+    ``brands*.json``, ``suppression*.csv``...).
 
     Glob-like prefix match on the lower-cased base name with a supported extension
     (.csv/.tsv/.json/.txt); ``None`` when nothing matches.
@@ -122,11 +128,11 @@ def parse_file(
                 raise InboxFileError(
                     "unknown_role",
                     "cannot tell from the file name whether it holds names or developers; "
-                    "name it names*.csv / developers*.csv (or brands*) or pass the role explicitly",
+                    "name it names*.csv / developers*.csv (or brands*) / suppression*.csv or pass the role explicitly",
                 )
-        elif role not in KINDS:
+        elif role not in UPLOAD_ROLES:
             bad, role = role, None
-            raise InboxFileError("unknown_role", f"unknown role {bad!r}; expected one of {', '.join(KINDS)}")
+            raise InboxFileError("unknown_role", f"unknown role {bad!r}; expected one of {', '.join(UPLOAD_ROLES)}")
         if size == 0:
             raise InboxFileError("empty_file", "file is empty (0 bytes)")
         if size > max_bytes:

@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from hybrid_audio_dagster.core.datasets.constants import RULES_OF
 from hybrid_audio_dagster.core.datasets.items import DatasetResult, Reject
 from hybrid_audio_dagster.core.datasets.normalize import normalize_items
 from hybrid_audio_dagster.core.fsutil import atomic_write_text
@@ -41,7 +42,7 @@ class ParsedFile:
 
     def normalize(self) -> DatasetResult:
         """Validate the values; the result's rejects include the parse-level ones."""
-        result = normalize_items(self.role, self.values, source=self.filename, rows=self.rows)
+        result = normalize_items(RULES_OF[self.role], self.values, source=self.filename, rows=self.rows)
         if not self.rejects:
             return result
         merged = tuple(sorted((*result.rejects, *self.rejects), key=lambda r: r.row))

@@ -82,6 +82,7 @@ def with_pronunciations(ingested, data: bytes | None):
     a bad pronunciation is a row reject in the upload's report; unchanged without one."""
     from dataclasses import replace
 
+    from hybrid_audio_dagster.core.datasets.constants import RULES_OF
     from hybrid_audio_dagster.core.datasets.normalize import normalize_items
     from hybrid_audio_dagster.core.inbox.report import Ingested, Report
 
@@ -95,7 +96,7 @@ def with_pronunciations(ingested, data: bytes | None):
         return Ingested(report=report)
     if not any(p not in (None, "") for p in prons):
         return ingested
-    result = normalize_items(parsed.role, parsed.values, source=parsed.filename, rows=parsed.rows, pronunciations=prons)
+    result = normalize_items(RULES_OF[parsed.role], parsed.values, source=parsed.filename, rows=parsed.rows, pronunciations=prons)
     if parsed.rejects:
         result = replace(result, rejects=tuple(sorted((*result.rejects, *parsed.rejects), key=lambda r: r.row)))
     return Ingested(report=Report.from_result(parsed, result), parsed=parsed, result=result)

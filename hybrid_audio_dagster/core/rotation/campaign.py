@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
+from hybrid_audio_dagster.core.datasets.suppression import read_suppression
 from hybrid_audio_dagster.core.layout import ProjectDirs
 from hybrid_audio_dagster.core.rotation.batch import Assignment
 from hybrid_audio_dagster.core.rotation.errors import DatasetError
@@ -99,7 +100,9 @@ def open_rotation(paths: ProjectDirs, *, seed: str | None = None, templates: lis
     in :attr:`Rotation.unmatched`: a removed variant leaves the stream like a removed
     template.
     """
-    names = read_snapshot(paths, "names")
+    # the suppression list as it is now, not as the last batch saw it: an opt-out never gets a turn
+    suppressed = read_suppression(paths)
+    names = {k: v for k, v in read_snapshot(paths, "names").items() if not suppressed.covers(v)}
     developers = read_snapshot(paths, "developers")
     loaded = load_templates(paths.templates)
     selection = rotation_templates() if templates is None else list(templates)

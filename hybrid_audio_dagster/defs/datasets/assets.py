@@ -8,6 +8,7 @@ the new slugs as dynamic partitions. Rejected rows are reported in the metadata.
 
 import dagster as dg
 
+from hybrid_audio_dagster.core.datasets.admin import list_datasets
 from hybrid_audio_dagster.core.datasets.snapshot import (
     DatasetSourceError,
     apply_withdrawals,
@@ -16,6 +17,7 @@ from hybrid_audio_dagster.core.datasets.snapshot import (
     stored_uploads,
     write_snapshot,
 )
+from hybrid_audio_dagster.core.datasets.suppression import SUPPRESSED
 from hybrid_audio_dagster.core.markdown import table_cell
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import TemplateError, load_templates
@@ -73,12 +75,15 @@ def build_roster(instance: dg.DagsterInstance, paths: ProjectPaths, kind: str, c
     metadata = {
         "items": len(result.items),
         "rejected": len(result.rejects),
+        "suppressed": sum(r.reason == SUPPRESSED for r in result.rejects),
         "new_partitions": len(new_keys),
         "removed_partitions": len(removed),
         # the new keys (the inbox pipeline restricts its messages run to them), when few
         "new_keys": dg.MetadataValue.json(new_keys if len(new_keys) <= MAX_LISTED_KEYS else None),
         "fingerprint": result.fingerprint,
         "sources": dg.MetadataValue.json([p.name for p in dataset_sources(paths, kind)]),
+        # what `hybrid-audio datasets list` shows, recorded so it needs no run
+        "listing": dg.MetadataValue.json(list_datasets(paths, (kind,))),
         "uploads": dg.MetadataValue.md(
             "| upload | file | state |\n|---|---|---|\n"
             + "\n".join(
@@ -97,7 +102,10 @@ def build_roster(instance: dg.DagsterInstance, paths: ProjectPaths, kind: str, c
 
 
 def _dataset_asset(kind: str):
-    @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"}, deps=["dataset_uploads"])
+    # the names leave out whoever the suppression list holds (that asset first retires what they have)
+    deps = ["dataset_uploads", "suppression"] if kind == "names" else ["dataset_uploads"]
+
+    @dg.asset(name=f"{kind}_dataset", group_name="datasets", kinds={"csv"}, deps=deps)
     def _asset(context: dg.AssetExecutionContext, config: DatasetConfig, paths: ProjectPaths) -> dg.MaterializeResult:
         metadata, fingerprint = build_roster(context.instance, paths, kind, config)
         return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(fingerprint))

@@ -7,10 +7,11 @@ from hybrid_audio_dagster.defs.datasets.admin import datasets_admin_job
 from hybrid_audio_dagster.defs.datasets.assets import developers_dataset, message_templates, names_dataset
 from hybrid_audio_dagster.defs.datasets.jobs import ingest_job
 from hybrid_audio_dagster.defs.datasets.sensors import inbox_sensor
+from hybrid_audio_dagster.defs.datasets.suppression import suppression
 from hybrid_audio_dagster.defs.datasets.uploads import dataset_uploads
 
 defs = dg.Definitions(
-    assets=[dataset_uploads, names_dataset, developers_dataset, message_templates],
+    assets=[dataset_uploads, suppression, names_dataset, developers_dataset, message_templates],
     jobs=[ingest_job, datasets_admin_job],
     sensors=[inbox_sensor],
 )

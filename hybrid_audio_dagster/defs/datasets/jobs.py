@@ -9,6 +9,7 @@ rosters they rebuild as materializations of those assets.
 import dagster as dg
 
 from hybrid_audio_dagster.defs.datasets.assets import KINDS, DatasetConfig, build_roster
+from hybrid_audio_dagster.defs.datasets.suppression import apply_suppression_list
 from hybrid_audio_dagster.defs.datasets.uploads import ingest_upload
 from hybrid_audio_dagster.defs.partitions import uploads_partitions
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
@@ -26,7 +27,7 @@ def rebuild_rosters(context: dg.OpExecutionContext, paths: ProjectPaths) -> None
 @dg.job(
     name=INGEST_JOB,
     partitions_def=uploads_partitions,
-    description="One upload from the inbox: validated and stored (or rejected with a report), then the rosters rebuilt.",
+    description="One upload from the inbox: validated and stored (or rejected with a report), then the suppression list and the rosters rebuilt.",
 )
 def ingest_job():
-    rebuild_rosters(upload=ingest_upload())
+    rebuild_rosters(upload=apply_suppression_list(upload=ingest_upload()))

@@ -22,7 +22,7 @@ import os
 
 import dagster as dg
 
-from hybrid_audio_dagster.core.datasets.constants import KINDS
+from hybrid_audio_dagster.core.datasets.constants import UPLOAD_ROLES
 from hybrid_audio_dagster.core.datasets.files import find_stored, reject_file, set_aside_duplicate, store_accepted, validate
 from hybrid_audio_dagster.core.fsutil import safe_join
 from hybrid_audio_dagster.core.inbox.errors import InboxFileError
@@ -41,8 +41,8 @@ class UploadConfig(dg.Config):
 
     ``inbox_file``: a plain file name in the inbox (never a path), read there (by reference).
     ``content_b64`` with ``filename``: the bytes themselves (base64, at most
-    ``DEFAULT_MAX_BYTES`` decoded, whatever ``max_bytes`` says). ``role`` (names or
-    developers) overrides the role the file name says."""
+    ``DEFAULT_MAX_BYTES`` decoded, whatever ``max_bytes`` says). ``role`` (names,
+    developers or suppression) overrides the role the file name says."""
 
     inbox_file: str = ""
     sha256: str
@@ -98,7 +98,7 @@ dataset_uploads = dg.AssetSpec(
     partitions_def=uploads_partitions,
     group_name="datasets",
     kinds={"csv"},
-    description="An uploaded names or developers file: validated, then stored as a dataset version or rejected "
+    description="An uploaded names, developers or suppression file: validated, then stored as a dataset version or rejected "
     "(recorded by `ingest_job`, one partition per upload).",
 )
 
@@ -114,8 +114,8 @@ def ingest_upload(context: dg.OpExecutionContext, config: UploadConfig, paths: P
 def _ingest(context: dg.OpExecutionContext, config: UploadConfig, paths: ProjectPaths) -> dict:
     """The partition's metadata; a refusal raises (the run fails, naming the problem)."""
     carried = bool(config.content_b64)
-    if config.role and config.role not in KINDS:
-        raise refused(f"unknown role {config.role!r}: names or developers", problem="unknown_role")
+    if config.role and config.role not in UPLOAD_ROLES:
+        raise refused(f"unknown role {config.role!r}: names, developers or suppression", problem="unknown_role")
     role = config.role or None
     name = plain_name(config.filename, "upload file name") if carried else config.inbox_file
     path = None if carried else inbox_path(paths, name)

@@ -20,7 +20,9 @@ from hybrid_audio_dagster.core.delivery.records import SyncReport
 from hybrid_audio_dagster.core.fsutil import safe_join
 from hybrid_audio_dagster.core.messages.manifest import MANIFEST_NAME, read_manifest
 from hybrid_audio_dagster.core.messages.retire import lock_partitions
+from hybrid_audio_dagster.core.stems.store import StemStore
 from hybrid_audio_dagster.core.templates import load_templates
+from hybrid_audio_dagster.defs.delivery.admin import stem_check
 from hybrid_audio_dagster.defs.delivery.inventory import local_inventory, segment_categories, to_regenerate
 from hybrid_audio_dagster.defs.delivery.reporting import REPORT_LOG, consistency_metadata, delivery_failure
 from hybrid_audio_dagster.defs.partitions import message_partition_dims, messages_partitions
@@ -31,6 +33,8 @@ from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
 
 IN_SYNC_CHECK = "in_sync"
+RECORDED_OBJECTS = 20_000  # past this, `bucket list` asks a run
+RECORDED_STEMS = 5_000  # past this, `bucket check` asks a run
 URI_SAMPLE = 5
 
 
@@ -176,6 +180,28 @@ def _record(context, keys: list[str], owner: dict[str, str], report: SyncReport,
         context.add_asset_metadata(md, partition_key=key)
 
 
+def bucket_reads(paths: ProjectPaths, gcs: DeliveryResource) -> dict:
+    """What ``hybrid-audio bucket list|check`` answer, as of this run: the bucket's listing
+    under the layout's prefix and every stored stem's check (the bucket admin's own functions
+    over one listing), so those reads need no run while nothing changed since."""
+    objects = gcs.list_objects()
+    remote = {o.name: o for o in objects}
+    stems = list(StemStore(paths.stems).signatures())
+    checks = {sig: stem_check(paths, gcs, engine, sig, remote) for engine, sig in stems[:RECORDED_STEMS]}
+    return {
+        "bucket_listing": dg.MetadataValue.json(
+            {
+                "layout_prefix": gcs.layout.prefix,
+                "status": gcs.status_message,
+                "count": len(objects),
+                "complete": len(objects) <= RECORDED_OBJECTS,
+                "objects": [{"name": o.name, "size": o.size, "md5": o.md5, "uri": gcs.uri(o.name)} for o in objects[:RECORDED_OBJECTS]],
+            }
+        ),
+        "stem_checks": dg.MetadataValue.json({"complete": len(stems) <= RECORDED_STEMS, "stems": checks}),
+    }
+
+
 @dg.asset(
     deps=["delivered_messages"],
     group_name="delivery",
@@ -210,7 +236,11 @@ def bucket_consistency(
     context.log.info(f"bucket consistency: {report.summary()}")
     totals = report.summary()
     return dg.MaterializeResult(
-        metadata={"status": "clean" if report.is_clean else "out of sync", **consistency_metadata(report, regenerate, log_path)},
+        metadata={
+            "status": "clean" if report.is_clean else "out of sync",
+            **consistency_metadata(report, regenerate, log_path),
+            **bucket_reads(paths, gcs),
+        },
         check_results=[
             dg.AssetCheckResult(
                 check_name=IN_SYNC_CHECK,

@@ -39,15 +39,9 @@ def verify_row(paths: ProjectPaths, row: dict) -> list[str]:
     return []
 
 
-@dg.op(description="One message: its path, duration, verification and (on request) its timing picture.")
-def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, paths: ProjectPaths, gcs: DeliveryResource) -> dg.Output[dict]:
-    rows = {r["name_key"]: r for r in read_manifest(manifest_path(paths.output, config.template, config.developer))}
-    row = rows.get(config.name)
-    if row is None:
-        raise refused(
-            f"no message for {config.name!r} in {config.template}/{config.developer}: run `hybrid-audio assemble` first",
-            problem="no_message",
-        )
+def describe_row(paths: ProjectPaths, row: dict, gcs: DeliveryResource) -> dict:
+    """One message as ``message_info`` answers it (no picture): path, duration, the bit-exact
+    verification, its timeline and its ``gs://`` URI when delivered."""
     problems = verify_row(paths, row)
     out = {
         "path": str(paths.output / row["path"]),
@@ -64,6 +58,19 @@ def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, path
     if gcs.enabled:  # the delivered copy, when the bucket has it
         obj = gcs.layout.output_object(row["path"])
         out["uri"] = gcs.uri(obj) if gcs.exists(obj) else None
+    return out
+
+
+@dg.op(description="One message: its path, duration, verification and (on request) its timing picture.")
+def message_info(context: dg.OpExecutionContext, config: MessageInfoConfig, paths: ProjectPaths, gcs: DeliveryResource) -> dg.Output[dict]:
+    rows = {r["name_key"]: r for r in read_manifest(manifest_path(paths.output, config.template, config.developer))}
+    row = rows.get(config.name)
+    if row is None:
+        raise refused(
+            f"no message for {config.name!r} in {config.template}/{config.developer}: run `hybrid-audio assemble` first",
+            problem="no_message",
+        )
+    out = describe_row(paths, row, gcs)
     if config.picture:
         from hybrid_audio_dagster.core.messages.picture import picture_of_row, segment_labels
 

@@ -15,15 +15,19 @@ from hybrid_audio_dagster.core.datasets.snapshot import read_snapshot
 from hybrid_audio_dagster.core.delivery.errors import DeliveryError
 from hybrid_audio_dagster.core.markdown import table_cell
 from hybrid_audio_dagster.core.messages.build import Partition, PartitionResult, build_partitions, preflight
+from hybrid_audio_dagster.core.messages.manifest import read_manifest
 from hybrid_audio_dagster.core.template_fields import SegmentKind
 from hybrid_audio_dagster.core.templates import load_templates
 from hybrid_audio_dagster.defs.cli_result import refused
+from hybrid_audio_dagster.defs.messages.admin import describe_row
 from hybrid_audio_dagster.defs.partitions import message_partition_dims, messages_partitions
 from hybrid_audio_dagster.defs.pools import MESSAGES_POOL
 from hybrid_audio_dagster.defs.resources.gcs import DeliveryResource
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.defs.stems.lookup import CampaignStems, describe_missing
+
+MAX_DESCRIBED = 10  # a run restricted to at most this many names records each one's message info
 
 
 class MessagesConfig(dg.Config):
@@ -97,8 +101,13 @@ def messages(
         output_root=paths.output,
         force=config.force,
     )
+    described = set(run_names) if config.names and len(run_names) <= MAX_DESCRIBED else set()
     for r in results:
-        context.add_asset_metadata(_metadata(r, paths), partition_key=r.partition.key)
+        md = _metadata(r, paths)
+        if described:  # the on-demand path (`assemble`): each message as message_info_job answers it, so no second run
+            rows = {row["name_key"]: row for row in read_manifest(r.manifest) if row["name_key"] in described}
+            md["described"] = dg.MetadataValue.json({k: describe_row(paths, row, gcs) for k, row in rows.items()})
+        context.add_asset_metadata(md, partition_key=r.partition.key)
     failed = sum(len(r.failed) for r in results)
     context.log.info(
         f"{len(parts)} partitions × {len(run_names)} names: {sum(r.written for r in results)} written, "

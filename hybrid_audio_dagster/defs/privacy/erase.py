@@ -23,7 +23,7 @@ from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.defs.stems.lookup import CampaignStems
 from hybrid_audio_dagster.defs.tags import TRIGGER_TAG
 
-HISTORY_NAMING_PEOPLE = ("names_dataset", "dataset_uploads", "name_stems", "messages")
+HISTORY_NAMING_PEOPLE = ("names_dataset", "dataset_uploads", "name_stems", "messages", "rotation_outlook", "bucket_consistency")
 
 
 class EraseConfig(dg.Config):
@@ -53,14 +53,9 @@ def erase_name(
             files += sorted(p for p in folder.iterdir() if p.is_file() and p not in files)
     erase_from_sources(files, "names", item.display, done)
     erase_from_snapshot(snapshot, item.key, item.display)
-    erase_messages(paths.output, item.key, done)
+    erase_messages(paths.output, {item.key}, done)
     erase_stems(campaign.store, texts, signatures, done)
-    bucket_deleted = 0
-    if gcs.enabled:  # the bucket's copies go too; the rewritten manifests replace the old ones
-        gone, manifests = done.bucket_objects(gcs.layout)
-        bucket_deleted = sum(gcs.delete(name) for name in gone)
-        for rel, name in manifests:
-            gcs.upload(paths.output / rel, name, category="manifests", relative_path=rel)
+    bucket_deleted = gcs.forget(done, paths.output)  # the bucket's copies go too (GCS on)
     if item.key in context.instance.get_dynamic_partitions(names_partitions.name):
         context.instance.delete_dynamic_partition(names_partitions.name, item.key)
     # Dagster's event log can't drop one partition's records (sqlite and Postgres storage

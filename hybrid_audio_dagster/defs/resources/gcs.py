@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -161,6 +162,17 @@ class DeliveryResource(dg.ConfigurableResource):
         """Remove one object (privacy erase); False when absent or GCS is off."""
         mirror = self.get_mirror()
         return mirror.delete(object_name) if mirror is not None else False
+
+    def forget(self, erasure, output_root: str | os.PathLike) -> int:
+        """The bucket's copies of what an erasure removed (``core.privacy.Erasure``) go too, and
+        the manifests it rewrote replace theirs; how many objects were deleted (0 when off)."""
+        if not self.enabled:
+            return 0
+        gone, manifests = erasure.bucket_objects(self.layout)
+        deleted = sum(self.delete(name) for name in gone)
+        for rel, name in manifests:
+            self.upload(Path(output_root) / rel, name, category="manifests", relative_path=rel)
+        return deleted
 
     def list_objects(self, prefix: str | None = None) -> list[RemoteObject]:
         """Objects below ``prefix`` (default: the layout's prefix); ``[]`` when GCS is off."""

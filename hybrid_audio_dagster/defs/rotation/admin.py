@@ -8,12 +8,12 @@ succeeds). Nothing else here writes.
 
 import dagster as dg
 
-from hybrid_audio_dagster.core.rotation.campaign import open_rotation
 from hybrid_audio_dagster.defs.cli_result import cli_result, refused
 from hybrid_audio_dagster.defs.resources.audit import run_auditor
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
 from hybrid_audio_dagster.defs.resources.tts import TTSResource
 from hybrid_audio_dagster.defs.rotation.assets import rotation_status_metadata
+from hybrid_audio_dagster.defs.rotation.outlook import OUTLOOK, outlook_metadata, script_of
 from hybrid_audio_dagster.defs.rotation.tick import generate_next_pair, preview_pairs
 
 ACTIONS = ("status", "next-pair", "stream", "generate-pair", "next-script")
@@ -29,15 +29,6 @@ def plain_metadata(md: dict) -> dict:
     return {k: (v.value if isinstance(v, dg.MetadataValue) else v) for k, v in md.items()}
 
 
-def _script(paths: ProjectPaths, pair: dict) -> list[dict]:
-    rotation = open_rotation(paths)
-    tpl = rotation.templates[pair["template"]]
-    return [
-        {"segment": s.id, "kind": s.kind.value, "text": s.render(name=pair["name_display"], developer=pair["developer_display"])}
-        for s in tpl.segments
-    ]
-
-
 @dg.op(description="Rotation status, the next pair(s) or script (no advance), or one generated pair (advances).")
 def rotation_admin(context: dg.OpExecutionContext, config: RotationAdminConfig, paths: ProjectPaths, tts: TTSResource) -> dg.Output[dict]:
     if config.action not in ACTIONS:
@@ -47,7 +38,7 @@ def rotation_admin(context: dg.OpExecutionContext, config: RotationAdminConfig, 
             out = plain_metadata(rotation_status_metadata(paths))
         elif config.action in ("next-pair", "next-script"):
             [pair] = preview_pairs(paths, 1)
-            out = {"pair": pair, **({"script": _script(paths, pair)} if config.action == "next-script" else {})}
+            out = {"pair": pair, **({"script": script_of(paths, pair)} if config.action == "next-script" else {})}
         elif config.action == "stream":
             out = {"pairs": preview_pairs(paths, max(1, min(config.limit, 1000)))}
         else:
@@ -63,6 +54,8 @@ def rotation_admin(context: dg.OpExecutionContext, config: RotationAdminConfig, 
             run_auditor(context, paths)(
                 "rotation_advance", pairs=1, name=pair.name, developer=pair.developer, template=pair.template, ready=pair.ready
             )
+            # the rotation moved: record what it hands out next, so reads stay runless
+            context.log_event(dg.AssetMaterialization(asset_key=OUTLOOK, metadata=outlook_metadata(paths)))
     except FileNotFoundError as exc:
         raise dg.Failure(f"no rotation yet: {exc}") from None
     return cli_result(out)

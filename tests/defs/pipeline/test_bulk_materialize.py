@@ -19,7 +19,15 @@ from tests.support.campaign import CountingTTS, all_messages_verified, calls, dr
 
 # what a fresh project's "Materialize all" backfill runs first: its unpartitioned assets (its
 # partitioned targets are empty: no names, developers or templates partitions exist yet)
-UNPARTITIONED = ["names_dataset", "developers_dataset", "message_templates", "retired_outputs", "bucket_consistency"]
+UNPARTITIONED = [
+    "suppression",
+    "names_dataset",
+    "developers_dataset",
+    "message_templates",
+    "retired_outputs",
+    "rotation_outlook",
+    "bucket_consistency",
+]
 
 
 @pytest.fixture

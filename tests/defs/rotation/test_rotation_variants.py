@@ -134,7 +134,8 @@ class Env:
         assert advance.run_config["ops"]["rotation_advance"]["config"]["templates"] == rotation_templates()
         result = self.execute(advance)
         assert result.success
-        [event] = result.get_asset_materialization_events()
+        # the tick's run also records the rotation's outlook (rotation_outlook)
+        [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("rotation_advance")]
         requests = rotation_requests(self.instance, result.dagster_run)
         for record in [r for r in requests if r.tags[STAGE_TAG] == "record"]:
             assert self.execute(record).success
@@ -188,6 +189,7 @@ def test_ab_rotation_alternates_the_variants_and_counts_them(env, monkeypatch, c
 
     # `hybrid-audio rotation status` prints them (its admin run returns this metadata)
     monkeypatch.setattr(cli_rotation, "_admin", lambda action, **config: plain_metadata(rotation_status_metadata(env.paths)))
+    monkeypatch.setattr(cli_rotation, "_recorded", lambda: None)  # no webserver here: the reading run's answer
     # the app's callback resets the CLI state per invocation; called directly, start from text mode
     # (an earlier CLI test in this process may have left --json on)
     monkeypatch.setattr(cli_common.STATE, "json", False)

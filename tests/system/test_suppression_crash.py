@@ -1,0 +1,76 @@
+"""``kill -9`` in the middle of a suppression batch (issue 23): a real ``python -m
+hybrid_audio_dagster.runner.headless batch`` is killed as soon as the first partition's
+manifest is rewritten. No partition is half-retired: each manifest lists every suppressed
+person it held or none of them (one atomic rewrite per partition), and the next batch, with
+no manual step, finishes the job with no TTS call, leaving everyone else's messages as they
+were and every message verifying."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hybrid_audio_dagster.core.messages.manifest import read_manifest
+from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+from testkit.project import make_project, write_csv
+from tests.support.crash import (
+    BATCH_S,
+    SQLITE_YAML,
+    assert_final_files_whole,
+    billed,
+    headless_batch,
+    kill_when,
+    message_mtimes,
+    temp_files,
+    verify_all,
+)
+
+NAMES = [f"Name{chr(65 + i)}x" for i in range(16)]
+DEVELOPERS = ["Wyndham", "Hilton Grand Vacations", "Marriott", "Bluegreen"]
+SUPPRESSED = NAMES[::2]  # half of them
+
+
+def manifests(paths: ProjectPaths) -> dict[Path, int]:
+    return {m: m.stat().st_mtime_ns for m in Path(paths.output).rglob("manifest.parquet")}
+
+
+def test_kill_9_mid_suppression_leaves_no_half_retired_partition(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(SQLITE_YAML.read_text())
+    project = tmp_path / "project"
+    paths = make_project(project, NAMES, DEVELOPERS)
+    first = headless_batch(home, project, tmp_path / "b1.log")
+    assert first.wait(BATCH_S) == 0, first.output()[-3000:]
+    before = message_mtimes(paths)
+    keys = {n: n.lower() for n in NAMES}
+    gone = {keys[n] for n in SUPPRESSED}
+    assert len(before) == len(NAMES) * len(DEVELOPERS) * 2
+    billed_before = billed(paths)
+    seen = manifests(paths)
+
+    write_csv(Path(paths.data) / "suppression.csv", "name", SUPPRESSED)
+    second = headless_batch(home, project, tmp_path / "b2.log")
+    kill_when(second, lambda: manifests(paths) != seen, "the first partition retired")
+
+    # right after the kill: each partition lists all of its suppressed people or none of them
+    retired = 0
+    for manifest in manifests(paths):
+        rows = {r["name_key"] for r in read_manifest(manifest)}
+        held = rows & gone
+        assert held in (set(), gone), (manifest, sorted(held))
+        assert rows - gone == set(keys.values()) - gone  # nobody else lost a row
+        retired += not held
+    assert retired >= 1
+    assert_final_files_whole(paths)
+
+    # the next batch finishes it without a manual step and without a TTS call
+    third = headless_batch(home, project, tmp_path / "b3.log")
+    assert third.wait(BATCH_S) == 0, third.output()[-3000:]
+    assert billed(paths) == billed_before
+    after = message_mtimes(paths)
+    assert after == {p: m for p, m in before.items() if Path(p).stem not in gone}
+    for manifest in manifests(paths):
+        assert {r["name_key"] for r in read_manifest(manifest)} == set(keys.values()) - gone
+    assert not [p for p in Path(paths.output).rglob("*.png") if any(f"-{k}-" in p.name for k in gone)]
+    assert not temp_files(paths)
+    verify_all(paths, [n for n in NAMES if n not in SUPPRESSED])
