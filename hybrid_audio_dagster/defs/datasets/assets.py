@@ -118,27 +118,30 @@ names_dataset = _dataset_asset("names")
 developers_dataset = _dataset_asset("developers")
 
 
-@dg.asset(group_name="datasets", kinds={"json"})
-def message_templates(context: dg.AssetExecutionContext, paths: ProjectPaths) -> dg.MaterializeResult:
-    """Every `templates/*.json`, validated; their ids become `templates` partitions."""
+def build_templates(instance: dg.DagsterInstance, paths: ProjectPaths) -> dict:
+    """Validate every template and sync the ``templates`` partitions; the metadata to record."""
     try:
         templates = load_templates(paths.templates)
     except TemplateError as exc:
         raise dg.Failure(f"invalid template(s):\n{exc}") from None
-    new_keys, removed = sync_partitions(context.instance, templates_partitions, list(templates))
+    new_keys, removed = sync_partitions(instance, templates_partitions, list(templates))
     rows = "\n".join(
         f"| {t.id} | {t.version} | {t.language} | {len(t.segments)} | "
         f"{', '.join(s.id for s in t.segments_of(SegmentKind.SCRIPT))} | `{t.signature()[:12]}` |"
         for t in templates.values()
     )
-    return dg.MaterializeResult(
-        metadata={
-            "templates": len(templates),
-            "new_partitions": len(new_keys),
-            "removed_partitions": len(removed),
-            "signatures": dg.MetadataValue.json({t.id: t.signature() for t in templates.values()}),
-            "summary": dg.MetadataValue.md(
-                "| id | version | lang | segments | script segments | signature |\n|---|---|---|---|---|---|\n" + rows
-            ),
-        }
-    )
+    return {
+        "templates": len(templates),
+        "new_partitions": len(new_keys),
+        "removed_partitions": len(removed),
+        "signatures": dg.MetadataValue.json({t.id: t.signature() for t in templates.values()}),
+        "summary": dg.MetadataValue.md(
+            "| id | version | lang | segments | script segments | signature |\n|---|---|---|---|---|---|\n" + rows
+        ),
+    }
+
+
+@dg.asset(group_name="datasets", kinds={"json"})
+def message_templates(context: dg.AssetExecutionContext, paths: ProjectPaths) -> dg.MaterializeResult:
+    """Every `templates/*.json`, validated; their ids become `templates` partitions."""
+    return dg.MaterializeResult(metadata=build_templates(context.instance, paths))
