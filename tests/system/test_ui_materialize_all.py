@@ -123,8 +123,9 @@ def all_runs_finished(ui) -> list[dict]:
 
 
 def rotation_state(paths) -> dict[str, bytes]:
-    """Every file of the rotation's state and its audit trail, by path."""
-    files = [f for f in rotation_dir(paths).rglob("*") if f.is_file()] if rotation_dir(paths).exists() else []
+    """Every file of the rotation's state and its audit trail, by path (not the empty lock files a
+    reader of the state leaves: rotation_outlook reads it under its lock)."""
+    files = [f for f in rotation_dir(paths).rglob("*") if f.is_file() and f.suffix != ".lock"] if rotation_dir(paths).exists() else []
     files += [f for f in (paths.logs / "rotation_audit.jsonl",) if f.exists()]
     return {str(f): f.read_bytes() for f in files}
 
