@@ -118,6 +118,17 @@ def over_budget(instance: dg.DagsterInstance, stage: StemsStage, tts: TTSResourc
     return None
 
 
+def start_stems(
+    instance: dg.DagsterInstance, stage: StemsStage, tts: TTSResource, spend_guard: SpendGuardResource, requests: list, note: str, pid: str
+) -> str:
+    """Add the stems stage's runs to ``requests`` unless the spend guard refuses them; the note to log."""
+    refused = over_budget(instance, stage, tts, spend_guard)
+    if refused:
+        return f"{pid}: not started: {refused}"
+    requests += stage.requests
+    return note
+
+
 def pipeline_decisions(
     instance: dg.DagsterInstance,
     paths: ProjectPaths,
@@ -180,12 +191,7 @@ def pipeline_decisions(
         if "stems" not in stages:
             stage = stems_stage(instance, paths, tts, pipeline=pid, base_tags=base, names=names)
             if stage.requests:
-                refused = over_budget(instance, stage, tts, spend_guard)
-                if refused:
-                    notes.append(f"{pid}: not started: {refused}")
-                    continue
-                requests += stage.requests
-                notes.append(f"{pid}: {stage.describe()}")
+                notes.append(start_stems(instance, stage, tts, spend_guard, requests, f"{pid}: {stage.describe()}", pid))
                 continue
         request = messages_request(instance, pipeline=pid, base_tags=base, names=names, developers=developers)
         if request is not None:
@@ -237,12 +243,17 @@ def bulk_followups(
                 requests.append(request)
                 notes.append(f"{pid}: messages of the {added} partition(s) backfill {backfill} added")
             continue
-        refused = over_budget(instance, stage, tts, spend_guard)
-        if refused:
-            notes.append(f"{pid}: not started: {refused}")
-            continue
-        requests += stage.requests
-        notes.append(f"{pid}: backfill {backfill} added {added} partition(s); {stage.describe()}")
+        notes.append(
+            start_stems(
+                instance,
+                stage,
+                tts,
+                spend_guard,
+                requests,
+                f"{pid}: backfill {backfill} added {added} partition(s); {stage.describe()}",
+                pid,
+            )
+        )
     return requests, notes
 
 
