@@ -209,18 +209,11 @@ BUCKET_WRITER_JOBS = ("bucket_repair_job", "erase_name_job", "invalidate_stems_j
 
 def _bucket_record() -> dict | None:
     """bucket_consistency's latest metadata when no writer ran after it, else None."""
-    client = STATE.client
     try:
-        stamps = client.latest_timestamps([BUCKET_RECORD, *BUCKET_WRITER_ASSETS])
-        own = stamps.get(BUCKET_RECORD)
-        if own is None or any(t is not None and t > own for a, t in stamps.items() if a != BUCKET_RECORD):
-            return None
-        if any((client.last_run_created(job) or 0) > own for job in BUCKET_WRITER_JOBS):
-            return None
-        md = (client.latest_materializations(BUCKET_RECORD, limit=1).get(None) or {}).get("metadata") or {}
+        md = STATE.client.recorded_if_fresh(BUCKET_RECORD, BUCKET_WRITER_ASSETS, [(job, None) for job in BUCKET_WRITER_JOBS])
     except RemoteError:
         return None
-    return md if isinstance(md.get("bucket_listing"), dict) and isinstance(md.get("stem_checks"), dict) else None
+    return md if md and isinstance(md.get("bucket_listing"), dict) and isinstance(md.get("stem_checks"), dict) else None
 
 
 def _recorded_listing(prefix: str) -> dict | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -54,8 +54,8 @@ _ASSET = """query ($path: [String!]!, $partitions: [String!], $limit: Int) { ass
 _LATEST = """query ($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) { assetKey { path } assetMaterializations(limit: 1) {
   timestamp } } }"""
 
-_LAST_RUN = """query ($job: String!) { runsOrError(filter: {pipelineName: $job}, limit: 1) { __typename
-  ... on Runs { results { creationTime } } } }"""
+_LAST_RUN = """query ($job: String!, $tags: [ExecutionTag!]) { runsOrError(filter: {pipelineName: $job, tags: $tags}, limit: 1) {
+  __typename ... on Runs { results { creationTime } } } }"""
 
 _KEYS = """query ($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) { partitionKeysByDimension { name partitionKeys } } }"""
 
@@ -230,11 +230,31 @@ class Client:
             for n in nodes
         }
 
-    def last_run_created(self, job: str) -> float | None:
-        """When the newest run of ``job`` was created (ms since the epoch; None if none)."""
-        data = self.graphql(_LAST_RUN, {"job": job})["runsOrError"]
+    def last_run_created(self, job: str, tags: Mapping[str, str] | None = None) -> float | None:
+        """When the newest run of ``job`` (with these tags, if given) was created (ms since the
+        epoch; None if none)."""
+        tag_list = [{"key": k, "value": v} for k, v in (tags or {}).items()] or None
+        data = self.graphql(_LAST_RUN, {"job": job, "tags": tag_list})["runsOrError"]
         results = data.get("results") or [] if data["__typename"] == "Runs" else []
         return float(results[0]["creationTime"]) * 1000 if results else None
+
+    def recorded_if_fresh(
+        self,
+        record: str,
+        inputs: Sequence[str] = (),
+        writer_runs: Sequence[tuple[str, Mapping[str, str] | None]] = (),
+    ) -> dict | None:
+        """``record``'s latest materialization metadata, unless it was never recorded or one of
+        its ``inputs`` was materialized, or a run of a ``writer_runs`` job (with those tags) was
+        created, after it: then None, and the caller asks a run. Reads that answer from a
+        record ask this first, so a stale record is never shown as the answer."""
+        stamps = self.latest_timestamps([record, *inputs])
+        own = stamps.get(record)
+        if own is None or any(t is not None and t > own for a, t in stamps.items() if a != record):
+            return None
+        if any((self.last_run_created(job, tags) or 0) > own for job, tags in writer_runs):
+            return None
+        return (self.latest_materializations(record, limit=1).get(None) or {}).get("metadata") or {}
 
     def add_partition(self, partitions_def: str, key: str) -> None:
         res = self.graphql(_ADD_PARTITION, {"repo": self.selector(), "def": partitions_def, "key": key})["addDynamicPartition"]

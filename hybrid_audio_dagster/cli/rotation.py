@@ -35,16 +35,11 @@ OUTLOOK_ONLY = ("available", "next_pairs", "next_script")  # not part of the sta
 
 def _recorded() -> dict | None:
     """The outlook's latest metadata when no input was recorded after it, else None."""
-    client = STATE.client
     try:
-        stamps = client.latest_timestamps([OUTLOOK, *OUTLOOK_INPUTS])
-        own = stamps.get(OUTLOOK)
-        if own is None or any(t is not None and t > own for a, t in stamps.items() if a != OUTLOOK):
-            return None
-        md = (client.latest_materializations(OUTLOOK, limit=1).get(None) or {}).get("metadata") or {}
+        md = STATE.client.recorded_if_fresh(OUTLOOK, OUTLOOK_INPUTS)
     except RemoteError:
         return None  # a code location without the outlook: ask a run
-    return md if md.get("available") and md.get("next_pairs") else None
+    return md if md and md.get("available") and md.get("next_pairs") else None
 
 
 def _line(p: dict) -> str:
