@@ -3,14 +3,20 @@ hybrid_audio_dagster.runner.headless batch`` is killed as soon as the first part
 manifest is rewritten. No partition is half-retired: each manifest lists every suppressed
 person it held or none of them (one atomic rewrite per partition), and the next batch, with
 no manual step, finishes the job with no TTS call, leaving everyone else's messages as they
-were and every message verifying."""
+were and every message verifying. On sqlite and on the production Postgres config.
+
+Two batches at once after a suppression change: together they retire every suppressed
+person's messages once, bill nothing, and leave everyone else's files untouched."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hybrid_audio_dagster.core.messages.manifest import read_manifest
 from hybrid_audio_dagster.defs.resources.paths import ProjectPaths
+from testkit.postgres import write_postgres_home
 from testkit.project import make_project, write_csv
 from tests.support.crash import (
     BATCH_S,
@@ -33,10 +39,18 @@ def manifests(paths: ProjectPaths) -> dict[Path, int]:
     return {m: m.stat().st_mtime_ns for m in Path(paths.output).rglob("manifest.parquet")}
 
 
-def test_kill_9_mid_suppression_leaves_no_half_retired_partition(tmp_path):
+def fresh_home(tmp_path: Path, backend: str, request) -> Path:
     home = tmp_path / "home"
+    if backend == "postgres":
+        return write_postgres_home(home, request.getfixturevalue("pg_database"))
     home.mkdir()
     (home / "dagster.yaml").write_text(SQLITE_YAML.read_text())
+    return home
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_9_mid_suppression_leaves_no_half_retired_partition(backend, tmp_path, request):
+    home = fresh_home(tmp_path, backend, request)
     project = tmp_path / "project"
     paths = make_project(project, NAMES, DEVELOPERS)
     first = headless_batch(home, project, tmp_path / "b1.log")
@@ -73,4 +87,31 @@ def test_kill_9_mid_suppression_leaves_no_half_retired_partition(tmp_path):
         assert {r["name_key"] for r in read_manifest(manifest)} == set(keys.values()) - gone
     assert not [p for p in Path(paths.output).rglob("*.png") if any(f"-{k}-" in p.name for k in gone)]
     assert not temp_files(paths)
+    verify_all(paths, [n for n in NAMES if n not in SUPPRESSED])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_batches_at_once_retire_the_suppressed_once(backend, tmp_path, request):
+    home = fresh_home(tmp_path, backend, request)
+    project = tmp_path / "project"
+    paths = make_project(project, NAMES, DEVELOPERS)
+    first = headless_batch(home, project, tmp_path / "b1.log")
+    assert first.wait(BATCH_S) == 0, first.output()[-3000:]
+    before, billed_before = message_mtimes(paths), billed(paths)
+    gone = {n.lower() for n in SUPPRESSED}
+
+    write_csv(Path(paths.data) / "suppression.csv", "name", SUPPRESSED)
+    batches = [headless_batch(home, project, tmp_path / f"b{i}.log") for i in (2, 3)]
+    outs = []
+    for batch in batches:
+        rc = batch.wait(BATCH_S)
+        outs.append(batch.output())
+        assert rc == 0, outs[-1][-3000:]
+
+    assert billed(paths) == billed_before  # nobody's stems were made again
+    assert message_mtimes(paths) == {p: m for p, m in before.items() if Path(p).stem not in gone}
+    for manifest in manifests(paths):
+        assert {r["name_key"] for r in read_manifest(manifest)} == {n.lower() for n in NAMES} - gone
+    assert not temp_files(paths)
+    assert_final_files_whole(paths)
     verify_all(paths, [n for n in NAMES if n not in SUPPRESSED])
