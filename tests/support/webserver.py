@@ -1,4 +1,5 @@
-"""A real ``dagster dev`` for the CLI tests: one per test module (module-scoped ``web``).
+"""A real ``dagster dev`` for the system tests (``serve_dagster_dev``), and the CLI tests' one
+per test module (module-scoped ``web``).
 
 A temp ``DAGSTER_HOME`` and project, ``TTS_ENGINE=cartesia`` against the local FakeCartesia
 (a fake key that must never show up in a log or metadata), the GCS emulator as the bucket.
@@ -13,6 +14,7 @@ import os
 import sqlite3
 import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -35,39 +37,52 @@ DEVELOPERS = ["Wyndham", "Hilton Grand Vacations"]
 FAST_QUEUE = "\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n"
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory) -> Iterator[dict]:
-    tmp = tmp_path_factory.mktemp("cli_web")
+@contextmanager
+def serve_dagster_dev(
+    tmp: Path, *, fake_key: str, bucket: str | None = None, extra_env: dict[str, str] | None = None, load_timeout_s: float = 120
+) -> Iterator[dict]:
+    """A real ``dagster dev`` over a fresh project under ``tmp`` (``NAMES`` × ``DEVELOPERS``):
+    its own ``DAGSTER_HOME`` (the operator's instance config, runs dequeued every second),
+    Cartesia from a loopback FakeCartesia with ``fake_key``, and the GCS emulator as the bucket
+    when ``bucket`` is given (else no bucket). Yields url, paths, home, fake, tmp, locations and
+    ``alive`` (asserts the server still runs)."""
     home, root = tmp / "home", tmp / "root"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
     paths = make_project(root, NAMES, DEVELOPERS)
-    fake = FakeCartesia(FAKE_KEY).start()
-    gcs = GCSEmulator(tmp / "gcs", default_bucket=BUCKET)
-    gcs.start()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "HYBRID_AUDIO_ROOT": str(root),
-        "PYTHONPATH": str(ROOT),
-        "TTS_ENGINE": "cartesia",
-        "CARTESIA_BASE_URL": fake.base_url,
-        "CARTESIA_API_KEY": FAKE_KEY,
-        "HYBRID_AUDIO_GCS_BUCKET": BUCKET,
-        "STORAGE_EMULATOR_HOST": gcs.url,
-    }
-    server, url = start_dagster_dev(env, ROOT / "workspace.yaml", tmp)
+    with ExitStack() as stack:
+        fake = FakeCartesia(fake_key).start()
+        stack.callback(fake.stop)
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "HYBRID_AUDIO_ROOT": str(root),
+            "PYTHONPATH": str(ROOT),
+            "TTS_ENGINE": "cartesia",
+            "CARTESIA_BASE_URL": fake.base_url,
+            "CARTESIA_API_KEY": fake_key,
+            **(extra_env or {}),
+        }
+        env.pop("HYBRID_AUDIO_GCS_BUCKET", None)
+        if bucket:
+            gcs = GCSEmulator(tmp / "gcs", default_bucket=bucket)
+            gcs.start()
+            stack.callback(gcs.stop)
+            env |= {"HYBRID_AUDIO_GCS_BUCKET": bucket, "STORAGE_EMULATOR_HOST": gcs.url}
+        server, url = start_dagster_dev(env, ROOT / "workspace.yaml", tmp)
+        stack.callback(server.stop)
 
-    def alive() -> None:
-        assert server.alive(), f"dagster dev exited:\n{server.log_tail()}"
+        def alive() -> None:
+            assert server.alive(), f"dagster dev exited:\n{server.log_tail()}"
 
-    try:
-        entries = wait_until(lambda: loaded_locations(url), timeout_s=120, what="the code location to load", alive=alive)
-        yield {"url": url, "paths": paths, "home": home, "fake": fake, "tmp": tmp, "locations": entries}
-    finally:
-        server.stop()
-        fake.stop()
-        gcs.stop()
+        entries = wait_until(lambda: loaded_locations(url), timeout_s=load_timeout_s, what="the code location to load", alive=alive)
+        yield {"url": url, "paths": paths, "home": home, "fake": fake, "tmp": tmp, "locations": entries, "alive": alive}
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory) -> Iterator[dict]:
+    with serve_dagster_dev(tmp_path_factory.mktemp("cli_web"), fake_key=FAKE_KEY, bucket=BUCKET) as served:
+        yield served
 
 
 def run(web: dict, capsys, *args: str) -> tuple[int, dict | str]:

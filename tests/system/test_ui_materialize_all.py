@@ -7,7 +7,6 @@ A real ``dagster dev`` (webserver and daemon) on a free loopback port, a temp
 the real buttons. Tests run in file order and share the instance: fresh, then warm.
 """
 
-import os
 import time
 from pathlib import Path
 
@@ -16,17 +15,12 @@ import pytest
 from hybrid_audio_dagster.core.messages.manifest import manifest_path, read_manifest
 from hybrid_audio_dagster.core.rotation.campaign import rotation_dir
 from hybrid_audio_dagster.defs.messages.checks import verify_partition
-from testkit.cartesia_server import FakeCartesia
-from testkit.project import make_project
-from testkit.servers import graphql, loaded_locations, runs_by_tags, start_dagster_dev, wait_until
+from testkit.servers import graphql, runs_by_tags, wait_until
+from tests.support.webserver import DEVELOPERS, NAMES, serve_dagster_dev
 
-ROOT = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk_car_FAKE_ui_materialize_all_4e1d"
-NAMES = ["John", "Maria", "Zoë"]
-DEVELOPERS = ["Wyndham", "Hilton Grand Vacations"]
 TEMPLATES = ["followup-en", "seguimiento-es"]
 MESSAGES = len(NAMES) * len(DEVELOPERS) * len(TEMPLATES)
-FAST_QUEUE = "\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n"
 CHROMIUM = Path("/usr/bin/chromium")
 BACKFILLS = "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }"
 RUNS = "{ runsOrError { ... on Runs { results { runId jobName status tags { key value } } } } }"
@@ -42,41 +36,18 @@ def ui(tmp_path_factory):
         pytest.skip("no /usr/bin/chromium (Debian package `chromium`; .ci/run installs it)")
     playwright = pytest.importorskip("playwright.sync_api")
     tmp = tmp_path_factory.mktemp("ui_materialize_all")
-    home, root = tmp / "home", tmp / "root"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
-    paths = make_project(root, NAMES, DEVELOPERS)
-    fake = FakeCartesia(FAKE_KEY).start()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "HYBRID_AUDIO_ROOT": str(root),
-        "PYTHONPATH": str(ROOT),
-        "TTS_ENGINE": "cartesia",
-        "CARTESIA_BASE_URL": fake.base_url,
-        "CARTESIA_API_KEY": FAKE_KEY,
-        "HYBRID_AUDIO_PIPELINE_SENSOR_S": "2",
-    }
-    env.pop("HYBRID_AUDIO_GCS_BUCKET", None)
-    server, url = start_dagster_dev(env, ROOT / "workspace.yaml", tmp)
-
-    def alive() -> None:
-        assert server.alive(), f"dagster dev exited:\n{server.log_tail()}"
-
-    try:
-        wait_until(lambda: loaded_locations(url), timeout_s=180, what="the code location to load", alive=alive)
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=str(CHROMIUM),
-                args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-            )
-            try:
-                yield {"url": url, "paths": paths, "fake": fake, "tmp": tmp, "browser": browser, "pw": playwright, "alive": alive}
-            finally:
-                browser.close()
-    finally:
-        server.stop()
-        fake.stop()
+    with (
+        serve_dagster_dev(tmp, fake_key=FAKE_KEY, extra_env={"HYBRID_AUDIO_PIPELINE_SENSOR_S": "2"}, load_timeout_s=180) as served,
+        playwright.sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
+        )
+        try:
+            yield {**served, "browser": browser, "pw": playwright}
+        finally:
+            browser.close()
 
 
 def click_materialize_all(ui, shot: str) -> tuple[str, str]:
