@@ -2,7 +2,7 @@
 (``rotation status|next-pair|stream|next-script``, ``cache list|summary``, ``datasets list``)
 launches no run (the instance's run count before and after) and answers exactly what the
 reading run (``rotation_admin_job``, ``datasets_admin_job``) answers; after the rotation or
-a dataset moves, the answer follows. Medians of 5 against ``status`` are printed (``-s``)."""
+a dataset moves (an upload, a delete), the answer follows. Medians of 5 against ``status`` are printed (``-s``)."""
 
 from __future__ import annotations
 
@@ -198,6 +198,16 @@ def test_after_the_rotation_or_a_dataset_moves_the_answers_follow(web, capsys):
     assert code == 0, done
     again = read_without_run(web, capsys, ("rotation", "stream", "--limit", "50"))
     assert again == stream
+
+    # a delete records no listing (--no-refresh: no datasets run after it either): the listing is
+    # older than the delete, so the next list asks the reading run and no longer shows the file
+    stored = next(d["name"] for d in read_without_run(web, capsys, ("datasets", "list"))["datasets"] if d["source"] == "upload")
+    code, deleted = run(web, capsys, "datasets", "delete", stored, "--no-refresh")
+    assert code == 0 and deleted["deleted"] == stored and deleted["refresh_run"] is None, deleted
+    before = runs(web)
+    code, listed = run(web, capsys, "datasets", "list")
+    assert code == 0 and runs(web) == before + 1, listed
+    assert stored not in {d["name"] for d in listed["datasets"]} and listed == expected(web, ("datasets", "list"))
 
 
 def test_assemble_one_message_is_one_run_and_where_its_seconds_go(web, capsys):
