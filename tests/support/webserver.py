@@ -31,8 +31,6 @@ FAKE_KEY = "sk_car_FAKE_cli_audit_7f3a9c1e5b"
 BUCKET = "hybrid-audio-cli"
 NAMES = ["John", "Maria", "Zoë"]
 DEVELOPERS = ["Wyndham", "Hilton Grand Vacations"]
-# runs are dequeued every second, not every 5 (the default): the tests wait for ~20 runs
-FAST_QUEUE = "\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +38,7 @@ def web(tmp_path_factory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("cli_web")
     home, root = tmp / "home", tmp / "root"
     home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())  # runs dequeued every second
     paths = make_project(root, NAMES, DEVELOPERS)
     fake = FakeCartesia(FAKE_KEY).start()
     gcs = GCSEmulator(tmp / "gcs", default_bucket=BUCKET)

@@ -20,7 +20,7 @@ from hybrid_audio_dagster.cli.client import Client
 from testkit.gcs_emulator import GCSEmulator
 from testkit.project import make_project
 from testkit.servers import loaded_locations, start_dagster_dev, wait_until
-from tests.support.webserver import FAST_QUEUE, measured, run
+from tests.support.webserver import measured, run
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["John", "Maria", "Zoë", "Ann-Marie"]
@@ -47,7 +47,7 @@ def web(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli_reads")
     home, root = tmp / "home", tmp / "root"
     home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())  # runs dequeued every second
     paths = make_project(root, NAMES, DEVELOPERS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HYBRID_AUDIO_", "TTS_", "CARTESIA_", "STORAGE_EMULATOR"))}
     gcs = GCSEmulator(tmp / "gcs", default_bucket=BUCKET)

@@ -26,7 +26,6 @@ NAMES = ["John", "Maria", "Zoë"]
 DEVELOPERS = ["Wyndham", "Hilton Grand Vacations"]
 TEMPLATES = ["followup-en", "seguimiento-es"]
 MESSAGES = len(NAMES) * len(DEVELOPERS) * len(TEMPLATES)
-FAST_QUEUE = "\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n"
 CHROMIUM = Path("/usr/bin/chromium")
 BACKFILLS = "{ partitionBackfillsOrError { ... on PartitionBackfills { results { id status } } } }"
 RUNS = "{ runsOrError { ... on Runs { results { runId jobName status tags { key value } } } } }"
@@ -44,7 +43,7 @@ def ui(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui_materialize_all")
     home, root = tmp / "home", tmp / "root"
     home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())  # runs dequeued every second
     paths = make_project(root, NAMES, DEVELOPERS)
     fake = FakeCartesia(FAKE_KEY).start()
     env = {
