@@ -29,6 +29,7 @@ JOBS = [
     "bucket_repair_job",
     "datasets_admin_job",
     "datasets_job",
+    "delete_upload_job",
     "delivery_job",
     "developer_stems_job",
     "erase_name_job",

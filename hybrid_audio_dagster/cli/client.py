@@ -248,13 +248,28 @@ class Client:
         its ``inputs`` was materialized, or a run of a ``writer_runs`` job (with those tags) was
         created, after it: then None, and the caller asks a run. Reads that answer from a
         record ask this first, so a stale record is never shown as the answer."""
-        stamps = self.latest_timestamps([record, *inputs])
-        own = stamps.get(record)
-        if own is None or any(t is not None and t > own for a, t in stamps.items() if a != record):
+        records = self.records_if_fresh([record], inputs, writer_runs)
+        return None if records is None else records[record]
+
+    def records_if_fresh(
+        self,
+        records: Sequence[str],
+        inputs: Sequence[str] = (),
+        writer_runs: Sequence[tuple[str, Mapping[str, str] | None]] = (),
+    ) -> dict[str, dict] | None:
+        """:meth:`recorded_if_fresh` for an answer several assets record together: each
+        record's latest metadata, unless one was never recorded, or an input was materialized
+        or a writer run created after the oldest of them."""
+        stamps = self.latest_timestamps([*records, *inputs])
+        own = [stamps.get(r) for r in records]
+        if any(t is None for t in own):
             return None
-        if any((self.last_run_created(job, tags) or 0) > own for job, tags in writer_runs):
+        oldest = min(t for t in own if t is not None)
+        if any(t is not None and t > oldest for a, t in stamps.items() if a not in records):
             return None
-        return (self.latest_materializations(record, limit=1).get(None) or {}).get("metadata") or {}
+        if any((self.last_run_created(job, tags) or 0) > oldest for job, tags in writer_runs):
+            return None
+        return {r: (self.latest_materializations(r, limit=1).get(None) or {}).get("metadata") or {} for r in records}
 
     def add_partition(self, partitions_def: str, key: str) -> None:
         res = self.graphql(_ADD_PARTITION, {"repo": self.selector(), "def": partitions_def, "key": key})["addDynamicPartition"]

@@ -201,21 +201,22 @@ def preview(
 
 
 LISTED_BY = ("names_dataset", "developers_dataset", "suppression")  # each records its kind's `listing`
+# the runs that add or remove dataset files: an upload (ingest_job re-records the listing when it
+# succeeds, not when it fails half-way or is still going), a delete (delete_upload_job records
+# nothing), an erase (erase_name_job rewrites files); one created after the listing makes it stale
+LISTING_WRITERS = ("ingest_job", "delete_upload_job", "erase_name_job")
 
 
 def _recorded_listing() -> dict | None:
     """The listing the dataset assets recorded in their latest materializations (no run);
-    None when one of them never recorded it (the caller then asks a run)."""
-    out: list[dict] = []
+    None when one of them never recorded it or a writer ran after it (the caller then asks a run)."""
     try:
-        for asset in LISTED_BY:
-            listing = ((STATE.client.latest_materializations(asset, limit=1).get(None) or {}).get("metadata") or {}).get("listing")
-            if listing is None:
-                return None
-            out += listing
+        records = STATE.client.records_if_fresh(LISTED_BY, writer_runs=[(job, None) for job in LISTING_WRITERS])
     except RemoteError:
         return None
-    return {"datasets": out}
+    if records is None or any(records[asset].get("listing") is None for asset in LISTED_BY):
+        return None
+    return {"datasets": [entry for asset in LISTED_BY for entry in records[asset]["listing"]]}
 
 
 @datasets_app.command("list")
@@ -234,7 +235,12 @@ def delete(
 ) -> None:
     """Delete an accepted upload, then rebuild the rosters (their removed items' messages are retired)."""
     as_json(json_)
-    out = _admin("delete", name=name)
+    # its own job, not an action of datasets_admin_job: `datasets list` then knows, from the run
+    # alone, that the listing the dataset assets recorded is older than the delete
+    [r] = run_and_wait(
+        [("delete_upload_job", {"run_config": {"ops": {"delete_upload": {"config": {"name": name}}}}, "tags": TRIGGER})], "delete"
+    )
+    out = output_of(r, "delete_upload")
     runs = run_and_wait([("datasets_job", {"tags": {**TRIGGER, "hybrid_audio/stage": "datasets"}})], "datasets") if refresh else []
     emit(
         {"ok": True, **out, "refresh_run": runs[0].run_id if runs else None},

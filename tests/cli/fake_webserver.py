@@ -6,6 +6,7 @@ answers with a scripted outcome: an output (``cli_result``), materializations, o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,8 @@ class FakeWebserver:
     resources: dict[str, dict] = field(default_factory=lambda: {"paths": {"root": "/srv/hybrid-audio"}})
     launches: list[dict] = field(default_factory=list)
     partitions_added: list[str] = field(default_factory=list)
+    # asset → (when, in ms since the epoch, metadata) of its latest unpartitioned materialization
+    records: dict[str, tuple[float, dict]] = field(default_factory=dict)
     _outcomes: dict[str, Outcome] = field(default_factory=dict)
 
     def install(self, monkeypatch) -> FakeWebserver:
@@ -84,6 +87,7 @@ class FakeWebserver:
                     "job": job,
                     "run_config": config,
                     "run_id": run_id,
+                    "created": time.time(),
                     "tags": {t["key"]: t["value"] for t in params["executionMetadata"]["tags"]},
                 }
             )
@@ -103,6 +107,9 @@ class FakeWebserver:
                     ],
                 }
             }
+        if "runsOrError(filter: {pipelineName" in q:  # the newest run of a job (tags are not filtered here)
+            created = [launch["created"] for launch in self.launched(v["job"])]
+            return {"runsOrError": {"__typename": "Runs", "results": [{"creationTime": max(created)}] if created else []}}
         if "runsOrError(filter: {tags" in q:
             return {"runsOrError": {"__typename": "Runs", "results": []}}
         if "logsForRun" in q:
@@ -120,16 +127,26 @@ class FakeWebserver:
             }
         if "partitionKeysByDimension" in q:
             asset = v["path"][0]
+            when, md = self.records.get(asset, (None, {}))
+            recorded = [
+                {"partition": None, "runId": "recorded", "timestamp": str(when), "metadataEntries": [_entry(k, x) for k, x in md.items()]}
+            ]
             return {
                 "assetNodes": [
                     {
                         "partitionKeysByDimension": [{"name": "default", "partitionKeys": self.keys.get(asset, [])}],
-                        "assetMaterializations": [],
+                        "assetMaterializations": recorded if when is not None else [],
                     }
                 ]
             }
-        if "assetNodes(assetKeys" in q:  # the reads' freshness question: nothing recorded yet, so they fall back to a run
-            return {"assetNodes": [{"assetKey": {"path": k["path"]}, "assetMaterializations": []} for k in v["keys"]]}
+        if "assetNodes(assetKeys" in q:  # the reads' freshness question: when each asset was last recorded
+            nodes = []
+            for k in v["keys"]:
+                when = self.records.get("/".join(k["path"]), (None, {}))[0]
+                nodes.append(
+                    {"assetKey": {"path": k["path"]}, "assetMaterializations": [{"timestamp": str(when)}] if when is not None else []}
+                )
+            return {"assetNodes": nodes}
         raise AssertionError(f"the fake webserver does not answer {q[:80]!r}")
 
     def _events(self, run_id: str) -> list[dict]:

@@ -39,8 +39,6 @@ def _admin(config: dict) -> Outcome:
         return refusal("not_in_inbox", f"no file {c['inbox_file']!r} in the inbox (/srv/hybrid-audio/data/inbox); it holds names-big.csv")
     if c["action"] == "preview":
         return _preview_of(config)
-    if c["action"] == "delete":
-        return refusal("refused", f"refused: {c['name']!r} contains '..', '.' or an empty component")
     if c["action"] == "inbox":
         return Outcome(step="datasets_admin", output={"name": "names-big.csv", "size": 5_400_005, "sha256": "ab" * 32, "role": "names"})
     return Outcome(step="datasets_admin", output={"datasets": []})
@@ -69,6 +67,9 @@ def web(monkeypatch):
         jobs={
             "datasets_admin_job": _admin,
             "ingest_job": _ingest,
+            "delete_upload_job": lambda c: refusal(
+                "refused", f"refused: {c['ops']['delete_upload']['config']['name']!r} contains '..', '.' or an empty component"
+            ),
             "stem_preview_job": lambda c: refusal("bad_name", "name refused (formula_injection): starts with '='"),
             "messages_job": lambda c: refusal("unknown_name", "unknown name slug(s) ['john']: not in the names dataset"),
             "message_info_job": lambda c: refusal(

@@ -33,8 +33,6 @@ FAKE_KEY = "sk_car_FAKE_cli_audit_7f3a9c1e5b"
 BUCKET = "hybrid-audio-cli"
 NAMES = ["John", "Maria", "Zoë"]
 DEVELOPERS = ["Wyndham", "Hilton Grand Vacations"]
-# runs are dequeued every second, not every 5 (the default): the tests wait for ~20 runs
-FAST_QUEUE = "\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n"
 
 
 @contextmanager
@@ -48,7 +46,7 @@ def serve_dagster_dev(
     ``alive`` (asserts the server still runs)."""
     home, root = tmp / "home", tmp / "root"
     home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())  # runs dequeued every second
     paths = make_project(root, NAMES, DEVELOPERS)
     with ExitStack() as stack:
         fake = FakeCartesia(fake_key).start()

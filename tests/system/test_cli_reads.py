@@ -2,7 +2,7 @@
 (``rotation status|next-pair|stream|next-script``, ``cache list|summary``, ``datasets list``)
 launches no run (the instance's run count before and after) and answers exactly what the
 reading run (``rotation_admin_job``, ``datasets_admin_job``) answers; after the rotation or
-a dataset moves, the answer follows. Medians of 5 against ``status`` are printed (``-s``)."""
+a dataset moves (an upload, a delete), the answer follows. Medians of 5 against ``status`` are printed (``-s``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hybrid_audio_dagster.cli.client import Client
 from testkit.gcs_emulator import GCSEmulator
 from testkit.project import make_project
 from testkit.servers import loaded_locations, start_dagster_dev, wait_until
-from tests.support.webserver import FAST_QUEUE, measured, run
+from tests.support.webserver import measured, run
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["John", "Maria", "Zoë", "Ann-Marie"]
@@ -47,7 +47,7 @@ def web(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli_reads")
     home, root = tmp / "home", tmp / "root"
     home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text() + FAST_QUEUE)
+    (home / "dagster.yaml").write_text((ROOT / "deploy" / "dagster.yaml").read_text())  # runs dequeued every second
     paths = make_project(root, NAMES, DEVELOPERS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HYBRID_AUDIO_", "TTS_", "CARTESIA_", "STORAGE_EMULATOR"))}
     gcs = GCSEmulator(tmp / "gcs", default_bucket=BUCKET)
@@ -198,6 +198,16 @@ def test_after_the_rotation_or_a_dataset_moves_the_answers_follow(web, capsys):
     assert code == 0, done
     again = read_without_run(web, capsys, ("rotation", "stream", "--limit", "50"))
     assert again == stream
+
+    # a delete records no listing (--no-refresh: no datasets run after it either): the listing is
+    # older than the delete, so the next list asks the reading run and no longer shows the file
+    stored = next(d["name"] for d in read_without_run(web, capsys, ("datasets", "list"))["datasets"] if d["source"] == "upload")
+    code, deleted = run(web, capsys, "datasets", "delete", stored, "--no-refresh")
+    assert code == 0 and deleted["deleted"] == stored and deleted["refresh_run"] is None, deleted
+    before = runs(web)
+    code, listed = run(web, capsys, "datasets", "list")
+    assert code == 0 and runs(web) == before + 1, listed
+    assert stored not in {d["name"] for d in listed["datasets"]} and listed == expected(web, ("datasets", "list"))
 
 
 def test_assemble_one_message_is_one_run_and_where_its_seconds_go(web, capsys):

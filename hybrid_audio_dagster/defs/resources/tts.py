@@ -15,7 +15,6 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from hybrid_audio_dagster.core.tts.base import StemContract, TTSEngine, VoiceSettings, pronounced_contract
-from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
 from hybrid_audio_dagster.core.tts.cartesia.config import (
     DEFAULT_BASE_URL,
     DEFAULT_CARTESIA_VERSION,
@@ -26,6 +25,7 @@ from hybrid_audio_dagster.core.tts.cartesia.config import (
 from hybrid_audio_dagster.core.tts.cartesia.errors import CartesiaConfigError
 
 if TYPE_CHECKING:
+    from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
     from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
     from hybrid_audio_dagster.core.tts.fallback import LanguageFallbackEngine
 
@@ -262,6 +262,9 @@ class CartesiaTTSResource(TTSResource):
         if self._client is None:
             with _BUILD_LOCK:
                 if self._client is None:
+                    # imported here: httpx is ~0.3 s of every run process's start, and only Cartesia needs it
+                    from hybrid_audio_dagster.core.tts.cartesia.client import CartesiaClient
+
                     self._client = CartesiaClient(self.cartesia_config(), self.api_key)
         return self._client
 

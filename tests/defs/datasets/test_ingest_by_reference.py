@@ -15,7 +15,7 @@ from hybrid_audio_dagster.core import audit
 from hybrid_audio_dagster.core.inbox.parse import DEFAULT_MAX_BYTES, REFERENCE_MAX_BYTES
 from hybrid_audio_dagster.definitions import build_defs
 from hybrid_audio_dagster.defs.cli_result import REFUSED
-from hybrid_audio_dagster.defs.datasets.admin import datasets_admin_job
+from hybrid_audio_dagster.defs.datasets.admin import datasets_admin_job, delete_upload_job
 from testkit.project import make_project
 
 PREFIXES = ("Alexandria", "Benedicta", "Christopher", "Dominique", "Evangelina", "Florentino", "Guillermina", "Hildegarde")
@@ -156,4 +156,10 @@ def test_admin_describes_and_previews_an_inbox_file(project):
     assert (paths.inbox / "names-1k.csv").exists()  # a preview moves nothing
     problem, reason = refusal_of(admin(action="inbox", inbox_file="names-2k.csv"))
     assert problem == "not_in_inbox" and "names-1k.csv" in reason
-    assert refusal_of(admin(action="delete", name="../names.csv"))[0] == "refused"
+    deleted = delete_upload_job.execute_in_process(
+        run_config={"ops": {"delete_upload": {"config": {"name": "../names.csv"}}}},
+        instance=instance,
+        resources={"paths": paths},
+        raise_on_error=False,
+    )
+    assert refusal_of(deleted)[0] == "refused"
