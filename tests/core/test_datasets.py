@@ -381,6 +381,7 @@ def test_plain_ascii_fast_path_agrees_with_every_rule(raw, kind):
         validation._PLAIN_ASCII = saved
 
 
+@pytest.mark.slow
 def test_stored_lists_are_read_with_the_reference_bounds(tmp_path):
     """A stored 150,000-row list (over the by-value row limit) still builds its dataset."""
     from hybrid_audio_dagster.core.datasets.snapshot import build_dataset

@@ -195,6 +195,7 @@ def test_without_the_extra_selecting_piper_says_how_to_install():
     assert "pip install -e '.[piper]'" in out.stdout
 
 
+@pytest.mark.slow
 def test_full_batch_with_piper_writes_and_verifies_every_message(tmp_path):
     import dagster as dg
 

@@ -191,6 +191,7 @@ def test_sigkill_at_random_moments_never_repeats_or_loses_a_pair(tmp_path: Path)
     _assert_exactly_once(tmp_path, cfg)
 
 
+@pytest.mark.slow
 def test_two_processes_advancing_concurrently_hand_out_distinct_pairs(tmp_path: Path) -> None:
     names, devs = keys("n", 60), keys("d", 40)  # 2,400 pairs: one cycle holds all 2,000
     go = tmp_path / "go"

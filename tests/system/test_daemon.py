@@ -32,6 +32,9 @@ from testkit.servers import (
     wait_until,
 )
 
+# real processes (batches, a daemon, Postgres): make test-slow, not make test
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk_car_SECRET_canary_7f3a9c2e1b"
 ASSET_JOBS = {"datasets_job", "name_stems_job", "developer_stems_job", "script_stems_job", "messages_job"}
@@ -76,7 +79,6 @@ def _secret_hits(folder: Path, needle: bytes) -> list[str]:
     return hits
 
 
-@pytest.mark.slow
 def test_scheduled_batch_on_the_real_daemon_then_the_headless_batch_store_no_secret(tmp_path):
     home, root = tmp_path / "home", tmp_path / "project"
     home.mkdir()

@@ -30,6 +30,9 @@ from testkit.servers import (
     wait_until,
 )
 
+# real processes (batches, a daemon, Postgres): make test-slow, not make test
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "deploy" / "README.md"
 BIN = Path(sys.executable).parent
@@ -251,7 +254,6 @@ def deployment(postgres, tmp_path_factory):
         print("deploy timings:", {k: round(v, 2) for k, v in timings.items()})
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_readme_deployment_loads_the_code_location(deployment):
     (entry,) = deployment.entries
@@ -290,7 +292,6 @@ def nightly_pipeline(deployment):
         stop_schedule(deployment.url, "nightly_batch_schedule")
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_readme_deployment_a_scheduled_run_completes(deployment, nightly_pipeline):
     """The nightly schedule's pipeline through the queue on Postgres: the datasets run, the
@@ -307,7 +308,6 @@ def test_readme_deployment_a_scheduled_run_completes(deployment, nightly_pipelin
             assert problems == [] and checked == 3
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_readme_deployment_runs_the_dataset_assets_through_the_queue(deployment, nightly_pipeline):
     """A datasets run launched over GraphQL goes through the queue (after the nightly pipeline,

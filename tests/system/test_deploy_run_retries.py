@@ -19,6 +19,8 @@ import pytest
 from testkit.postgres import write_postgres_home
 from testkit.servers import ServerProcess, free_port, wait_until
 
+# real processes (batches, a daemon, Postgres): make test-slow, not make test
+pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
@@ -41,7 +43,6 @@ defs = dg.Definitions(assets=[crashy_tts], jobs=[dg.define_asset_job("crashy_job
 '''
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_killed_run_is_failed_its_pool_slot_freed_and_retried(pg_database, tmp_path):
     """deploy/dagster.postgres.yaml's run monitoring and retries with the default run

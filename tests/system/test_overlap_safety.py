@@ -38,6 +38,9 @@ from tests.support.crash import (
     verify_all,
 )
 
+# real processes (batches, a daemon, Postgres): make test-slow, not make test
+pytestmark = pytest.mark.slow
+
 # -- two batches at once ----------------------------------------------------------------------------
 DRIVER = textwrap.dedent("""
     import json, sys
@@ -78,7 +81,6 @@ INBOX = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("backend", ["sqlite-no-pools", "postgres"])
 def test_two_batches_at_once_bill_each_stem_once_and_keep_manifests_whole(backend, tmp_path, request):

@@ -30,6 +30,9 @@ from tests.support.crash import (
     verify_all,
 )
 
+# real processes (batches, a daemon, Postgres): make test-slow, not make test
+pytestmark = pytest.mark.slow
+
 NAMES = [f"Name{chr(65 + i)}x" for i in range(16)]
 DEVELOPERS = ["Wyndham", "Hilton Grand Vacations", "Marriott", "Bluegreen"]
 SUPPRESSED = NAMES[::2]  # half of them

@@ -99,6 +99,7 @@ def repair(instance, resources, *, dry_run: bool) -> dict:
     return result.output_for_node("bucket_repair")
 
 
+@pytest.mark.slow
 def test_batch_delivers_report_and_repair_then_a_fresh_checkout_needs_no_tts(gcs, tmp_path):
     emulator, _proxy = gcs
     paths, resources, instance = project(tmp_path / "a")
@@ -227,6 +228,7 @@ def test_gcs_down_or_503_is_a_clear_error_local_data_intact_and_retry_works(gcs,
     assert set(files) == set(objects) and all(objects[n].md5_hash == md5(p) for n, p in files.items())
 
 
+@pytest.mark.slow
 def test_pipeline_sensor_makes_delivery_the_last_stage_only_when_gcs_is_on(gcs, tmp_path):
     paths, resources, _ = project(tmp_path / "a", tts=OfflineTTSResource())
     base = {PIPELINE_TAG: "p1", DRIVER_TAG: "daemon", SCOPE_TAG: "full", TRIGGER_TAG: "nightly"}

@@ -135,6 +135,7 @@ def latest_after_noop(camp) -> dict[str, dict]:
     return latest(camp)
 
 
+@pytest.mark.slow
 def test_a_partial_partition_carries_no_fingerprint_until_it_is_whole(camp, monkeypatch):
     key = partitions(camp)[0]
     (manifests(camp)[key].parent / "zoe.wav").unlink()
@@ -158,6 +159,7 @@ def test_a_partial_partition_carries_no_fingerprint_until_it_is_whole(camp, monk
     assert all_messages_verified(camp.paths, camp.instance) == len(NAMES) * len(partitions(camp))
 
 
+@pytest.mark.slow
 def test_a_changed_voice_changes_every_fingerprint(camp):
     import json
 

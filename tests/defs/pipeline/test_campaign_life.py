@@ -73,6 +73,7 @@ def test_timing_only_copy_of_a_template_costs_no_tts_call(camp):
         assert fresh.current and not fresh.to_synthesize
 
 
+@pytest.mark.slow
 def test_removed_template_and_developer_are_retired_and_nothing_else_moves(camp):
     copy_template(camp.paths, "followup-en", "followup-en-slow", sentence_ms=700)
     run_full_batch(camp.instance, camp.resources)
@@ -95,6 +96,7 @@ def test_removed_template_and_developer_are_retired_and_nothing_else_moves(camp)
     assert verify_all(camp.paths, camp.instance) == len(keep)
 
 
+@pytest.mark.slow
 def test_voice_change_refuses_old_stems_then_the_batch_rebuilds_with_new_ones(camp):
     tpl_path = camp.paths.templates / "followup-en.json"
     data = json.loads(tpl_path.read_text())
@@ -138,6 +140,7 @@ def test_voice_change_refuses_old_stems_then_the_batch_rebuilds_with_new_ones(ca
                 assert sidecar["identity"]["contract"]["speed"] == 1.2
 
 
+@pytest.mark.slow
 def test_tts_failure_on_the_last_of_20_new_stems_costs_one_call_on_retry(camp):
     new = [f"Person{chr(65 + i)}" for i in range(20)]
     write_csv(camp.root / "data" / "names.csv", "name", NAMES + new)

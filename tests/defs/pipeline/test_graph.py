@@ -82,6 +82,7 @@ def test_second_batch_makes_no_tts_call_and_rewrites_nothing(project):
     assert {p: p.stat().st_mtime_ns for p in (root / "output").rglob("*.wav")} == outputs_before
 
 
+@pytest.mark.slow
 def test_one_new_name_assembles_one_message_per_partition(project):
     root, paths, resources, instance = project
     run_full_batch(instance, resources)

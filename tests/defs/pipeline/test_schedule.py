@@ -40,6 +40,7 @@ def _tick(instance, when):
         return nightly_batch_schedule(context)
 
 
+@pytest.mark.slow
 def test_scheduled_batch_is_stage_runs_and_warm_cache_makes_no_tts_call(project):
     paths = project
     with dg.instance_for_test() as instance:

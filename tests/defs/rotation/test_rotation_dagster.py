@@ -125,6 +125,7 @@ def test_definitions(monkeypatch):
     dg.Definitions.validate_loadable(defs)
 
 
+@pytest.mark.slow
 def test_same_tick_twice_same_run_keys_and_one_advance(env, monkeypatch):
     monkeypatch.setenv("HYBRID_AUDIO_ROTATION_BATCH", str(K))
     first = env.tick(T0, rotation_schedule)  # the registered schedule, K from the environment
@@ -147,6 +148,7 @@ def test_same_tick_twice_same_run_keys_and_one_advance(env, monkeypatch):
     assert env.status().cursor == K
 
 
+@pytest.mark.slow
 def test_later_ticks_advance_without_repeating_pairs(env):
     seen: list[tuple[str, str]] = []
     for day in range(3):  # 3 × 4 = the whole 4 × 3 cycle
@@ -184,6 +186,7 @@ def test_requested_runs_write_exactly_those_messages(env):
     assert {o["run_key"] for o in ledger["outstanding"]} == {r.run_key for r in later}
 
 
+@pytest.mark.slow
 def test_failed_run_pairs_come_back_until_they_succeed(env):
     shutil.rmtree(env.paths.output)  # messages must really be built, so a missing stem file fails them
     requests = env.tick(T0)
@@ -239,6 +242,7 @@ def test_never_launched_runs_are_retried_and_abandoned_after_max_attempts(env):
     assert all("never launched" in a["reason"] for a in ledger["abandoned"])
 
 
+@pytest.mark.slow
 def test_pairs_without_stems_are_deferred_then_launched(env):
     write_csv(env.root / "data" / "names.csv", "name", NAMES + ["Priya"])
     dg.materialize([names_dataset], instance=env.instance, resources={"paths": env.paths})  # no stems yet

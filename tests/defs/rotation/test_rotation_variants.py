@@ -164,6 +164,7 @@ def per_template(requests) -> Counter:
     return out
 
 
+@pytest.mark.slow
 def test_ab_rotation_alternates_the_variants_and_counts_them(env, monkeypatch, capsys):
     expected = [a.script for a in open_rotation(env.paths).store.preview(3 * K)]
     assert all(x != y for x, y in zip(expected, expected[1:])) and set(expected) == {A, B}

@@ -110,6 +110,7 @@ def test_a_text_only_variant_costs_one_call(camp):
         assert problems == [] and checked == len(NAMES)
 
 
+@pytest.mark.slow
 def test_a_removed_variant_is_retired_like_a_removed_template(camp):
     edit_template(camp.paths, lambda d: d["variants"].pop("soft_warm"))
     before = outputs(camp.root)
