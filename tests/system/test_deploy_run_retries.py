@@ -22,6 +22,7 @@ from testkit.servers import ServerProcess, free_port, wait_until
 # real processes (batches, a daemon, Postgres): make test-slow, not make test
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
+RETRY_CURSOR = f"EVENT_LOG_CONSUMER_CURSOR-{dg.DagsterEventType.RUN_FAILURE.value}"  # the retry daemon's cursor (Dagster 1.13)
 
 
 # -- run monitoring and run retries on Postgres -----------------------------------------------
@@ -109,6 +110,17 @@ def test_killed_run_is_failed_its_pool_slot_freed_and_retried(pg_database, tmp_p
                 "daemon", ["dagster-daemon", "run", "-w", str(tmp_path / "workspace.yaml")], env=env, cwd=tmp_path, log_dir=tmp_path
             )
         )
+        # Dagster's retry daemon starts from the end of the event log on its first pass: a run that
+        # failed before that pass is never retried (CI saw this once on a loaded machine). Launch
+        # only once the daemon has recorded its cursor for run failures.
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            wait_until(
+                lambda: instance.daemon_cursor_storage.get_cursor_values({RETRY_CURSOR}),
+                timeout_s=180,
+                interval_s=0.5,
+                what="the retry daemon's first pass",
+                alive=alive,
+            )
         run_id = str(uuid.uuid4())
         r = subprocess.run(
             ["dagster", "job", "launch", "-w", str(tmp_path / "workspace.yaml"), "-l", "crashy", "-j", "crashy_job", "--run-id", run_id],
