@@ -20,9 +20,11 @@ import pytest
 
 from hybrid_audio_dagster.core.tts.base import TTSEngine, TTSError, VoiceSettings
 from hybrid_audio_dagster.core.tts.espeak import (
+    COPY_PREFIX,
     EspeakEngine,
     OfflineEngineError,
     UnsupportedLanguageError,
+    remove_stale_copies,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -206,3 +208,26 @@ def test_voice_map_is_configurable() -> None:
     parse_wav(engine.synthesize("Bonjour Marie,", VoiceSettings("fr")))
     with pytest.raises(OfflineEngineError, match="no-such-voice"):
         EspeakEngine({"en": "no-such-voice"}).synthesize("Hello", EN)
+
+
+KILLED_AFTER_ONE_STEM = """
+import os, signal
+from hybrid_audio_dagster.core.tts.base import VoiceSettings
+from hybrid_audio_dagster.core.tts.espeak import EspeakEngine
+EspeakEngine().synthesize("Hey John,", VoiceSettings(language="en"))
+os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 or the OOM killer would: no atexit runs
+"""
+
+
+def test_a_killed_process_library_copy_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run([sys.executable, "-c", KILLED_AFTER_ONE_STEM], env=env, capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    [left] = [p for p in tmp_path.iterdir() if p.name.startswith(COPY_PREFIX)]
+    assert any(left.iterdir())  # the ~0.7 MB copy the killed process could not remove
+    live = tmp_path / f"{COPY_PREFIX}{os.getpid()}-abc"  # a running process's copy
+    unknown = tmp_path / f"{COPY_PREFIX}x1y2z3"  # no owner pid in the name: not ours to judge
+    live.mkdir()
+    unknown.mkdir()
+    assert remove_stale_copies(str(tmp_path)) == [str(left)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, unknown.name])

@@ -103,6 +103,8 @@ def _on_samples(wav: ctypes._Pointer, count: int, _events: int) -> int:  # type:
         return 1
 
 
+COPY_PREFIX = "hybrid-audio-espeak-"  # + owner pid + '-' + random: see remove_stale_copies
+
 # Module-level so the C function pointer outlives every library instance that holds it.
 _CALLBACK = _SynthCallback(_on_samples)
 
@@ -125,7 +127,8 @@ def _library_path() -> str:
         source = espeakng_loader.get_library_path()
         if not os.path.isfile(source):
             raise OfflineEngineError(f"espeak-ng library not found at {source}")
-        directory = tempfile.mkdtemp(prefix="hybrid-audio-espeak-")
+        remove_stale_copies()
+        directory = tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{pid}-")
         atexit.register(_remove_copy, pid, directory)
         target = os.path.join(directory, os.path.basename(source))
         shutil.copyfile(source, target)
@@ -136,6 +139,31 @@ def _library_path() -> str:
 def _remove_copy(owner_pid: int, directory: str) -> None:
     if os.getpid() == owner_pid:  # atexit handlers are inherited by forked children
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_copies(temp_dir: str | None = None) -> list[str]:
+    """Delete the private copies left by processes that died without exiting (kill -9, OOM,
+    SIGTERM: no atexit ran), ~0.7 MB each; the folder name carries its owner's pid. A live
+    owner's copy is kept. Returns the folders removed."""
+    removed = []
+    base = temp_dir or tempfile.gettempdir()
+    for entry in os.scandir(base):
+        owner, sep, _ = entry.name.removeprefix(COPY_PREFIX).partition("-")
+        if entry.name.startswith(COPY_PREFIX) and sep and owner.isdigit() and entry.is_dir(follow_symlinks=False):
+            if not _pid_alive(int(owner)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.path)
+    return removed
 
 
 def _data_path() -> bytes:
