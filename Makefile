@@ -55,7 +55,7 @@ lint: setup
 
 PYTEST := $(PY) -m pytest -q --dist loadfile --no-loadscope-reorder
 
-# the README's test command: every test not marked slow (each marked one takes over ~15 s), 3.5 min on 2 cores
+# the README's test command: every test not marked slow (each marked one takes over ~15 s), ~4 min on 2 cores
 test: setup
 	$(PYTEST) -n $(TEST_WORKERS) -m "not slow and not bench" $(PYTEST_ARGS)
 
