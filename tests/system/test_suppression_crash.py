@@ -42,27 +42,41 @@ def manifests(paths: ProjectPaths) -> dict[Path, int]:
     return {m: m.stat().st_mtime_ns for m in Path(paths.output).rglob("manifest.parquet")}
 
 
-def fresh_home(tmp_path: Path, backend: str, request) -> Path:
+KEYS = {n.lower() for n in NAMES}
+GONE = {n.lower() for n in SUPPRESSED}
+
+
+def first_batch(tmp_path: Path, backend: str, request) -> tuple[Path, Path, ProjectPaths]:
+    """A home on ``backend``, the project, and its first batch done: (home, project, paths)."""
     home = tmp_path / "home"
     if backend == "postgres":
-        return write_postgres_home(home, request.getfixturevalue("pg_database"))
-    home.mkdir()
-    (home / "dagster.yaml").write_text(SQLITE_YAML.read_text())
-    return home
-
-
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_kill_9_mid_suppression_leaves_no_half_retired_partition(backend, tmp_path, request):
-    home = fresh_home(tmp_path, backend, request)
+        write_postgres_home(home, request.getfixturevalue("pg_database"))
+    else:
+        home.mkdir()
+        (home / "dagster.yaml").write_text(SQLITE_YAML.read_text())
     project = tmp_path / "project"
     paths = make_project(project, NAMES, DEVELOPERS)
     first = headless_batch(home, project, tmp_path / "b1.log")
     assert first.wait(BATCH_S) == 0, first.output()[-3000:]
-    before = message_mtimes(paths)
-    keys = {n: n.lower() for n in NAMES}
-    gone = {keys[n] for n in SUPPRESSED}
+    return home, project, paths
+
+
+def assert_suppressed_retired_and_the_rest_untouched(paths: ProjectPaths, before: dict, billed_before: int) -> None:
+    assert billed(paths) == billed_before  # nobody's stems were made again
+    assert message_mtimes(paths) == {p: m for p, m in before.items() if Path(p).stem not in GONE}
+    for manifest in manifests(paths):
+        assert {r["name_key"] for r in read_manifest(manifest)} == KEYS - GONE
+    assert not [p for p in Path(paths.output).rglob("*.png") if any(f"-{k}-" in p.name for k in GONE)]
+    assert not temp_files(paths)
+    assert_final_files_whole(paths)
+    verify_all(paths, [n for n in NAMES if n not in SUPPRESSED])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_9_mid_suppression_leaves_no_half_retired_partition(backend, tmp_path, request):
+    home, project, paths = first_batch(tmp_path, backend, request)
+    before, billed_before = message_mtimes(paths), billed(paths)
     assert len(before) == len(NAMES) * len(DEVELOPERS) * 2
-    billed_before = billed(paths)
     seen = manifests(paths)
 
     write_csv(Path(paths.data) / "suppression.csv", "name", SUPPRESSED)
@@ -73,9 +87,9 @@ def test_kill_9_mid_suppression_leaves_no_half_retired_partition(backend, tmp_pa
     retired = 0
     for manifest in manifests(paths):
         rows = {r["name_key"] for r in read_manifest(manifest)}
-        held = rows & gone
-        assert held in (set(), gone), (manifest, sorted(held))
-        assert rows - gone == set(keys.values()) - gone  # nobody else lost a row
+        held = rows & GONE
+        assert held in (set(), GONE), (manifest, sorted(held))
+        assert rows - GONE == KEYS - GONE  # nobody else lost a row
         retired += not held
     assert retired >= 1
     assert_final_files_whole(paths)
@@ -83,38 +97,17 @@ def test_kill_9_mid_suppression_leaves_no_half_retired_partition(backend, tmp_pa
     # the next batch finishes it without a manual step and without a TTS call
     third = headless_batch(home, project, tmp_path / "b3.log")
     assert third.wait(BATCH_S) == 0, third.output()[-3000:]
-    assert billed(paths) == billed_before
-    after = message_mtimes(paths)
-    assert after == {p: m for p, m in before.items() if Path(p).stem not in gone}
-    for manifest in manifests(paths):
-        assert {r["name_key"] for r in read_manifest(manifest)} == set(keys.values()) - gone
-    assert not [p for p in Path(paths.output).rglob("*.png") if any(f"-{k}-" in p.name for k in gone)]
-    assert not temp_files(paths)
-    verify_all(paths, [n for n in NAMES if n not in SUPPRESSED])
+    assert_suppressed_retired_and_the_rest_untouched(paths, before, billed_before)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_batches_at_once_retire_the_suppressed_once(backend, tmp_path, request):
-    home = fresh_home(tmp_path, backend, request)
-    project = tmp_path / "project"
-    paths = make_project(project, NAMES, DEVELOPERS)
-    first = headless_batch(home, project, tmp_path / "b1.log")
-    assert first.wait(BATCH_S) == 0, first.output()[-3000:]
+    home, project, paths = first_batch(tmp_path, backend, request)
     before, billed_before = message_mtimes(paths), billed(paths)
-    gone = {n.lower() for n in SUPPRESSED}
 
     write_csv(Path(paths.data) / "suppression.csv", "name", SUPPRESSED)
     batches = [headless_batch(home, project, tmp_path / f"b{i}.log") for i in (2, 3)]
-    outs = []
     for batch in batches:
         rc = batch.wait(BATCH_S)
-        outs.append(batch.output())
-        assert rc == 0, outs[-1][-3000:]
-
-    assert billed(paths) == billed_before  # nobody's stems were made again
-    assert message_mtimes(paths) == {p: m for p, m in before.items() if Path(p).stem not in gone}
-    for manifest in manifests(paths):
-        assert {r["name_key"] for r in read_manifest(manifest)} == {n.lower() for n in NAMES} - gone
-    assert not temp_files(paths)
-    assert_final_files_whole(paths)
-    verify_all(paths, [n for n in NAMES if n not in SUPPRESSED])
+        assert rc == 0, batch.output()[-3000:]
+    assert_suppressed_retired_and_the_rest_untouched(paths, before, billed_before)
