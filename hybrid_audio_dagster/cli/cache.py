@@ -210,7 +210,7 @@ BUCKET_WRITER_JOBS = ("bucket_repair_job", "erase_name_job", "invalidate_stems_j
 def _bucket_record() -> dict | None:
     """bucket_consistency's latest metadata when no writer ran after it, else None."""
     try:
-        md = STATE.client.recorded_if_fresh(BUCKET_RECORD, BUCKET_WRITER_ASSETS, [(job, None) for job in BUCKET_WRITER_JOBS])
+        md = STATE.client.recorded_if_fresh(BUCKET_RECORD, BUCKET_WRITER_ASSETS, BUCKET_WRITER_JOBS)
     except RemoteError:
         return None
     return md if md and isinstance(md.get("bucket_listing"), dict) and isinstance(md.get("stem_checks"), dict) else None

@@ -54,8 +54,8 @@ _ASSET = """query ($path: [String!]!, $partitions: [String!], $limit: Int) { ass
 _LATEST = """query ($keys: [AssetKeyInput!]) { assetNodes(assetKeys: $keys) { assetKey { path } assetMaterializations(limit: 1) {
   timestamp } } }"""
 
-_LAST_RUN = """query ($job: String!, $tags: [ExecutionTag!]) { runsOrError(filter: {pipelineName: $job, tags: $tags}, limit: 1) {
-  __typename ... on Runs { results { creationTime } } } }"""
+_LAST_RUN = """query ($job: String!) { runsOrError(filter: {pipelineName: $job}, limit: 1) { __typename
+  ... on Runs { results { creationTime } } } }"""
 
 _KEYS = """query ($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) { partitionKeysByDimension { name partitionKeys } } }"""
 
@@ -230,11 +230,9 @@ class Client:
             for n in nodes
         }
 
-    def last_run_created(self, job: str, tags: Mapping[str, str] | None = None) -> float | None:
-        """When the newest run of ``job`` (with these tags, if given) was created (ms since the
-        epoch; None if none)."""
-        tag_list = [{"key": k, "value": v} for k, v in (tags or {}).items()] or None
-        data = self.graphql(_LAST_RUN, {"job": job, "tags": tag_list})["runsOrError"]
+    def last_run_created(self, job: str) -> float | None:
+        """When the newest run of ``job`` was created (ms since the epoch; None if none)."""
+        data = self.graphql(_LAST_RUN, {"job": job})["runsOrError"]
         results = data.get("results") or [] if data["__typename"] == "Runs" else []
         return float(results[0]["creationTime"]) * 1000 if results else None
 
@@ -242,20 +240,20 @@ class Client:
         self,
         record: str,
         inputs: Sequence[str] = (),
-        writer_runs: Sequence[tuple[str, Mapping[str, str] | None]] = (),
+        writer_jobs: Sequence[str] = (),
     ) -> dict | None:
         """``record``'s latest materialization metadata, unless it was never recorded or one of
-        its ``inputs`` was materialized, or a run of a ``writer_runs`` job (with those tags) was
-        created, after it: then None, and the caller asks a run. Reads that answer from a
+        its ``inputs`` was materialized, or a run of one of ``writer_jobs`` was created, after
+        it: then None, and the caller asks a run. Reads that answer from a
         record ask this first, so a stale record is never shown as the answer."""
-        records = self.records_if_fresh([record], inputs, writer_runs)
+        records = self.records_if_fresh([record], inputs, writer_jobs)
         return None if records is None else records[record]
 
     def records_if_fresh(
         self,
         records: Sequence[str],
         inputs: Sequence[str] = (),
-        writer_runs: Sequence[tuple[str, Mapping[str, str] | None]] = (),
+        writer_jobs: Sequence[str] = (),
     ) -> dict[str, dict] | None:
         """:meth:`recorded_if_fresh` for an answer several assets record together: each
         record's latest metadata, unless one was never recorded, or an input was materialized
@@ -264,10 +262,10 @@ class Client:
         own = [stamps.get(r) for r in records]
         if any(t is None for t in own):
             return None
-        oldest = min(t for t in own if t is not None)
+        oldest = min(own)
         if any(t is not None and t > oldest for a, t in stamps.items() if a not in records):
             return None
-        if any((self.last_run_created(job, tags) or 0) > oldest for job, tags in writer_runs):
+        if any((self.last_run_created(job) or 0) > oldest for job in writer_jobs):
             return None
         return {r: (self.latest_materializations(r, limit=1).get(None) or {}).get("metadata") or {} for r in records}
 

@@ -211,7 +211,7 @@ def _recorded_listing() -> dict | None:
     """The listing the dataset assets recorded in their latest materializations (no run);
     None when one of them never recorded it or a writer ran after it (the caller then asks a run)."""
     try:
-        records = STATE.client.records_if_fresh(LISTED_BY, writer_runs=[(job, None) for job in LISTING_WRITERS])
+        records = STATE.client.records_if_fresh(LISTED_BY, writer_jobs=LISTING_WRITERS)
     except RemoteError:
         return None
     if records is None or any(records[asset].get("listing") is None for asset in LISTED_BY):

@@ -107,7 +107,7 @@ class FakeWebserver:
                     ],
                 }
             }
-        if "runsOrError(filter: {pipelineName" in q:  # the newest run of a job (tags are not filtered here)
+        if "runsOrError(filter: {pipelineName" in q:  # the newest run of a job
             created = [launch["created"] for launch in self.launched(v["job"])]
             return {"runsOrError": {"__typename": "Runs", "results": [{"creationTime": max(created)}] if created else []}}
         if "runsOrError(filter: {tags" in q:
